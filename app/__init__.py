@@ -1,0 +1,1 @@
+"""issueflow: an issue tracker whose issues are enriched by a Celery pipeline."""

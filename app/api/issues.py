@@ -1,0 +1,132 @@
+"""/issues: create, read, list, change, delete and re-enrich issues."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response, status
+from sqlalchemy.orm import Session
+
+from app.api.errors import errors
+from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from app.models import Issue
+from app.notify import notify_issue_creation
+from app.pagination import InvalidCursor
+from app.schemas import (
+    EnrichmentStarted,
+    IssueCreate,
+    IssueCreated,
+    IssuePage,
+    IssueRead,
+    IssueUpdate,
+)
+from app.services.issues import create_issue, get_issue, list_issues, to_read, update_issue
+from app.services.runs import revoke_runs_of
+from pipelines.enrichment import start_enrichment
+
+router = APIRouter(prefix="/issues", tags=["issues"])
+
+WRITE_ERRORS = (401, 403, 413, 422, 503)
+
+
+def _locked_issue(session: Session, issue_id: int) -> Issue:
+    issue = get_issue(session=session, issue_id=issue_id, for_update=True)
+    if issue is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"issue {issue_id} not found")
+    return issue
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[WriteAccess],
+    responses=errors(*WRITE_ERRORS),
+)
+def create(
+    data: IssueCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
+    background: BackgroundTasks,
+) -> IssueCreated:
+    """Create an issue and start its enrichment; poll ``status_url`` for progress."""
+    with session.begin():
+        issue = create_issue(session=session, data=data)
+        run = start_enrichment(session=session, issue=issue)
+    read = to_read(issue)
+    response.headers["Location"] = f"/issues/{issue.id}"
+    if settings.notify_webhook_url:
+        background.add_task(
+            notify_issue_creation, settings.notify_webhook_url, read.model_dump(mode="json"),
+            timeout=settings.notify_timeout,
+        )
+    return IssueCreated(issue=read, task_id=run.id, status_url=f"/tasks/{run.id}")
+
+
+@router.get("", dependencies=[ReadAccess], responses=errors(400, 401, 403, 422, 503))
+def list_(
+    session: SessionDep,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    enrichment_status: Literal["pending", "running", "succeeded", "failed"] | None = None,
+    status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> IssuePage:
+    """Issues, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    try:
+        issues, next_cursor = list_issues(
+            session=session, limit=limit, cursor=cursor, tag=tag,
+            enrichment_status=enrichment_status, status=status_,
+        )
+    except InvalidCursor as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    return IssuePage(items=[to_read(issue) for issue in issues], next_cursor=next_cursor)
+
+
+@router.get("/{issue_id}", dependencies=[ReadAccess], responses=errors(401, 403, 404, 422, 503))
+def read(issue_id: int, session: SessionDep) -> IssueRead:
+    issue = get_issue(session=session, issue_id=issue_id)
+    if issue is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"issue {issue_id} not found")
+    return to_read(issue)
+
+
+@router.patch(
+    "/{issue_id}", dependencies=[WriteAccess], responses=errors(404, *WRITE_ERRORS)
+)
+def patch(issue_id: int, data: IssueUpdate, session: SessionDep) -> IssueRead:
+    """Change fields; a changed title or body starts a new run that supersedes the old one."""
+    with session.begin():
+        issue = _locked_issue(session, issue_id)
+        if update_issue(issue=issue, changes=data.changes()):
+            start_enrichment(session=session, issue=issue)
+    return to_read(issue)
+
+
+@router.delete(
+    "/{issue_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[WriteAccess],
+    responses=errors(404, *WRITE_ERRORS),
+)
+def delete(issue_id: int, session: SessionDep) -> Response:
+    """Delete the issue; a run still going ends REVOKED and keeps its record."""
+    with session.begin():
+        issue = _locked_issue(session, issue_id)
+        revoke_runs_of(session=session, issue=issue, reason=f"issue {issue_id} was deleted")
+        session.delete(issue)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{issue_id}/enrich",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[WriteAccess],
+    responses=errors(404, *WRITE_ERRORS),
+)
+def enrich(issue_id: int, session: SessionDep) -> EnrichmentStarted:
+    """Run the enrichment again (after a failure, say); supersedes a run still going."""
+    with session.begin():
+        issue = _locked_issue(session, issue_id)
+        run = start_enrichment(session=session, issue=issue)
+    return EnrichmentStarted(task_id=run.id, status_url=f"/tasks/{run.id}")

@@ -1,0 +1,70 @@
+"""The Celery app: configuration only. The stage tasks live in ``pipelines.enrichment``.
+
+Workers: ``celery -A app.celery_app worker -Q summarise`` (or ``tag``, ``persist``; no
+``-Q`` serves all three).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue as KombuQueue
+
+from app.config import Settings, get_settings
+from pipelines.queues import TASK_ROUTES, Queue
+
+# Kombu's Redis transport looks for messages held by dead workers every
+# interval * throttle seconds (default 10 * 10). Scanning every 10 s keeps redelivery within
+# CELERY_VISIBILITY_TIMEOUT + ~10 s, at 3 cheap Redis commands per scan per worker.
+UNACKED_RESTORE_INTERVAL = 10
+UNACKED_RESTORE_THROTTLE = 1
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.celery_broker_url,
+        "result_backend": settings.celery_result_backend,
+        "broker_transport_options": {
+            "visibility_timeout": settings.celery_visibility_timeout,
+            "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
+            "unacked_restore_throttle": UNACKED_RESTORE_THROTTLE,
+        },
+        "broker_connection_retry_on_startup": True,
+        # A POST must not hang on a dead broker: fail fast and leave the run in the outbox.
+        "broker_connection_timeout": 2,
+        "task_publish_retry_policy": {
+            "max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+        },
+        "task_queues": [KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
+        "task_default_queue": Queue.SUMMARISE.value,
+        "task_create_missing_queues": False,
+        "task_routes": TASK_ROUTES,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # The database tracks every run and stage; a result backend would only add round trips.
+        "task_ignore_result": True,
+        "task_store_errors_even_if_ignored": False,
+        # Flower sees queued stages; it turns worker events on itself while it runs.
+        "task_send_sent_event": True,
+        # After a lost broker connection the unacked messages are redelivered anyway: stop
+        # their tasks instead of finishing them twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    app = Celery("issueflow", include=["pipelines.enrichment"])
+    app.conf.update(celery_config(settings or get_settings()))
+    return app
+
+
+celery_app = make_celery()
+app = celery_app  # `celery -A app.celery_app` finds either name

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: settings, a database session per request, the API-key check."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for the request; the route commits (``with session.begin()``) what it writes."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+_bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS")
+
+
+def _check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
+    if not settings.api_keys:
+        return
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    offered = credentials.credentials.encode()
+    # Compare with every key, always, so the time taken says nothing about which matched.
+    matches = [hmac.compare_digest(offered, key.get_secret_value().encode())
+               for key in settings.api_keys]
+    if not any(matches):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
+
+
+def require_write_key(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    _check_key(settings, credentials)
+
+
+def require_read_key(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if settings.api_read_requires_key:
+        _check_key(settings, credentials)
+
+
+WriteAccess = Depends(require_write_key)
+ReadAccess = Depends(require_read_key)

@@ -1,0 +1,191 @@
+"""The database model: issues with their tags, and enrichment runs with one row per stage."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every database (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use an aware UTC timestamp")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
+
+
+class IssueStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class EnrichmentStatus(enum.StrEnum):
+    """The issue-level view of its latest run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class TaskState(enum.StrEnum):
+    """Celery's own state names, used for runs and stages."""
+
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+
+
+FINISHED_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED})
+
+
+class Issue(Base):
+    __tablename__ = "issues"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        Index("ix_issues_enrichment_status_id", "enrichment_status", "id"),
+        Index("ix_issues_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=IssueStatus.OPEN)
+    ai_summary: Mapped[str | None] = mapped_column(Text)
+    enrichment_status: Mapped[str] = mapped_column(String(16), default=EnrichmentStatus.PENDING)
+    # The run whose result the issue shows or waits for; an edit points it at a newer run.
+    enrichment_task_id: Mapped[str | None] = mapped_column(String(64))
+    enrichment_error: Mapped[str | None] = mapped_column(Text)
+    enriched_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    tag_rows: Mapped[list[IssueTag]] = relationship(
+        back_populates="issue",
+        cascade="all, delete-orphan",
+        order_by="IssueTag.position",
+        lazy="selectin",
+        passive_deletes=True,
+    )
+
+    @property
+    def tags(self) -> list[str]:
+        return [row.tag for row in self.tag_rows]
+
+
+class IssueTag(Base):
+    """One tag of one issue; ``(tag, issue_id)`` is indexed so ``?tag=`` is an index scan."""
+
+    __tablename__ = "issue_tags"
+    __table_args__ = (Index("ix_issue_tags_tag_issue_id", "tag", "issue_id"),)
+
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+    issue: Mapped[Issue] = relationship(back_populates="tag_rows")
+
+
+class EnrichmentRun(Base):
+    """One enrichment of one issue: a chain summarise → tag → persist.
+
+    The id is the chain's root (summarise) task id. ``issue_id`` is deliberately not a
+    foreign key: a run's record outlives a deleted issue, so ``GET /tasks/<id>`` can still
+    say what happened. ``state`` is stored once the run has finished; until then it is
+    derived from the stages.
+    """
+
+    __tablename__ = "enrichment_runs"
+    __table_args__ = (
+        Index("ix_enrichment_runs_state_created_at", "state", "created_at", "id"),
+        Index("ix_enrichment_runs_created_at", "created_at", "id"),
+        Index("ix_enrichment_runs_issue_id", "issue_id"),
+        Index("ix_enrichment_runs_dispatched", "dispatched"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issue_id: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default=TaskState.PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The outbox: False while the chain still has to reach the broker.
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
+    dispatch_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    stages: Mapped[list[EnrichmentStage]] = relationship(
+        back_populates="run",
+        cascade="all, delete-orphan",
+        order_by="EnrichmentStage.position",
+        lazy="selectin",
+        passive_deletes=True,
+    )
+
+
+class EnrichmentStage(Base):
+    __tablename__ = "enrichment_stages"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("enrichment_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    queue: Mapped[str] = mapped_column(String(32))
+    task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default=TaskState.PENDING)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    run: Mapped[EnrichmentRun] = relationship(back_populates="stages")

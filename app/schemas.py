@@ -1,0 +1,138 @@
+"""Request and response bodies of the HTTP API (design.md)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+
+from app.config import BODY_MAX, TITLE_MAX
+
+# NUL and UTF-16 surrogates (always unpaired in a Python str): PostgreSQL refuses both.
+_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+
+
+def storable_text(value: object) -> object:
+    """Replace what PostgreSQL cannot store (NUL, lone surrogates) with U+FFFD."""
+    if not isinstance(value, str):
+        return value  # the strict type check that follows reports it
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Title = Annotated[
+    StrictStr,
+    Field(max_length=TITLE_MAX),
+    AfterValidator(_not_blank),
+    BeforeValidator(storable_text),
+]
+Body = Annotated[StrictStr, Field(max_length=BODY_MAX), BeforeValidator(storable_text)]
+
+
+class IssueCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    body: Body = ""
+
+
+class IssueUpdate(BaseModel):
+    """Every field optional; ``null`` is refused (a title or body cannot be unset)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    body: Body | None = None
+    status: Literal["open", "closed"] | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class EnrichmentRead(BaseModel):
+    status: Literal["pending", "running", "succeeded", "failed"]
+    task_id: str | None
+    error: str | None
+    enriched_at: datetime | None
+
+
+class IssueRead(BaseModel):
+    id: int
+    title: str
+    body: str
+    status: Literal["open", "closed"]
+    ai_summary: str | None
+    tags: list[str]
+    enrichment: EnrichmentRead
+    created_at: datetime
+    updated_at: datetime
+
+
+class IssueCreated(BaseModel):
+    issue: IssueRead
+    task_id: str
+    status_url: str
+
+
+class EnrichmentStarted(BaseModel):
+    task_id: str
+    status_url: str
+
+
+class IssuePage(BaseModel):
+    items: list[IssueRead]
+    next_cursor: str | None
+
+
+CeleryState = Literal["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
+
+
+class StageRead(BaseModel):
+    name: str
+    queue: str
+    task_id: str
+    state: CeleryState
+    retries: int
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Progress(BaseModel):
+    completed: int
+    total: int
+
+
+class EnrichmentResult(BaseModel):
+    ai_summary: str
+    tags: list[str]
+
+
+class TaskStatusRead(BaseModel):
+    task_id: str
+    issue_id: int
+    state: CeleryState
+    progress: Progress
+    stages: list[StageRead]
+    result: EnrichmentResult | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskStatusRead]
+    next_cursor: str | None
+
+
+class ErrorDetail(BaseModel):
+    """Every error response: ``{"detail": "..."}``, or a list of field errors for 422."""
+
+    detail: str | list[dict[str, Any]]

@@ -1,0 +1,276 @@
+"""Enrichment runs and their stages: recorded at dispatch, kept current by the stage tasks.
+
+Writes that touch an issue and its runs lock in one order: the issue row first
+(``SELECT ... FOR UPDATE``), then the run, then its stages. Stage bookkeeping that does
+not touch the issue updates one stage row only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from app.models import (
+    FINISHED_STATES,
+    EnrichmentRun,
+    EnrichmentStage,
+    EnrichmentStatus,
+    Issue,
+    TaskState,
+    utcnow,
+)
+from app.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.services.issues import get_issue, set_tags
+
+_UNFINISHED = [TaskState.PENDING, TaskState.STARTED, TaskState.RETRY]
+
+
+class StageSpec(NamedTuple):
+    name: str
+    queue: str
+    task_id: str
+
+
+class StaleRun(Exception):
+    """The run may not go on: it was superseded, its issue deleted, or it already ended."""
+
+
+class RunNotFound(Exception):
+    """No run has this id (yet: a worker can see a message before the API's commit)."""
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """What a stage task reads at its start."""
+
+    issue_id: int
+    title: str
+    body: str
+
+
+def record_run(
+    *, session: Session, issue: Issue, run_id: str, stages: Sequence[StageSpec]
+) -> EnrichmentRun:
+    """Record a new run for ``issue`` (whose row the caller holds) and make it current."""
+    if issue.enrichment_task_id is not None:
+        _end_run(
+            session, issue.enrichment_task_id, TaskState.REVOKED, f"superseded by {run_id}"
+        )
+    issue.enrichment_status = EnrichmentStatus.PENDING
+    issue.enrichment_task_id = run_id
+    issue.enrichment_error = None
+    if issue.id is None:
+        session.flush([issue])  # a new issue is inserted with its run id already set
+    run = EnrichmentRun(
+        id=run_id,
+        issue_id=issue.id,
+        stages=[
+            EnrichmentStage(
+                position=position, name=spec.name, queue=spec.queue, task_id=spec.task_id
+            )
+            for position, spec in enumerate(stages)
+        ],
+    )
+    session.add(run)
+    return run
+
+
+def revoke_runs_of(*, session: Session, issue: Issue, reason: str) -> None:
+    """End the issue's current run, if unfinished, before the issue goes away."""
+    if issue.enrichment_task_id is not None:
+        _end_run(session, issue.enrichment_task_id, TaskState.REVOKED, reason)
+
+
+def mark_undispatched(*, session: Session, issue: Issue, run: EnrichmentRun, reason: str) -> None:
+    """The broker refused the chain: keep the run in the outbox and say so on the issue."""
+    run.dispatched = False
+    run.dispatch_error = reason
+    issue.enrichment_error = f"waiting for the broker; dispatch is retried automatically ({reason})"
+
+
+def begin_stage(*, session: Session, run_id: str, position: int) -> StageInput:
+    """Mark a stage STARTED and read its input. Raises RunNotFound or StaleRun."""
+    row = session.execute(
+        select(EnrichmentRun.state, EnrichmentRun.issue_id, Issue.enrichment_task_id,
+               Issue.title, Issue.body)
+        .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
+        .where(EnrichmentRun.id == run_id)
+    ).one_or_none()
+    if row is None:
+        raise RunNotFound(run_id)
+    state, issue_id, current_run, title, body = row
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if current_run != run_id:
+        if title is None:
+            raise StaleRun(f"issue {issue_id} was deleted")
+        raise StaleRun(f"superseded by {current_run}")
+    if position == 0:
+        session.execute(
+            update(Issue)
+            .where(Issue.id == issue_id, Issue.enrichment_task_id == run_id)
+            .values(enrichment_status=EnrichmentStatus.RUNNING)
+        )
+    session.execute(
+        _stage(run_id, position).values(state=TaskState.STARTED, started_at=utcnow())
+    )
+    return StageInput(issue_id=issue_id, title=title, body=body)
+
+
+def finish_stage(*, session: Session, run_id: str, position: int) -> None:
+    session.execute(
+        _stage(run_id, position).values(state=TaskState.SUCCESS, error=None, finished_at=utcnow())
+    )
+
+
+def retry_stage(*, session: Session, run_id: str, position: int, retries: int, error: str) -> None:
+    """The stage waits for retry number ``retries`` after ``error``."""
+    session.execute(
+        _stage(run_id, position).values(state=TaskState.RETRY, retries=retries, error=error)
+    )
+
+
+def fail_run(*, session: Session, run_id: str, position: int, error: str) -> None:
+    """A stage failed for good: the stage, the run and (if still current) the issue say why."""
+    run = session.get(EnrichmentRun, run_id)
+    if run is None:
+        return
+    issue = get_issue(session=session, issue_id=run.issue_id, for_update=True)
+    run = session.get(EnrichmentRun, run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.state in FINISHED_STATES:
+        return
+    now = utcnow()
+    name = "?"
+    for stage in run.stages:
+        if stage.position == position:
+            name = stage.name
+            stage.state, stage.error, stage.finished_at = TaskState.FAILURE, error, now
+        elif stage.position > position and stage.state not in FINISHED_STATES:
+            stage.state, stage.error = TaskState.REVOKED, f"not run: {name} failed"
+    run.state, run.error, run.finished_at = TaskState.FAILURE, f"{name}: {error}", now
+    if issue is not None and issue.enrichment_task_id == run_id:
+        issue.enrichment_status = EnrichmentStatus.FAILED
+        issue.enrichment_error = run.error
+
+
+def persist_result(
+    *, session: Session, run_id: str, position: int, summary: str, tags: Sequence[str]
+) -> bool:
+    """Write the run's result onto its issue, once. False when there was nothing to do.
+
+    Idempotent: a redelivered persist finds the run SUCCESS and changes nothing. A run that
+    is no longer the issue's current one never overwrites the newer run's result.
+    """
+    run = session.get(EnrichmentRun, run_id)
+    if run is None:
+        raise RunNotFound(run_id)
+    issue = get_issue(session=session, issue_id=run.issue_id, for_update=True)
+    session.refresh(run, with_for_update=True)
+    if run.state == TaskState.SUCCESS:
+        return False
+    if run.state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {run.state}")
+    if issue is None or issue.enrichment_task_id != run_id:
+        reason = f"issue {run.issue_id} was deleted" if issue is None else (
+            f"superseded by {issue.enrichment_task_id}"
+        )
+        raise StaleRun(reason)
+    now = utcnow()
+    issue.ai_summary = summary
+    set_tags(issue=issue, tags=tags)
+    issue.enrichment_status = EnrichmentStatus.SUCCEEDED
+    issue.enrichment_error = None
+    issue.enriched_at = now
+    run.state, run.error, run.finished_at = TaskState.SUCCESS, None, now
+    run.result = {"ai_summary": summary, "tags": list(dict.fromkeys(tags))}
+    for stage in run.stages:
+        if stage.position == position:
+            stage.state, stage.error, stage.finished_at = TaskState.SUCCESS, None, now
+            stage.started_at = stage.started_at or now
+    return True
+
+
+def end_stale_run(*, session: Session, run_id: str, reason: str) -> None:
+    """A stage found its run stale: make sure the run reads REVOKED with the reason."""
+    _end_run(session, run_id, TaskState.REVOKED, reason)
+
+
+def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
+    """The run whose root id, or one of whose stage ids, is ``task_id``: one round trip."""
+    by_stage = select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id)
+    query = (
+        select(EnrichmentRun)
+        .options(joinedload(EnrichmentRun.stages))
+        .where(or_(EnrichmentRun.id == task_id, EnrichmentRun.id.in_(by_stage)))
+    )
+    return session.scalars(query).unique().one_or_none()
+
+
+def list_runs(
+    *, session: Session, limit: int, cursor: str | None = None, state: str | None = None
+) -> tuple[Sequence[EnrichmentRun], str | None]:
+    """Runs newest first, optionally only those that ended in ``state``. Raises InvalidCursor."""
+    query = select(EnrichmentRun).order_by(
+        EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc()
+    )
+    if state is not None:
+        query = query.where(EnrichmentRun.state == state)
+    if cursor is not None:
+        position = decode_cursor(cursor, keys={"created_at": str, "id": str})
+        try:
+            created_at = datetime.fromisoformat(position["created_at"])
+        except ValueError as exc:
+            raise InvalidCursor("invalid cursor") from exc
+        query = query.where(
+            or_(
+                EnrichmentRun.created_at < created_at,
+                (EnrichmentRun.created_at == created_at) & (EnrichmentRun.id < position["id"]),
+            )
+        )
+    runs = session.scalars(query.limit(limit + 1)).all()
+    if len(runs) <= limit:
+        return runs, None
+    last = runs[limit - 1]
+    return runs[:limit], encode_cursor(
+        {"created_at": last.created_at.isoformat(), "id": last.id}
+    )
+
+
+def undispatched_runs(*, session: Session, limit: int) -> Sequence[EnrichmentRun]:
+    """Runs the broker has not taken yet, oldest first, locked so one sweeper takes each."""
+    query = (
+        select(EnrichmentRun)
+        .where(EnrichmentRun.dispatched.is_(False), EnrichmentRun.state == TaskState.PENDING)
+        .order_by(EnrichmentRun.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.scalars(query).all()
+
+
+def _stage(run_id: str, position: int) -> Any:
+    return update(EnrichmentStage).where(
+        EnrichmentStage.run_id == run_id,
+        EnrichmentStage.position == position,
+        EnrichmentStage.state.in_(_UNFINISHED),
+    )
+
+
+def _end_run(session: Session, run_id: str, state: TaskState, reason: str) -> None:
+    now = utcnow()
+    ended = session.execute(
+        update(EnrichmentRun)
+        .where(EnrichmentRun.id == run_id, EnrichmentRun.state.not_in(FINISHED_STATES))
+        .values(state=state, error=reason, finished_at=now)
+    )
+    if ended.rowcount:  # type: ignore[attr-defined]
+        session.execute(
+            update(EnrichmentStage)
+            .where(EnrichmentStage.run_id == run_id, EnrichmentStage.state.in_(_UNFINISHED))
+            .values(state=state, finished_at=now)
+        )

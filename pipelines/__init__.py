@@ -1,0 +1,1 @@
+"""The enrichment pipeline: canvas, stage tasks, policies, providers, rate limiting."""

@@ -1,0 +1,122 @@
+"""The enrichment chain: three thin stage tasks, and how a run is started.
+
+``chain(summarise | tag | persist)``; each task on its own queue with its own policy. The
+tasks pass ids and small JSON values; each re-reads the issue from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import uuid4
+
+from celery import Task, chain
+from celery.canvas import Signature
+from kombu.exceptions import KombuError
+from sqlalchemy.orm import Session
+
+from app.celery_app import celery_app
+from app.config import get_settings
+from app.db import session_scope
+from app.models import EnrichmentRun, Issue
+from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_result, record_run
+from pipelines.policies import StagePolicy, policy_for
+from pipelines.providers import get_provider
+from pipelines.queues import Stage
+from pipelines.stages import engine, handle_stage_error, run_stage, stop_stale
+
+log = logging.getLogger(__name__)
+
+POLICIES: dict[Stage, StagePolicy] = {stage: policy_for(stage, get_settings()) for stage in Stage}
+
+
+def _options(stage: Stage) -> dict[str, Any]:
+    policy = POLICIES[stage]
+    return {
+        "name": stage.task_name,
+        "bind": True,
+        # The stage policy counts retries itself (pipelines.stages); Celery must not cap them.
+        "max_retries": None,
+        "rate_limit": policy.rate_limit,
+        "time_limit": policy.time_limit,
+        "soft_time_limit": policy.soft_time_limit,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "ignore_result": True,
+    }
+
+
+@celery_app.task(**_options(Stage.SUMMARISE))
+def summarise(self: Task, issue_id: int, run_id: str) -> dict[str, str]:
+    stage = Stage.SUMMARISE
+    return run_stage(
+        self, stage, POLICIES[stage], run_id,
+        lambda issue: {"summary": get_provider().summarise(issue.title, issue.body)},
+    )
+
+
+@celery_app.task(**_options(Stage.TAG))
+def tag(self: Task, previous: dict[str, str], *, issue_id: int, run_id: str) -> dict[str, Any]:
+    stage = Stage.TAG
+    summary = previous["summary"]
+    return run_stage(
+        self, stage, POLICIES[stage], run_id,
+        lambda issue: {
+            "summary": summary,
+            "tags": get_provider().tag(issue.title, issue.body, summary),
+        },
+    )
+
+
+@celery_app.task(**_options(Stage.PERSIST))
+def persist(self: Task, previous: dict[str, Any], *, issue_id: int, run_id: str) -> bool:
+    """Write summary and tags in one transaction; a redelivered persist changes nothing."""
+    stage = Stage.PERSIST
+    try:
+        with session_scope(engine()) as session:
+            return persist_result(
+                session=session, run_id=run_id, position=stage.position,
+                summary=previous["summary"], tags=previous["tags"],
+            )
+    except StaleRun as exc:
+        stop_stale(run_id, stage, str(exc))
+    except Exception as exc:
+        handle_stage_error(self, stage, POLICIES[stage], run_id, exc)
+
+
+def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
+    """The chain with every stage's task id fixed in advance: the first one is the run id."""
+    run_id = task_ids[0]
+    ids = {"issue_id": issue_id, "run_id": run_id}
+    return chain(
+        summarise.signature((issue_id, run_id), task_id=task_ids[0]),
+        tag.signature(kwargs=ids, task_id=task_ids[1]),
+        persist.signature(kwargs=ids, task_id=task_ids[2]),
+    )
+
+
+def start_enrichment(*, session: Session, issue: Issue) -> EnrichmentRun:
+    """Record a run for ``issue`` and send its chain, inside the caller's transaction.
+
+    The chain is published before the caller commits, so a crash in between leaves a
+    message whose run never appears (the worker drops it after a few seconds) rather than
+    a committed run that no message will ever carry. If the broker is unreachable the run
+    stays in the outbox and ``pipelines.outbox`` sends it later.
+    """
+    task_ids = [str(uuid4()) for _ in Stage]
+    run = record_run(
+        session=session,
+        issue=issue,
+        run_id=task_ids[0],
+        stages=[
+            StageSpec(stage.value, stage.queue.value, task_id)
+            for stage, task_id in zip(Stage, task_ids, strict=True)
+        ],
+    )
+    session.flush()
+    try:
+        build_chain(issue.id, task_ids).apply_async()
+    except (KombuError, OSError) as exc:
+        log.warning("broker unreachable; run %s kept in the outbox: %s", run.id, exc)
+        mark_undispatched(session=session, issue=issue, run=run, reason=type(exc).__name__)
+    return run

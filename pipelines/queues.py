@@ -1,0 +1,34 @@
+"""The three stages, their queues and task names: declared here and nowhere else."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Queue(enum.StrEnum):
+    SUMMARISE = "summarise"
+    TAG = "tag"
+    PERSIST = "persist"
+
+
+class Stage(enum.StrEnum):
+    """A pipeline stage; its value is its name, its queue has the same name."""
+
+    SUMMARISE = "summarise"
+    TAG = "tag"
+    PERSIST = "persist"
+
+    @property
+    def queue(self) -> Queue:
+        return Queue(self.value)
+
+    @property
+    def task_name(self) -> str:
+        return f"enrichment.{self.value}"
+
+    @property
+    def position(self) -> int:
+        return list(Stage).index(self)
+
+
+TASK_ROUTES = {stage.task_name: {"queue": stage.queue.value} for stage in Stage}

@@ -1,0 +1,127 @@
+"""What every stage task does around its work: bookkeeping, retries, failure, staleness.
+
+A stage marks itself STARTED and reads its input in one short transaction, does its work
+outside any transaction, then marks itself SUCCESS. Transient errors are retried with the
+stage's policy; anything else fails the run at once with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+from celery import Task
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
+from sqlalchemy import exc as sa_exc
+
+from app.config import get_settings
+from app.db import get_engine, session_scope
+from app.services.runs import (
+    RunNotFound,
+    StageInput,
+    StaleRun,
+    begin_stage,
+    end_stale_run,
+    fail_run,
+    finish_stage,
+    retry_stage,
+)
+from pipelines.policies import StagePolicy
+from pipelines.providers.base import TransientError
+from pipelines.queues import Stage
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Errors worth retrying: the provider said so, the attempt ran out of time, or the
+# database connection broke, deadlocked or was busy.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TransientError,
+    SoftTimeLimitExceeded,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+
+# A worker may see a message before the API has committed its run; it waits this long.
+RUN_NOT_VISIBLE_RETRIES = 5
+RUN_NOT_VISIBLE_COUNTDOWN = 1.0
+
+MAX_ERROR_LENGTH = 1000
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: message``, short enough to store and show."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+def engine() -> Any:
+    return get_engine(get_settings().database_url)
+
+
+def run_stage(
+    task: Task,
+    stage: Stage,
+    policy: StagePolicy,
+    run_id: str,
+    work: Callable[[StageInput], T],
+) -> T:
+    """Run one stage of ``run_id``: begin, work, finish; retry, fail or stop as needed."""
+    try:
+        with session_scope(engine()) as session:
+            data = begin_stage(session=session, run_id=run_id, position=stage.position)
+        result = work(data)
+        with session_scope(engine()) as session:
+            finish_stage(session=session, run_id=run_id, position=stage.position)
+        return result
+    except Exception as exc:
+        handle_stage_error(task, stage, policy, run_id, exc)
+
+
+def handle_stage_error(
+    task: Task, stage: Stage, policy: StagePolicy, run_id: str, exc: Exception
+) -> NoReturn:
+    """Retry, stop or fail, and say so on the run. Always raises."""
+    if isinstance(exc, Retry | Ignore):
+        raise exc
+    if isinstance(exc, StaleRun):
+        stop_stale(run_id, stage, str(exc))
+    if isinstance(exc, RunNotFound):
+        if task.request.retries < RUN_NOT_VISIBLE_RETRIES:
+            raise task.retry(countdown=RUN_NOT_VISIBLE_COUNTDOWN, max_retries=None) from exc
+        log.error("%s: no run %s in the database; dropping the message", stage.task_name, run_id)
+        raise Ignore() from exc
+    reason = describe(exc)
+    if isinstance(exc, TRANSIENT_ERRORS) and task.request.retries < policy.max_retries:
+        retries = task.request.retries
+        countdown = policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
+        _record(retry_stage, run_id=run_id, position=stage.position, retries=retries + 1,
+                error=reason)
+        log.warning("%s run %s: retry %d/%d in %.1fs after %s", stage.task_name, run_id,
+                    retries + 1, policy.max_retries, countdown, reason)
+        raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+    if isinstance(exc, TRANSIENT_ERRORS):
+        reason = f"{reason} (gave up after {policy.max_retries} retries)"
+    _record(fail_run, run_id=run_id, position=stage.position, error=reason)
+    log.error("%s run %s failed: %s", stage.task_name, run_id, reason)
+    raise exc
+
+
+def stop_stale(run_id: str, stage: Stage, reason: str) -> NoReturn:
+    """The run was superseded or its issue deleted: end it as REVOKED and stop the chain."""
+    log.info("%s run %s stopped: %s", stage.task_name, run_id, reason)
+    _record(end_stale_run, run_id=run_id, reason=reason)
+    raise Ignore()
+
+
+def _record(write: Callable[..., None], **kwargs: Any) -> None:
+    """Bookkeeping that must not hide the error being handled if the database is down."""
+    try:
+        with session_scope(engine()) as session:
+            write(session=session, **kwargs)
+    except sa_exc.SQLAlchemyError:
+        log.exception("could not record %s for run %s", write.__name__, kwargs.get("run_id"))
