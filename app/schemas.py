@@ -6,7 +6,15 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictStr,
+    field_validator,
+)
 
 from app.config import BODY_MAX, TITLE_MAX
 
@@ -51,6 +59,14 @@ class IssueUpdate(BaseModel):
     title: Title | None = None
     body: Body | None = None
     status: Literal["open", "closed"] | None = None
+
+    @field_validator("title", "body", "status")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields the client sent: an absent field is fine, an explicit null not.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)

@@ -65,7 +65,7 @@ def record_run(
     issue.enrichment_task_id = run_id
     issue.enrichment_error = None
     if issue.id is None:
-        session.flush([issue])  # a new issue is inserted with its run id already set
+        session.flush()  # a new issue is inserted with its run id already set
     run = EnrichmentRun(
         id=run_id,
         issue_id=issue.id,

@@ -1,0 +1,205 @@
+"""The enrichment chain on a real worker, real Redis and real PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.models import EnrichmentRun, Issue
+from pipelines import enrichment
+from pipelines.providers.base import PermanentError, TransientError
+from pipelines.queues import Stage
+from tests.processes import wait_until
+
+
+def wait_for_state(api: TestClient, task_id: str, *states: str, timeout: float = 20) -> dict:
+    def check() -> dict | None:
+        status = api.get(f"/tasks/{task_id}").json()
+        return status if status["state"] in states else None
+
+    return wait_until(check, timeout=timeout, what=f"task {task_id} to reach {states}")  # type: ignore[return-value]
+
+
+class ScriptedProvider:
+    """A real provider interface whose behaviour each test scripts."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.summarise_failures: list[Exception] = []
+        self.tag_failures: list[Exception] = []
+        self.tag_gate: threading.Event | None = None
+        self.tag_entered = threading.Event()
+        self.calls: list[str] = []
+
+    def summarise(self, title: str, body: str) -> str:
+        self.calls.append("summarise")
+        if self.summarise_failures:
+            raise self.summarise_failures.pop(0)
+        return f"Summary of {title}"
+
+    def tag(self, title: str, body: str, summary: str) -> list[str]:
+        self.calls.append("tag")
+        self.tag_entered.set()
+        if self.tag_gate is not None:
+            assert self.tag_gate.wait(20), "the test never opened the gate"
+        if self.tag_failures:
+            raise self.tag_failures.pop(0)
+        return ["bug", "crash"] if "crash" in title.lower() else ["feature"]
+
+
+@pytest.fixture
+def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedProvider]:
+    scripted = ScriptedProvider()
+    monkeypatch.setattr(enrichment, "get_provider", lambda: scripted)
+    # Small backoffs so retries take a fraction of a second.
+    for stage in Stage:
+        monkeypatch.setitem(
+            enrichment.POLICIES, stage,
+            dataclasses.replace(enrichment.POLICIES[stage], backoff=0.2, backoff_max=0.4),
+        )
+    return scripted
+
+
+def create(api: TestClient, title: str = "Crash on save") -> dict[str, Any]:
+    response = api.post("/issues", json={"title": title, "body": "It crashes when saving."})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_chain_runs_end_to_end_and_persists(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    assert status["progress"] == {"completed": 3, "total": 3}
+    assert [(s["name"], s["queue"], s["state"]) for s in status["stages"]] == [
+        ("summarise", "summarise", "SUCCESS"),
+        ("tag", "tag", "SUCCESS"),
+        ("persist", "persist", "SUCCESS"),
+    ]
+    assert status["stages"][0]["task_id"] == created["task_id"]
+    starts = [s["started_at"] for s in status["stages"]]
+    assert starts == sorted(starts), "stages ran out of order"
+    assert status["result"] == {"ai_summary": "Summary of Crash on save", "tags": ["bug", "crash"]}
+    with Session(worker_engine) as session:
+        issue = session.get(Issue, created["issue"]["id"])
+        assert issue is not None
+        assert issue.ai_summary == "Summary of Crash on save"
+        assert issue.tags == ["bug", "crash"]
+        assert issue.enrichment_status == "succeeded"
+    issue_json = api.get(f"/issues/{created['issue']['id']}").json()
+    assert issue_json["enrichment"]["status"] == "succeeded"
+    assert issue_json["enrichment"]["enriched_at"] is not None
+    # A stage's own task id finds the same run.
+    by_stage_id = api.get(f"/tasks/{status['stages'][2]['task_id']}").json()
+    assert by_stage_id["task_id"] == created["task_id"]
+
+
+def test_transient_error_is_retried_and_the_chain_continues(
+    api: TestClient, provider: ScriptedProvider
+) -> None:
+    provider.tag_failures = [TransientError("503 from provider"), TransientError("timeout")]
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    tag_stage = status["stages"][1]
+    assert tag_stage["retries"] == 2
+    assert tag_stage["state"] == "SUCCESS"
+    assert tag_stage["error"] is None
+    assert provider.calls.count("tag") == 3
+    assert status["stages"][2]["state"] == "SUCCESS"
+
+
+def test_retries_exhausted_fail_the_run_with_the_reason(
+    api: TestClient, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        enrichment.POLICIES, Stage.SUMMARISE,
+        dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=2),
+    )
+    provider.summarise_failures = [TransientError(f"503 number {n}") for n in range(5)]
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    assert status["state"] == "FAILURE"
+    assert provider.calls.count("summarise") == 3
+    assert status["stages"][0]["retries"] == 2
+    assert status["error"] == (
+        "summarise: TransientError: 503 number 2 (gave up after 2 retries)"
+    )
+    assert "tag" not in provider.calls
+
+
+def test_permanent_error_fails_run_and_issue_at_once_and_stops_the_chain(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    provider.tag_failures = [PermanentError("401 Unauthorized: check OPENAI_API_KEY")]
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    assert status["state"] == "FAILURE"
+    assert status["error"] == "tag: PermanentError: 401 Unauthorized: check OPENAI_API_KEY"
+    assert [s["state"] for s in status["stages"]] == ["SUCCESS", "FAILURE", "REVOKED"]
+    assert status["stages"][1]["retries"] == 0
+    assert provider.calls.count("tag") == 1
+    issue = api.get(f"/issues/{created['issue']['id']}").json()
+    assert issue["enrichment"]["status"] == "failed"
+    assert issue["enrichment"]["error"] == status["error"]
+    assert issue["ai_summary"] is None
+    failed = api.get("/tasks", params={"state": "FAILURE"}).json()["items"]
+    assert [item["task_id"] for item in failed] == [created["task_id"]]
+    # Once the provider is healthy, re-running is one call.
+    rerun = api.post(f"/issues/{created['issue']['id']}/enrich").json()
+    assert wait_for_state(api, rerun["task_id"], "SUCCESS", "FAILURE")["state"] == "SUCCESS"
+
+
+def test_edit_mid_run_supersedes_the_old_run(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    provider.tag_gate = threading.Event()
+    created = create(api, title="Crash on save")
+    assert provider.tag_entered.wait(10), "the old run never reached its tag stage"
+    patched = api.patch(f"/issues/{created['issue']['id']}", json={"title": "New feature: export"})
+    new_task = patched.json()["enrichment"]["task_id"]
+    provider.tag_gate.set()
+    new_status = wait_for_state(api, new_task, "SUCCESS", "FAILURE")
+    old_status = wait_for_state(api, created["task_id"], "REVOKED", "SUCCESS", "FAILURE")
+    assert new_status["state"] == "SUCCESS"
+    assert old_status["state"] == "REVOKED"
+    assert old_status["error"] == f"superseded by {new_task}"
+    issue = api.get(f"/issues/{created['issue']['id']}").json()
+    assert issue["ai_summary"] == "Summary of New feature: export"
+    assert issue["tags"] == ["feature"]
+    assert issue["enrichment"]["task_id"] == new_task
+
+
+def test_redelivered_persist_changes_nothing(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS")
+    with Session(worker_engine) as session:
+        before = session.get(Issue, created["issue"]["id"])
+        assert before is not None
+        snapshot = (before.ai_summary, before.tags, before.updated_at, before.enriched_at)
+    # The same persist message again, as Redis would redeliver it.
+    persist_id = status["stages"][2]["task_id"]
+    result = enrichment.persist.apply_async(
+        ({"summary": "other summary", "tags": ["question"]},),
+        {"issue_id": created["issue"]["id"], "run_id": created["task_id"]},
+        task_id=persist_id, ignore_result=False,
+    )
+    assert result.get(timeout=10) is False
+    with Session(worker_engine) as session:
+        after = session.get(Issue, created["issue"]["id"])
+        assert after is not None
+        assert (after.ai_summary, after.tags, after.updated_at, after.enriched_at) == snapshot
+        runs = session.scalars(select(EnrichmentRun)).all()
+        assert len(runs) == 1
