@@ -21,9 +21,9 @@ from app.db import session_scope
 from app.models import EnrichmentRun, Issue
 from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_result, record_run
 from pipelines.policies import StagePolicy, policy_for
-from pipelines.providers import get_provider
+from pipelines.providers import Provider, get_provider
 from pipelines.queues import Stage
-from pipelines.stages import engine, handle_stage_error, run_stage, stop_stale
+from pipelines.stages import engine, handle_stage_error, run_stage, stop_stale, take_provider_slot
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,18 @@ def _options(stage: Stage) -> dict[str, Any]:
     }
 
 
+def _provider(task: Task) -> Provider:
+    """The provider, once the cluster-wide rate limit allows one more call."""
+    take_provider_slot(task)
+    return get_provider()
+
+
 @celery_app.task(**_options(Stage.SUMMARISE))
 def summarise(self: Task, issue_id: int, run_id: str) -> dict[str, str]:
     stage = Stage.SUMMARISE
     return run_stage(
         self, stage, POLICIES[stage], run_id,
-        lambda issue: {"summary": get_provider().summarise(issue.title, issue.body)},
+        lambda issue: {"summary": _provider(self).summarise(issue.title, issue.body)},
     )
 
 
@@ -63,7 +69,7 @@ def tag(self: Task, previous: dict[str, str], *, issue_id: int, run_id: str) -> 
         self, stage, POLICIES[stage], run_id,
         lambda issue: {
             "summary": summary,
-            "tags": get_provider().tag(issue.title, issue.body, summary),
+            "tags": _provider(self).tag(issue.title, issue.body, summary),
         },
     )
 

@@ -8,9 +8,12 @@ stage's policy; anything else fails the run at once with its reason.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NoReturn, TypeVar
 
+import redis
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from sqlalchemy import exc as sa_exc
@@ -30,13 +33,14 @@ from app.services.runs import (
 from pipelines.policies import StagePolicy
 from pipelines.providers.base import TransientError
 from pipelines.queues import Stage
+from pipelines.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Errors worth retrying: the provider said so, the attempt ran out of time, or the
-# database connection broke, deadlocked or was busy.
+# Errors worth retrying: the provider said so, the attempt ran out of time, the database
+# connection broke, deadlocked or was busy, or the rate limiter's Redis did not answer.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientError,
     SoftTimeLimitExceeded,
@@ -44,6 +48,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     sa_exc.InterfaceError,
     sa_exc.DisconnectionError,
     sa_exc.TimeoutError,
+    redis.ConnectionError,  # the rate limiter's Redis
+    redis.TimeoutError,
 )
 
 # A worker may see a message before the API has committed its run; it waits this long.
@@ -51,6 +57,10 @@ RUN_NOT_VISIBLE_RETRIES = 5
 RUN_NOT_VISIBLE_COUNTDOWN = 1.0
 
 MAX_ERROR_LENGTH = 1000
+
+# A stage blocks its worker slot for a provider token at most this long; for a longer wait
+# it goes back to the broker with a countdown, leaving the slot to other work.
+PROVIDER_SLOT_MAX_BLOCK = 1.0
 
 
 def describe(exc: BaseException) -> str:
@@ -125,3 +135,44 @@ def _record(write: Callable[..., None], **kwargs: Any) -> None:
             write(session=session, **kwargs)
     except sa_exc.SQLAlchemyError:
         log.exception("could not record %s for run %s", write.__name__, kwargs.get("run_id"))
+
+
+@lru_cache(maxsize=1)
+def provider_bucket() -> TokenBucket | None:
+    """The cluster-wide bucket for PROVIDER_RATE_LIMIT, or None when no limit is set.
+
+    It lives on Redis: the result backend's when that is Redis, else the broker's.
+    """
+    settings = get_settings()
+    if not settings.provider_rate_limit:
+        return None
+    url = next(
+        (u for u in (settings.celery_result_backend, settings.celery_broker_url)
+         if u.startswith(("redis://", "rediss://", "unix://"))),
+        None,
+    )
+    if url is None:
+        raise RuntimeError("PROVIDER_RATE_LIMIT needs Redis: set CELERY_RESULT_BACKEND=redis://...")
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    key = f"{settings.redis_key_prefix}ratelimit:provider"
+    return TokenBucket(client, key, settings.provider_rate_limit)
+
+
+def take_provider_slot(task: Task) -> None:
+    """Take a token from the provider bucket, or send the task back to wait for one.
+
+    Waiting for the rate limit is not a failure: the task goes back to its queue with a
+    countdown and its retry count unchanged.
+    """
+    bucket = provider_bucket()
+    if bucket is None:
+        return
+    delay = bucket.acquire()
+    if delay == 0.0:
+        return
+    if delay <= PROVIDER_SLOT_MAX_BLOCK and bucket.wait(PROVIDER_SLOT_MAX_BLOCK):
+        return
+    countdown = delay + random.uniform(0, delay / 10)
+    request = task.request
+    task.signature_from_request(request, countdown=countdown, retries=request.retries).apply_async()
+    raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)
