@@ -1,4 +1,4 @@
-"""Per-stage retry policy: defaults, backoff with equal jitter, caps below the visibility timeout."""
+"""Per-stage retry policy: defaults, equal-jitter backoff, caps below the visibility timeout."""
 
 from __future__ import annotations
 
