@@ -7,7 +7,8 @@ tasks pass ids and small JSON values; each re-reads the issue from the database.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, cast
 from uuid import uuid4
 
 from celery import Task, chain
@@ -27,12 +28,16 @@ from pipelines.stages import engine, handle_stage_error, run_stage, stop_stale, 
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 POLICIES: dict[Stage, StagePolicy] = {stage: policy_for(stage, get_settings()) for stage in Stage}
 
 
-def _options(stage: Stage) -> dict[str, Any]:
+def stage_task(stage: Stage) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """Celery's task decorator with the stage's name and policy."""
     policy = POLICIES[stage]
-    return {
+    options: dict[str, Any] = {
         "name": stage.task_name,
         "bind": True,
         # The stage policy counts retries itself (pipelines.stages); Celery must not cap them.
@@ -44,16 +49,17 @@ def _options(stage: Stage) -> dict[str, Any]:
         "reject_on_worker_lost": True,
         "ignore_result": True,
     }
+    return cast(Callable[[Callable[P, R]], "Task[P, R]"], celery_app.task(**options))
 
 
-def _provider(task: Task) -> Provider:
+def _provider(task: Task[Any, Any]) -> Provider:
     """The provider, once the cluster-wide rate limit allows one more call."""
     take_provider_slot(task)
     return get_provider()
 
 
-@celery_app.task(**_options(Stage.SUMMARISE))
-def summarise(self: Task, issue_id: int, run_id: str) -> dict[str, str]:
+@stage_task(Stage.SUMMARISE)
+def summarise(self: Task[Any, Any], issue_id: int, run_id: str) -> dict[str, str]:
     stage = Stage.SUMMARISE
     return run_stage(
         self, stage, POLICIES[stage], run_id,
@@ -61,8 +67,10 @@ def summarise(self: Task, issue_id: int, run_id: str) -> dict[str, str]:
     )
 
 
-@celery_app.task(**_options(Stage.TAG))
-def tag(self: Task, previous: dict[str, str], *, issue_id: int, run_id: str) -> dict[str, Any]:
+@stage_task(Stage.TAG)
+def tag(
+    self: Task[Any, Any], previous: dict[str, str], *, issue_id: int, run_id: str
+) -> dict[str, Any]:
     stage = Stage.TAG
     summary = previous["summary"]
     return run_stage(
@@ -74,8 +82,8 @@ def tag(self: Task, previous: dict[str, str], *, issue_id: int, run_id: str) -> 
     )
 
 
-@celery_app.task(**_options(Stage.PERSIST))
-def persist(self: Task, previous: dict[str, Any], *, issue_id: int, run_id: str) -> bool:
+@stage_task(Stage.PERSIST)
+def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, run_id: str) -> bool:
     """Write summary and tags in one transaction; a redelivered persist changes nothing."""
     stage = Stage.PERSIST
     try:

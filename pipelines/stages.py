@@ -74,7 +74,7 @@ def engine() -> Any:
 
 
 def run_stage(
-    task: Task,
+    task: Task[Any, Any],
     stage: Stage,
     policy: StagePolicy,
     run_id: str,
@@ -93,7 +93,7 @@ def run_stage(
 
 
 def handle_stage_error(
-    task: Task, stage: Stage, policy: StagePolicy, run_id: str, exc: Exception
+    task: Task[Any, Any], stage: Stage, policy: StagePolicy, run_id: str, exc: Exception
 ) -> NoReturn:
     """Retry, stop or fail, and say so on the run. Always raises."""
     if isinstance(exc, Retry | Ignore):
@@ -158,7 +158,7 @@ def provider_bucket() -> TokenBucket | None:
     return TokenBucket(client, key, settings.provider_rate_limit)
 
 
-def take_provider_slot(task: Task) -> None:
+def take_provider_slot(task: Task[Any, Any]) -> None:
     """Take a token from the provider bucket, or send the task back to wait for one.
 
     Waiting for the rate limit is not a failure: the task goes back to its queue with a
@@ -175,4 +175,5 @@ def take_provider_slot(task: Task) -> None:
     countdown = delay + random.uniform(0, delay / 10)
     request = task.request
     task.signature_from_request(request, countdown=countdown, retries=request.retries).apply_async()
-    raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)
+    # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
+    raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)  # type: ignore[arg-type]
