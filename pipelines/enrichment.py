@@ -13,12 +13,13 @@ from uuid import uuid4
 
 from celery import Task, chain
 from celery.canvas import Signature
+from celery.signals import worker_process_init
 from kombu.exceptions import KombuError
 from sqlalchemy.orm import Session
 
 from app.celery_app import celery_app
 from app.config import get_settings
-from app.db import session_scope
+from app.db import dispose_engines, session_scope
 from app.models import EnrichmentRun, Issue
 from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_result, record_run
 from pipelines.policies import StagePolicy, policy_for
@@ -96,6 +97,12 @@ def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, ru
         stop_stale(run_id, stage, str(exc))
     except Exception as exc:
         handle_stage_error(self, stage, POLICIES[stage], run_id, exc)
+
+
+@worker_process_init.connect
+def _own_connections(**_: Any) -> None:
+    """A forked pool process opens its own database connections, never its parent's."""
+    dispose_engines()
 
 
 def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
