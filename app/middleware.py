@@ -1,4 +1,4 @@
-"""A pure ASGI middleware refusing request bodies over a size limit with 413."""
+"""Pure ASGI middlewares: request bodies over a size limit get 413, oversized headers 431."""
 
 from __future__ import annotations
 
@@ -6,6 +6,27 @@ import json
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# The default HTTP server of `uvicorn app.main:app` (httptools) reads headers of any size,
+# and h11 only limits what arrives in pieces: the application refuses them itself.
+HEADERS_MAX_BYTES = 32 * 1024
+
+
+class HeaderSizeLimit:
+    def __init__(self, app: ASGIApp, *, max_bytes: int = HEADERS_MAX_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            size += len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            if size > self.max_bytes:
+                await _refuse(
+                    send, 431, f"request headers too large: the limit is {self.max_bytes} bytes"
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -22,10 +43,10 @@ class BodySizeLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await self._refuse(send, 400, "invalid Content-Length header")
+                    await _refuse(send, 400, "invalid Content-Length header")
                     return
                 if declared > self.max_bytes:
-                    await self._refuse(send, 413, self._message())
+                    await _refuse(send, 413, self._message())
                     return
         received = 0
 
@@ -45,13 +66,14 @@ class BodySizeLimit:
     def _message(self) -> str:
         return f"request body too large: the limit is {self.max_bytes} bytes"
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode())],
-        })
-        await send({"type": "http.response.body", "body": body})
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close")],
+    })
+    await send({"type": "http.response.body", "body": body})

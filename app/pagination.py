@@ -5,7 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
+
+# What a cursor this API made never holds, and the databases refuse as a query parameter:
+# integers beyond 64 bits (SQLite: OverflowError), NUL and lone surrogates (PostgreSQL).
+_INT64 = range(-(2**63), 2**63)
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class InvalidCursor(ValueError):
@@ -28,6 +34,11 @@ def decode_cursor(cursor: str, *, keys: dict[str, type]) -> dict[str, Any]:
         raise InvalidCursor("invalid cursor")
     for key, kind in keys.items():
         # bool is an int in Python; a cursor never holds one.
-        if not isinstance(position[key], kind) or isinstance(position[key], bool):
+        value = position[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InvalidCursor("invalid cursor")
+        if (isinstance(value, int) and value not in _INT64) or (
+            isinstance(value, str) and _UNSTORABLE.search(value)
+        ):
             raise InvalidCursor("invalid cursor")
     return position

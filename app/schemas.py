@@ -15,6 +15,7 @@ from pydantic import (
     StrictStr,
     field_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.config import BODY_MAX, TITLE_MAX
 
@@ -37,7 +38,8 @@ def _not_blank(value: str) -> str:
 
 Title = Annotated[
     StrictStr,
-    Field(max_length=TITLE_MAX),
+    # The schema says what _not_blank checks: some character that is not whitespace.
+    Field(min_length=1, max_length=TITLE_MAX, json_schema_extra={"pattern": r"\S"}),
     AfterValidator(_not_blank),
     BeforeValidator(storable_text),
 ]
@@ -56,9 +58,10 @@ class IssueUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Title | None = None
-    body: Body | None = None
-    status: Literal["open", "closed"] | None = None
+    # SkipJsonSchema: the schema must not offer null, which _not_null refuses.
+    title: Title | SkipJsonSchema[None] = None
+    body: Body | SkipJsonSchema[None] = None
+    status: Literal["open", "closed"] | SkipJsonSchema[None] = None
 
     @field_validator("title", "body", "status")
     @classmethod

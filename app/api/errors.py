@@ -16,6 +16,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict",
         413: "Request body too large",
         422: "Invalid input",
+        431: "Request headers too large",
         503: "Database or broker unavailable",
     }
     return {code: {"model": ErrorDetail, "description": descriptions[code]} for code in codes}

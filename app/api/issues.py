@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Response, status
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Response, status
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 
 from app.api.errors import errors
@@ -19,6 +20,7 @@ from app.schemas import (
     IssuePage,
     IssueRead,
     IssueUpdate,
+    storable_text,
 )
 from app.services.issues import create_issue, get_issue, list_issues, to_read, update_issue
 from app.services.runs import revoke_runs_of
@@ -27,6 +29,20 @@ from pipelines.enrichment import start_enrichment
 router = APIRouter(prefix="/issues", tags=["issues"])
 
 WRITE_ERRORS = (401, 403, 413, 422, 503)
+# A body FastAPI cannot even decode (not UTF-8, say) is a 400 before validation.
+BODY_ERRORS = (400, *WRITE_ERRORS)
+
+
+def _digits_only(value: object) -> object:
+    """One URL per issue: refuse what int() would forgive ('4.0', ' 4', '4_000', '+4')."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+# The id column is a 32-bit INTEGER: a larger id can name no issue, and would reach the
+# database as an out-of-range parameter (OverflowError on SQLite, DataError on PostgreSQL).
+IssueId = Annotated[int, Path(ge=1, le=2**31 - 1), BeforeValidator(_digits_only)]
 
 
 def _locked_issue(session: Session, issue_id: int) -> Issue:
@@ -40,7 +56,7 @@ def _locked_issue(session: Session, issue_id: int) -> Issue:
     "",
     status_code=status.HTTP_201_CREATED,
     dependencies=[WriteAccess],
-    responses=errors(*WRITE_ERRORS),
+    responses=errors(*BODY_ERRORS),
 )
 def create(
     data: IssueCreate,
@@ -66,7 +82,8 @@ def create(
 @router.get("", dependencies=[ReadAccess], responses=errors(400, 401, 403, 422, 503))
 def list_(
     session: SessionDep,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    # No tag holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
+    tag: Annotated[str | None, Query(max_length=64), BeforeValidator(storable_text)] = None,
     enrichment_status: Literal["pending", "running", "succeeded", "failed"] | None = None,
     status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -84,7 +101,7 @@ def list_(
 
 
 @router.get("/{issue_id}", dependencies=[ReadAccess], responses=errors(401, 403, 404, 422, 503))
-def read(issue_id: int, session: SessionDep) -> IssueRead:
+def read(issue_id: IssueId, session: SessionDep) -> IssueRead:
     issue = get_issue(session=session, issue_id=issue_id)
     if issue is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"issue {issue_id} not found")
@@ -92,9 +109,9 @@ def read(issue_id: int, session: SessionDep) -> IssueRead:
 
 
 @router.patch(
-    "/{issue_id}", dependencies=[WriteAccess], responses=errors(404, *WRITE_ERRORS)
+    "/{issue_id}", dependencies=[WriteAccess], responses=errors(404, *BODY_ERRORS)
 )
-def patch(issue_id: int, data: IssueUpdate, session: SessionDep) -> IssueRead:
+def patch(issue_id: IssueId, data: IssueUpdate, session: SessionDep) -> IssueRead:
     """Change fields; a changed title or body starts a new run that supersedes the old one."""
     with session.begin():
         issue = _locked_issue(session, issue_id)
@@ -109,7 +126,7 @@ def patch(issue_id: int, data: IssueUpdate, session: SessionDep) -> IssueRead:
     dependencies=[WriteAccess],
     responses=errors(404, *WRITE_ERRORS),
 )
-def delete(issue_id: int, session: SessionDep) -> Response:
+def delete(issue_id: IssueId, session: SessionDep) -> Response:
     """Delete the issue; a run still going ends REVOKED and keeps its record."""
     with session.begin():
         issue = _locked_issue(session, issue_id)
@@ -124,7 +141,7 @@ def delete(issue_id: int, session: SessionDep) -> Response:
     dependencies=[WriteAccess],
     responses=errors(404, *WRITE_ERRORS),
 )
-def enrich(issue_id: int, session: SessionDep) -> EnrichmentStarted:
+def enrich(issue_id: IssueId, session: SessionDep) -> EnrichmentStarted:
     """Run the enrichment again (after a failure, say); supersedes a run still going."""
     with session.begin():
         issue = _locked_issue(session, issue_id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
+from pydantic import BeforeValidator
 
 from app.api.errors import errors
 from app.deps import ReadAccess, SessionDep
 from app.pagination import InvalidCursor
-from app.schemas import TaskPage, TaskStatusRead
+from app.schemas import TaskPage, TaskStatusRead, storable_text
 from app.services.runs import get_run, list_runs
 from pipelines.status import task_status
 
@@ -17,7 +18,11 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[ReadAccess])
 
 
 @router.get("/{task_id}", responses=errors(401, 403, 404, 422, 503))
-def read(task_id: Annotated[str, Path(max_length=64)], session: SessionDep) -> TaskStatusRead:
+def read(
+    # No task id holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
+    task_id: Annotated[str, Path(max_length=64), BeforeValidator(storable_text)],
+    session: SessionDep,
+) -> TaskStatusRead:
     """The whole chain's state from its root task id (a stage's own id works too)."""
     run = get_run(session=session, task_id=task_id)
     if run is None:

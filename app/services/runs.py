@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import or_, select, update
@@ -224,7 +224,11 @@ def list_runs(
         position = decode_cursor(cursor, keys={"created_at": str, "id": str})
         try:
             created_at = datetime.fromisoformat(position["created_at"])
-        except ValueError as exc:
+            # The cursors this API makes are aware; one near the ends of time may have no UTC.
+            if created_at.tzinfo is None:
+                raise ValueError("naive timestamp")
+            created_at = created_at.astimezone(UTC)
+        except (ValueError, OverflowError) as exc:
             raise InvalidCursor("invalid cursor") from exc
         query = query.where(
             or_(
