@@ -7,13 +7,15 @@ tasks pass ids and small JSON values; each re-reads the issue from the database.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast
 from uuid import uuid4
 
 from celery import Task, chain
 from celery.canvas import Signature
-from celery.signals import worker_process_init
+from celery.exceptions import TimeLimitExceeded
+from celery.signals import task_failure, worker_process_init
 from kombu.exceptions import KombuError
 from sqlalchemy.orm import Session
 
@@ -25,7 +27,14 @@ from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_re
 from pipelines.policies import StagePolicy, policy_for
 from pipelines.providers import Provider, get_provider
 from pipelines.queues import Stage
-from pipelines.stages import engine, handle_stage_error, run_stage, stop_stale, take_provider_slot
+from pipelines.stages import (
+    engine,
+    handle_stage_error,
+    record_hard_time_limit,
+    run_stage,
+    stop_stale,
+    take_provider_slot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +112,38 @@ def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, ru
 def _own_connections(**_: Any) -> None:
     """A forked pool process opens its own database connections, never its parent's."""
     dispose_engines()
+
+
+# Celery reports one hard time limit twice (the pool's error callback and on_timeout).
+_timed_out: set[str] = set()
+
+
+@task_failure.connect
+def _hard_time_limit(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    """A stage attempt killed by its hard time limit still ends its run with the reason.
+
+    This runs in the worker's event loop: the database write goes to a thread, so a slow or
+    locked database never stalls the worker.
+    """
+    if not isinstance(exception, TimeLimitExceeded) or task_id in _timed_out:
+        return
+    if len(_timed_out) > 10_000:
+        _timed_out.clear()
+    _timed_out.add(task_id or "")
+    stage = next((s for s in Stage if s.task_name == getattr(sender, "name", None)), None)
+    run_id = (kwargs or {}).get("run_id") or (args[1] if args and len(args) > 1 else None)
+    if stage is not None and isinstance(run_id, str):
+        threading.Thread(
+            target=record_hard_time_limit, args=(stage, POLICIES[stage], run_id),
+            name=f"time-limit-{run_id}", daemon=True,
+        ).start()
 
 
 def build_chain(issue_id: int, task_ids: list[str]) -> Signature:

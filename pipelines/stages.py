@@ -19,7 +19,7 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from sqlalchemy import exc as sa_exc
 
 from app.config import get_settings
-from app.db import get_engine, session_scope
+from app.db import get_engine, make_engine, session_scope
 from app.services.runs import (
     RunNotFound,
     StageInput,
@@ -126,6 +126,26 @@ def stop_stale(run_id: str, stage: Stage, reason: str) -> NoReturn:
     log.info("%s run %s stopped: %s", stage.task_name, run_id, reason)
     _record(end_stale_run, run_id=run_id, reason=reason)
     raise Ignore()
+
+
+def record_hard_time_limit(stage: Stage, policy: StagePolicy, run_id: str) -> None:
+    """The hard time limit killed an attempt before the stage could say why: say it here.
+
+    The soft limit cannot interrupt a call blocked in C code (a lock wait in libpq, say).
+    Called in the worker's main process (Celery's ``task_failure`` signal), with an engine
+    of its own closed at once, so that pool processes forked later share no connection.
+    """
+    reason = (f"TimeLimitExceeded: the attempt was killed after "
+              f"{stage.value.upper()}_TIME_LIMIT={policy.time_limit:g}s")
+    log.error("%s run %s failed: %s", stage.task_name, run_id, reason)
+    db = make_engine(get_settings().database_url)
+    try:
+        with session_scope(db) as session:
+            fail_run(session=session, run_id=run_id, position=stage.position, error=reason)
+    except sa_exc.SQLAlchemyError:
+        log.exception("could not record fail_run for run %s", run_id)
+    finally:
+        db.dispose()
 
 
 def _record(write: Callable[..., None], **kwargs: Any) -> None:

