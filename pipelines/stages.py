@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NoReturn, TypeVar
@@ -52,9 +54,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.TimeoutError,
 )
 
-# A worker may see a message before the API has committed its run; it waits this long.
-RUN_NOT_VISIBLE_RETRIES = 5
-RUN_NOT_VISIBLE_COUNTDOWN = 1.0
+# The API sends a chain just before it commits the run, so a fast worker may look for the
+# run a moment too early. It looks again for this long; a run still missing then was
+# rolled back with its request, and its message is dropped.
+RUN_VISIBILITY_WAIT = 2.0
+RUN_VISIBILITY_POLL = 0.02
 
 MAX_ERROR_LENGTH = 1000
 
@@ -82,14 +86,31 @@ def run_stage(
 ) -> T:
     """Run one stage of ``run_id``: begin, work, finish; retry, fail or stop as needed."""
     try:
-        with session_scope(engine()) as session:
-            data = begin_stage(session=session, run_id=run_id, position=stage.position)
+        data = _begin(run_id, stage)
         result = work(data)
         with session_scope(engine()) as session:
             finish_stage(session=session, run_id=run_id, position=stage.position)
         return result
     except Exception as exc:
         handle_stage_error(task, stage, policy, run_id, exc)
+
+
+def _begin(run_id: str, stage: Stage) -> StageInput:
+    """``begin_stage``, waiting briefly for a run whose API transaction is still committing.
+
+    A short in-process wait rather than a Celery retry: a retry would count against the
+    stage's retry budget, and the commit normally lands within milliseconds.
+    """
+    deadline = time.monotonic() + RUN_VISIBILITY_WAIT
+    pause = threading.Event()
+    while True:
+        try:
+            with session_scope(engine()) as session:
+                return begin_stage(session=session, run_id=run_id, position=stage.position)
+        except RunNotFound:
+            if time.monotonic() >= deadline:
+                raise
+            pause.wait(RUN_VISIBILITY_POLL)
 
 
 def handle_stage_error(
@@ -101,9 +122,8 @@ def handle_stage_error(
     if isinstance(exc, StaleRun):
         stop_stale(run_id, stage, str(exc))
     if isinstance(exc, RunNotFound):
-        if task.request.retries < RUN_NOT_VISIBLE_RETRIES:
-            raise task.retry(countdown=RUN_NOT_VISIBLE_COUNTDOWN, max_retries=None) from exc
-        log.error("%s: no run %s in the database; dropping the message", stage.task_name, run_id)
+        log.error("%s: no run %s in the database (its request was rolled back); dropping the "
+                  "message", stage.task_name, run_id)
         raise Ignore() from exc
     reason = describe(exc)
     if isinstance(exc, TRANSIENT_ERRORS) and task.request.retries < policy.max_retries:

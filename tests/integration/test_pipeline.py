@@ -8,14 +8,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.models import EnrichmentRun, Issue
+from app.schemas import IssueCreate
+from app.services.issues import create_issue
 from pipelines import enrichment
+from pipelines.enrichment import start_enrichment
 from pipelines.providers.base import PermanentError, TransientError
 from pipelines.queues import Stage
+from pipelines.stages import RUN_VISIBILITY_WAIT
+from tests.conftest import BROKER_URL
 from tests.processes import wait_until
 
 
@@ -203,3 +209,39 @@ def test_redelivered_persist_changes_nothing(
         assert (after.ai_summary, after.tags, after.updated_at, after.enriched_at) == snapshot
         runs = session.scalars(select(EnrichmentRun)).all()
         assert len(runs) == 1
+
+
+def test_worker_waits_for_a_run_whose_request_is_still_committing(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One retry allowed, and needed: the wait for the commit must not have spent it.
+    monkeypatch.setitem(
+        enrichment.POLICIES, Stage.SUMMARISE,
+        dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=1),
+    )
+    provider.summarise_failures = [TransientError("503 once")]
+    with Session(worker_engine) as session, session.begin():
+        issue = create_issue(session=session, data=IssueCreate(title="Crash on start"))
+        run_id = start_enrichment(session=session, issue=issue).id
+        # The chain is on the broker, the run not committed: the worker must wait for it.
+        threading.Event().wait(0.5)
+    status = wait_for_state(api, run_id, "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    assert [stage["retries"] for stage in status["stages"]] == [1, 0, 0]
+
+
+def test_message_of_a_rolled_back_request_is_dropped(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    with Session(worker_engine) as session:
+        session.begin()
+        issue = create_issue(session=session, data=IssueCreate(title="Never committed"))
+        run_id = start_enrichment(session=session, issue=issue).id
+        session.rollback()
+    # The summarise message is consumed and dropped: the queue empties, nothing runs.
+    client = redis.Redis.from_url(BROKER_URL)
+    wait_until(lambda: client.llen("summarise") == 0, timeout=10, what="the queue to drain")
+    threading.Event().wait(RUN_VISIBILITY_WAIT + 1)
+    assert provider.calls == []
+    assert api.get(f"/tasks/{run_id}").status_code == 404
