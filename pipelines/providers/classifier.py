@@ -1,12 +1,18 @@
 """Offline issue-type classifier (bug / feature / question).
 
-The model is a linear softmax over sparse TF-IDF features (word and character n-grams of
-the title and the body, after a normalisation that removes project-specific tokens) plus
-a handful of dense structural cues. Everything needed at prediction time is plain data:
-``type_model.npz`` (numpy arrays, loaded with ``allow_pickle=False``) and
-``type_model.json`` (vocabularies and settings), so loading a model file never executes
-code. Fitting lives in :mod:`pipelines.providers.training`; this module only predicts
-and does not import scikit-learn.
+The model is a linear softmax over four sparse, sublinear TF-IDF blocks -- word 1-2-grams
+and character 2-5-grams (within word boundaries) of the title and, separately, of the
+body, each L2-normalised and weighted -- plus a handful of dense structural cues. The
+analysers reproduce scikit-learn's ``TfidfVectorizer`` defaults (lower-casing, token
+pattern ``\\b\\w\\w+\\b``, ``char_wb``) on the raw text: measured by cross-validation, the
+text normalisation of earlier versions (placeholders for URLs, paths, versions, ids)
+cost accuracy on seen and unseen repositories alike.
+
+Everything needed at prediction time is plain data: ``type_model.npz`` (numpy arrays,
+loaded with ``allow_pickle=False``) and ``type_model.json`` (vocabularies and settings),
+so loading a model file never executes code. Fitting lives in
+:mod:`pipelines.providers.training`; this module only predicts and does not import
+scikit-learn.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from itertools import pairwise
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +33,88 @@ import numpy.typing as npt
 LABELS: tuple[str, ...] = ("bug", "feature", "question")
 MODEL_DIR = Path(__file__).resolve().parent / "models"
 MODEL_STEM = "type_model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+# Sparse feature blocks: title words, title chars, body words, body chars.
+BLOCKS: tuple[str, ...] = ("tw", "tc", "bw", "bc")
 
 # --------------------------------------------------------------------------------------
-# Text normalisation: keep wording, drop what only makes sense inside one project.
+# Analysers: the same as scikit-learn's TfidfVectorizer(analyzer="word"/"char_wb") with
+# default settings, so that training (which calls these functions) and prediction agree.
+# --------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+def word_ngrams(text: str, max_n: int = 2) -> list[str]:
+    """Lower-cased word unigrams and (optionally) bigrams, as scikit-learn builds them."""
+    tokens: list[str] = _TOKEN.findall(text.lower())
+    if max_n >= 2:
+        return tokens + [f"{a} {b}" for a, b in pairwise(tokens)]
+    return tokens
+
+
+def word_char_ngrams(word: str, min_n: int = 2, max_n: int = 5) -> list[str]:
+    """Character n-grams of one (lower-cased) word padded with spaces (``char_wb``)."""
+    padded = f" {word} "
+    length = len(padded)
+    grams: list[str] = []
+    for n in range(min_n, max_n + 1):
+        if n >= length:
+            grams.append(padded)  # a short word is counted once, whole
+            break
+        grams.extend(padded[i : i + n] for i in range(length - n + 1))
+    return grams
+
+
+def char_ngrams(text: str, min_n: int = 2, max_n: int = 5, max_word: int = 0) -> list[str]:
+    """Character n-grams inside word boundaries of the lower-cased text.
+
+    Words longer than ``max_word`` characters (URLs, paths, hashes) are skipped when
+    ``max_word`` is positive.
+    """
+    grams: list[str] = []
+    for word in text.lower().split():
+        if max_word <= 0 or len(word) <= max_word:
+            grams.extend(word_char_ngrams(word, min_n, max_n))
+    return grams
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How the sparse blocks are built and weighted (chosen by cross-validation)."""
+
+    body_limit: int = 10000  # only the start of very long bodies is analysed
+    char_min: int = 2
+    char_max: int = 5
+    max_word: int = 0  # if > 0, longer "words" (URLs, paths, hashes) get no char n-grams
+    title_weight: float = 0.8
+    body_weight: float = 1.5
+    dense_weight: float = 0.5
+
+    def to_json(self) -> dict[str, int | float]:
+        return asdict(self)
+
+    def block_weight(self, block: str) -> float:
+        return self.title_weight if block.startswith("t") else self.body_weight
+
+
+def analyse(title: str, body: str, config: FeatureConfig) -> dict[str, list[str]]:
+    """The sparse feature names of one issue, per block (used for training)."""
+    body = body[: config.body_limit]
+    return {
+        "tw": word_ngrams(title),
+        "tc": char_ngrams(title, config.char_min, config.char_max, config.max_word),
+        "bw": word_ngrams(body),
+        "bc": char_ngrams(body, config.char_min, config.char_max, config.max_word),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Dense structural cues.
 # --------------------------------------------------------------------------------------
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
@@ -39,88 +122,12 @@ _FENCE = re.compile(r"(```|~~~)[^\n]*\n?(.*?)(?:\1|$)", re.S)
 _TRACE_HINT = re.compile(
     r"Traceback \(most recent call last\)|^\s+at [\w.$<>]+\s*\(|^\s*File \"[^\"]+\", line \d+"
     r"|\b(?:Segmentation fault|core dumped|SIGSEGV|SIGABRT|panicked at|Fatal error)\b"
-    r"|^\s*#\d+\s+0x[0-9a-f]+|\bException\b.*:\s|\w+Error: ",
+    r"|^\s*#\d+\s+0x[0-9a-f]+|\bException\b.*:\s|\wError: ",  # (\w+Error, found faster)
     re.M | re.I,
 )
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>", re.I)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_URL = re.compile(r"\b(?:https?|ftp|file|chrome-extension)://\S+|\bwww\.\S+", re.I)
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.]+\b")
-_HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
-_INLINE_CODE = re.compile(r"`([^`\n]{1,200})`")
-_PATH = re.compile(
-    r"(?:[A-Za-z]:)?(?:[\\/][\w.@+-]+){2,}[\\/]?|\b[\w-]+(?:[\\/][\w.-]+)+\.\w{1,5}\b"
+_QUESTION_START = re.compile(
+    r"(?i)(?:how|what|why|where|when|which|is|are|can|could|should|does|do)\b"
 )
-_FILE = re.compile(
-    r"\b[\w-]+\.(?:py|js|jsx|ts|tsx|cpp|cc|c|h|hpp|java|go|rs|json|ya?ml|txt|md|sh|so|"
-    r"dll|exe|log|cmake)\b",
-    re.I,
-)
-_HEX = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b", re.I)
-_VERSION = re.compile(r"\bv?\d+(?:\.\d+){1,3}(?:[-.+]?[a-z0-9]+)*\b", re.I)
-_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
-_CAMEL = re.compile(r"\b[a-z]+[A-Z]\w*\b|\b[A-Z][a-z]+[A-Z]\w*\b")
-_SNAKE = re.compile(r"\b\w+_\w+\b")
-_WS = re.compile(r"\s+")
-_WORD = re.compile(r"[^\W\d_]+|[?!]", re.UNICODE)
-
-
-def _fence_token(match: re.Match[str]) -> str:
-    content = match.group(2) or ""
-    if _TRACE_HINT.search(content):
-        return " zzstacktrace zzcodeblock "
-    return " zzcodeblock "
-
-
-def normalise(text: str) -> str:
-    """Lower-cased text with code, URLs, paths, ids and numbers replaced by placeholders."""
-    if not text:
-        return ""
-    text = _HTML_COMMENT.sub(" ", text)
-    text = text.replace("_No response_", " ")
-    text = _FENCE.sub(_fence_token, text)
-    text = _IMAGE.sub(" zzimage ", text)
-    text = _MD_LINK.sub(r" \1 ", text)
-    text = _URL.sub(" zzurl ", text)
-    text = _EMAIL.sub(" zzemail ", text)
-    text = _HTML_TAG.sub(" ", text)
-    text = _INLINE_CODE.sub(" zzcode ", text)
-    text = _PATH.sub(" zzpath ", text)
-    text = _FILE.sub(" zzfile ", text)
-    text = _HEX.sub(" zzhex ", text)
-    text = _VERSION.sub(" zzversion ", text)
-    text = _NUMBER.sub(" zznum ", text)
-    text = _CAMEL.sub(" zzident ", text)
-    text = _SNAKE.sub(" zzident ", text)
-    return _WS.sub(" ", text).strip().lower()
-
-
-# --------------------------------------------------------------------------------------
-# Analyzers (shared by training and prediction so both see identical features).
-# --------------------------------------------------------------------------------------
-
-
-def word_ngrams(text: str, prefix: str, max_n: int = 2) -> list[str]:
-    """Unigrams and (optionally) bigrams of a normalised text, tagged with ``prefix``."""
-    tokens = _WORD.findall(text)
-    grams = [prefix + t for t in tokens]
-    if max_n >= 2:
-        grams.extend(f"{prefix}{a} {b}" for a, b in pairwise(tokens))
-    return grams
-
-
-def char_ngrams(text: str, prefix: str, min_n: int = 2, max_n: int = 5) -> list[str]:
-    """Character n-grams inside word boundaries (like scikit-learn's ``char_wb``)."""
-    grams: list[str] = []
-    for word in text.split():
-        padded = f" {word} "
-        length = len(padded)
-        for n in range(min_n, max_n + 1):
-            if n > length:
-                break
-            grams.extend(prefix + padded[i : i + n] for i in range(length - n + 1))
-    return grams
-
 
 _CUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -174,7 +181,7 @@ _CUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def dense_cues(title: str, body: str) -> list[float]:
-    """Structural cues that transfer across projects (all roughly in [0, 1])."""
+    """Structural cues that transfer across projects (all in [0, 1])."""
     text = f"{title}\n{body}"
     no_code = _FENCE.sub(" ", _HTML_COMMENT.sub(" ", body))
     title_stripped = title.strip()
@@ -184,115 +191,148 @@ def dense_cues(title: str, body: str) -> list[float]:
         1.0 if title_stripped.endswith("?") else 0.0,
         1.0 if "?" in title_stripped else 0.0,
         min(no_code.count("?") / 3.0, 1.0),
-        1.0
-        if re.match(
-            r"(?i)(?:how|what|why|where|when|which|is|are|can|could|should|does|do)\b",
-            title_stripped,
-        )
-        else 0.0,
+        1.0 if _QUESTION_START.match(title_stripped) else 0.0,
         min(math.log1p(len(body)) / 10.0, 1.0),
-        1.0 if re.search(r"^\s*[-*] \[[ xX]\]", body, re.M) else 0.0,
     ]
     for _, pattern in _CUE_PATTERNS:
-        cues.append(min(len(pattern.findall(text)) / 2.0, 1.0))
+        cues.append(sum(1 for _ in islice(pattern.finditer(text), 2)) / 2.0)
     for _, pattern in _CUE_PATTERNS:
         cues.append(1.0 if pattern.search(title) else 0.0)
     return cues
 
 
-N_DENSE = 8 + 2 * len(_CUE_PATTERNS)
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """Which sparse feature blocks are built and how the body is truncated."""
-
-    title_words: bool = True
-    title_chars: bool = True
-    body_words: bool = True
-    body_chars: bool = False
-    body_limit: int = 4000
-    char_min: int = 2
-    char_max: int = 5
-
-    def to_json(self) -> dict[str, int | bool]:
-        return dict(self.__dict__)
-
-
-def analyse(title: str, body: str, config: FeatureConfig) -> list[str]:
-    """All sparse feature names of one issue."""
-    ntitle = normalise(title)
-    nbody = normalise(body[: config.body_limit * 2])[: config.body_limit]
-    grams: list[str] = []
-    if config.title_words:
-        grams.extend(word_ngrams(ntitle, "tw:"))
-    if config.title_chars:
-        grams.extend(char_ngrams(ntitle, "tc:", config.char_min, config.char_max))
-    if config.body_words:
-        grams.extend(word_ngrams(nbody, "bw:"))
-    if config.body_chars:
-        grams.extend(char_ngrams(nbody, "bc:", config.char_min, config.char_max))
-    return grams
+N_DENSE = 7 + 2 * len(_CUE_PATTERNS)
 
 
 # --------------------------------------------------------------------------------------
 # The fitted model.
 # --------------------------------------------------------------------------------------
 
+_EMPTY_IDX: IntArray = np.zeros(0, dtype=np.int64)
+_CHAR_CACHE_LIMIT = 200_000  # distinct words whose n-gram indices are remembered
+
 
 class TypeModel:
-    """A fitted linear classifier over :func:`analyse` features plus :func:`dense_cues`."""
+    """A fitted linear classifier over the TF-IDF blocks plus :func:`dense_cues`."""
 
     def __init__(
         self,
-        vocabulary: Sequence[str],
+        vocabularies: Mapping[str, Sequence[str]],
         idf: FloatArray,
         coef: FloatArray,
         intercept: FloatArray,
         labels: Sequence[str] = LABELS,
         config: FeatureConfig | None = None,
-        dense_weight: float = 1.0,
     ) -> None:
-        self.vocabulary = list(vocabulary)
-        self.index = {term: i for i, term in enumerate(self.vocabulary)}
+        self.config = config or FeatureConfig()
+        self.labels = tuple(labels)
+        self.vocabularies = {block: list(vocabularies.get(block, ())) for block in BLOCKS}
+        self.offsets: dict[str, tuple[int, int]] = {}
+        self.index: dict[str, dict[str, int]] = {}
+        start = 0
+        for block in BLOCKS:
+            terms = self.vocabularies[block]
+            self.offsets[block] = (start, start + len(terms))
+            self.index[block] = {term: start + i for i, term in enumerate(terms)}
+            start += len(terms)
+        self.n_sparse = start
         self.idf = np.asarray(idf, dtype=np.float64)
         self.coef = np.asarray(coef, dtype=np.float64)  # (n_labels, n_sparse + N_DENSE)
         self.intercept = np.asarray(intercept, dtype=np.float64)
-        self.labels = tuple(labels)
-        self.config = config or FeatureConfig()
-        self.dense_weight = dense_weight
-        n_sparse = len(self.vocabulary)
-        if self.idf.shape != (n_sparse,) or self.coef.shape != (
+        if self.idf.shape != (self.n_sparse,) or self.coef.shape != (
             len(self.labels),
-            n_sparse + N_DENSE,
+            self.n_sparse + N_DENSE,
         ):
             raise ValueError("model arrays do not match the vocabulary")
-        self._sparse_coef_t = np.ascontiguousarray(self.coef[:, :n_sparse].T)
-        self._dense_coef_t = np.ascontiguousarray(self.coef[:, n_sparse:].T)
+        self._sparse_coef_t = np.ascontiguousarray(self.coef[:, : self.n_sparse].T)
+        self._dense_coef_t = np.ascontiguousarray(self.coef[:, self.n_sparse :].T)
+        self._char_cache: dict[str, dict[str, IntArray]] = {"tc": {}, "bc": {}}
 
-    def sparse_vector(self, title: str, body: str) -> tuple[npt.NDArray[np.int64], FloatArray]:
-        """Indices and L2-normalised sublinear TF-IDF values of the known features."""
+    @property
+    def vocabulary(self) -> list[str]:
+        """All sparse feature names, ``block:term``, in column order."""
+        return [f"{block}:{term}" for block in BLOCKS for term in self.vocabularies[block]]
+
+    # ---- feature extraction -----------------------------------------------------------
+
+    def _word_counts(self, block: str, text: str) -> tuple[IntArray, FloatArray]:
+        index = self.index[block]
         counts: dict[int, int] = {}
-        index = self.index
-        for gram in analyse(title, body, self.config):
+        for gram in word_ngrams(text):
             i = index.get(gram)
             if i is not None:
                 counts[i] = counts.get(i, 0) + 1
         if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+            return _EMPTY_IDX, np.zeros(0)
         idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-        values = (1.0 + np.log(tf)) * self.idf[idx]
-        norm = float(np.sqrt(values @ values))
-        return idx, values / norm if norm > 0 else values
+        return idx, tf
+
+    def _char_counts(self, block: str, text: str) -> tuple[IntArray, FloatArray]:
+        index = self.index[block]
+        cache = self._char_cache[block]
+        cfg = self.config
+        max_word = cfg.max_word if cfg.max_word > 0 else len(text)
+        parts: list[IntArray] = []
+        repeats: list[int] = []
+        for word, n in Counter(text.lower().split()).items():
+            if len(word) > max_word:
+                continue
+            known = cache.get(word)
+            if known is None:
+                grams = word_char_ngrams(word, cfg.char_min, cfg.char_max)
+                known = np.fromiter(
+                    (i for i in map(index.get, grams) if i is not None), dtype=np.int64
+                )
+                if len(cache) >= _CHAR_CACHE_LIMIT:
+                    cache.clear()
+                cache[word] = known
+            if known.size:
+                parts.append(known)
+                repeats.append(n)
+        if not parts:
+            return _EMPTY_IDX, np.zeros(0)
+        lengths = np.fromiter((p.size for p in parts), dtype=np.int64, count=len(parts))
+        all_idx = np.concatenate(parts)
+        weights = np.repeat(np.asarray(repeats, dtype=np.float64), lengths)
+        idx, inverse = np.unique(all_idx, return_inverse=True)
+        tf = np.bincount(inverse, weights=weights, minlength=idx.size).astype(np.float64)
+        return idx, tf
+
+    def sparse_vector(self, title: str, body: str) -> tuple[IntArray, FloatArray]:
+        """Column indices and values (per-block L2-normalised sublinear TF-IDF, weighted)."""
+        body = body[: self.config.body_limit]
+        all_idx: list[IntArray] = []
+        all_values: list[FloatArray] = []
+        for block, text in (("tw", title), ("tc", title), ("bw", body), ("bc", body)):
+            if block in ("tw", "bw"):
+                idx, tf = self._word_counts(block, text)
+            else:
+                idx, tf = self._char_counts(block, text)
+            if not idx.size:
+                continue
+            values = (1.0 + np.log(tf)) * self.idf[idx]
+            norm = float(np.sqrt(values @ values))
+            if norm > 0:
+                values *= self.config.block_weight(block) / norm
+            all_idx.append(idx)
+            all_values.append(values)
+        if not all_idx:
+            return _EMPTY_IDX, np.zeros(0)
+        return np.concatenate(all_idx), np.concatenate(all_values)
+
+    def dense_vector(self, title: str, body: str) -> FloatArray:
+        cues = dense_cues(title, body[: self.config.body_limit])
+        return np.asarray(cues, dtype=np.float64) * self.config.dense_weight
+
+    # ---- prediction -------------------------------------------------------------------
 
     def decision(self, title: str, body: str) -> FloatArray:
         idx, values = self.sparse_vector(title, body)
         scores = self.intercept.copy()
         if idx.size:
             scores += values @ self._sparse_coef_t[idx]
-        dense = np.asarray(dense_cues(title, body), dtype=np.float64) * self.dense_weight
-        scores += dense @ self._dense_coef_t
+        scores += self.dense_vector(title, body) @ self._dense_coef_t
         return scores
 
     def predict_proba(self, title: str, body: str) -> dict[str, float]:
@@ -325,8 +365,7 @@ class TypeModel:
                     "format_version": FORMAT_VERSION,
                     "labels": list(self.labels),
                     "config": self.config.to_json(),
-                    "dense_weight": self.dense_weight,
-                    "vocabulary": self.vocabulary,
+                    "vocabularies": self.vocabularies,
                 },
                 ensure_ascii=False,
                 separators=(",", ":"),
@@ -345,13 +384,12 @@ class TypeModel:
             coef = arrays["coef"].astype(np.float64)
             intercept = arrays["intercept"].astype(np.float64)
         return cls(
-            vocabulary=meta["vocabulary"],
+            vocabularies=meta["vocabularies"],
             idf=idf,
             coef=coef,
             intercept=intercept,
             labels=meta["labels"],
             config=FeatureConfig(**meta["config"]),
-            dense_weight=float(meta["dense_weight"]),
         )
 
 

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 MAX_CHARS = 300
-MAX_SENTENCES = 2  # the hard limit is three; two scores best against human titles
+MAX_SENTENCES = 1  # the hard limit is three; one scores best against human titles
 SOFT_BUDGET = 180  # preferred length; a longer best sentence is still used, truncated
-POSITION_BONUS = 0.2
+POSITION_BONUS = 0.25
 ELLIPSIS = "…"
 
 # ---- cleaning -------------------------------------------------------------------------
@@ -59,6 +59,9 @@ _BOILERPLATE = re.compile(
     r"^(?:type|issue type|version|os|os version|browser|platform|environment|"
     r"vs ?code version|extension version|node version|modes?|system info(?:rmation)?)\s*:|"
     r"clear and concise description|a clear description|"
+    r"do you want to request a|is your (?:feature )?request related to|"
+    r"does this (?:issue|bug) occur when|link to (?:the )?code example|"
+    r"\b(?:operating system|compiler)\b.{0,20}(?:/|:)|\bversions?\s*:\s*\S|"
     r"i agree to|to the best of my knowledge|i (?:have )?(?:searched|checked|read|reported|"
     r"confirmed|updated)|extensions? (?:\(\d+\)|disabled)|"
     r"\bsee (?:details )?(?:at|in) (?:the )?(?:wiki|link)|"
@@ -221,7 +224,7 @@ def _title_summary(title: str) -> str:
 def summarise(title: str, body: str, max_chars: int = MAX_CHARS) -> str:
     """One to three salient sentences of ``body`` (or the title), at most ``max_chars``."""
     candidates = [truncate(s, MAX_PROSE_CHARS) for s in split_sentences(clean_body(body or ""))]
-    sentences = [s for s in candidates if _is_prose(s)]
+    sentences = list(dict.fromkeys(s for s in candidates if _is_prose(s)))  # no repeats
     if not sentences and not title.strip():
         # No title to fall back on: accept short fragments (e.g. an error message line).
         sentences = [s for s in candidates if _is_prose(s, min_spaces=1, min_letters=0.5)]

@@ -4,6 +4,12 @@
 model; ``cv`` and ``loro`` print the stratified 5-fold (NLBSE'24 metric: macro-F1 per
 repository, averaged over repositories) and leave-one-repository-out estimates.
 Only this module needs scikit-learn; prediction lives in :mod:`classifier`.
+
+The n-gram counts of every issue are computed once (with the analysers of
+:mod:`classifier`, so training and prediction see identical features); each fit then
+selects its vocabulary (document frequency on its own training rows only), computes the
+idf and fits the logistic regression -- the same maths as scikit-learn's
+``TfidfVectorizer(sublinear_tf=True, min_df=...)`` per block.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from pipelines.providers.classifier import (
+    BLOCKS,
     LABELS,
     MODEL_DIR,
     FeatureConfig,
@@ -32,6 +40,10 @@ from pipelines.providers.classifier import (
 )
 
 SEED = 20240415
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+StrArray = npt.NDArray[np.str_]
 
 
 @dataclass(frozen=True)
@@ -47,11 +59,12 @@ class TrainParams:
     """Hyper-parameters, chosen by cross-validation on the training file."""
 
     config: FeatureConfig = field(default_factory=FeatureConfig)
-    min_df: int = 2
-    min_repos: int = 3  # a feature must occur in issues of at least this many repositories
-    max_features: int = 60000
+    title_min_df: int = 2  # a title n-gram must occur in this many training issues
+    body_min_df: int = 3
     c: float = 10.0
-    dense_weight: float = 1.0
+
+    def min_df(self, block: str) -> int:
+        return self.title_min_df if block.startswith("t") else self.body_min_df
 
 
 DEFAULT_PARAMS = TrainParams()
@@ -77,102 +90,124 @@ def load_issues(path: Path) -> list[Issue]:
 
 @dataclass
 class Featurised:
-    grams: list[list[str]]
-    dense: np.ndarray
-    labels: np.ndarray
-    repos: np.ndarray
+    """Raw n-gram counts per block over every term seen anywhere, plus dense cues."""
+
+    counts: dict[str, sp.csr_matrix]
+    terms: dict[str, list[str]]
+    dense: FloatArray
+    labels: StrArray
+    repos: StrArray
 
 
 def featurise(issues: Sequence[Issue], config: FeatureConfig) -> Featurised:
+    vocab: dict[str, dict[str, int]] = {block: {} for block in BLOCKS}
+    cells: dict[str, tuple[list[int], list[int], list[int]]] = {
+        block: ([], [], []) for block in BLOCKS
+    }
+    dense: list[list[float]] = []
+    for row, issue in enumerate(issues):
+        grams = analyse(issue.title, issue.body, config)
+        for block in BLOCKS:
+            index = vocab[block]
+            rows, cols, vals = cells[block]
+            for term, n in Counter(grams[block]).items():
+                col = index.setdefault(term, len(index))
+                rows.append(row)
+                cols.append(col)
+                vals.append(n)
+        dense.append(dense_cues(issue.title, issue.body[: config.body_limit]))
+    counts = {
+        block: sp.csr_matrix(
+            (np.asarray(cells[block][2], dtype=np.float64), (cells[block][0], cells[block][1])),
+            shape=(len(issues), len(vocab[block])),
+        )
+        for block in BLOCKS
+    }
     return Featurised(
-        grams=[analyse(i.title, i.body, config) for i in issues],
-        dense=np.array([dense_cues(i.title, i.body) for i in issues], dtype=np.float64),
+        counts=counts,
+        terms={block: list(vocab[block]) for block in BLOCKS},
+        dense=np.asarray(dense, dtype=np.float64).reshape(len(issues), -1),
         labels=np.array([i.label for i in issues]),
         repos=np.array([i.repo for i in issues]),
     )
 
 
-def _select_vocabulary(
-    grams: Sequence[Sequence[str]], repos: Sequence[str], params: TrainParams
-) -> tuple[list[str], np.ndarray]:
-    df: Counter[str] = Counter()
-    repo_sets: dict[str, set[str]] = {}
-    for doc, repo in zip(grams, repos, strict=True):
-        for term in set(doc):
-            df[term] += 1
-            repo_sets.setdefault(term, set()).add(repo)
-    kept = [
-        t for t, n in df.items() if n >= params.min_df and len(repo_sets[t]) >= params.min_repos
-    ]
-    kept.sort(key=lambda t: (-df[t], t))
-    kept = sorted(kept[: params.max_features])
-    n_docs = len(grams)
-    idf = np.array([np.log((1 + n_docs) / (1 + df[t])) + 1.0 for t in kept], dtype=np.float64)
-    return kept, idf
-
-
-def _sparse_matrix(
-    grams: Sequence[Sequence[str]], index: dict[str, int], idf: np.ndarray
-) -> sp.csr_matrix:
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    for r, doc in enumerate(grams):
-        counts: Counter[int] = Counter(index[g] for g in doc if g in index)
-        for c, n in counts.items():
-            rows.append(r)
-            cols.append(c)
-            vals.append(1.0 + float(np.log(n)))
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(grams), len(index)))
-    matrix = matrix.multiply(idf).tocsr()
+def _tfidf(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matrix:
+    """Sublinear tf x idf, L2-normalised per row, times the block weight."""
+    matrix = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    matrix.data = 1.0 + np.log(matrix.data)
+    matrix = sp.csr_matrix(matrix.multiply(idf[np.newaxis, :]))
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix)
+    return sp.csr_matrix(sp.diags(weight / norms) @ matrix)
 
 
-def fit(data: Featurised, params: TrainParams = DEFAULT_PARAMS) -> TypeModel:
-    vocabulary, idf = _select_vocabulary(data.grams, list(data.repos), params)
-    index = {t: i for i, t in enumerate(vocabulary)}
-    x_sparse = _sparse_matrix(data.grams, index, idf)
-    x = sp.hstack([x_sparse, sp.csr_matrix(data.dense * params.dense_weight)]).tocsr()
-    clf = LogisticRegression(C=params.c, max_iter=3000, random_state=SEED)
-    clf.fit(x, data.labels)
-    order = [list(clf.classes_).index(label) for label in LABELS]
-    return TypeModel(
-        vocabulary=vocabulary,
+@dataclass
+class Fitted:
+    model: TypeModel
+    columns: dict[str, IntArray]  # per block: the featurised columns the model kept
+
+    def design(self, data: Featurised, rows: IntArray) -> sp.csr_matrix:
+        cfg = self.model.config
+        parts = []
+        for block in BLOCKS:
+            start, end = self.model.offsets[block]
+            sub = data.counts[block][rows][:, self.columns[block]]
+            parts.append(_tfidf(sub, self.model.idf[start:end], cfg.block_weight(block)))
+        parts.append(sp.csr_matrix(data.dense[rows] * cfg.dense_weight))
+        return sp.csr_matrix(sp.hstack(parts))
+
+    def predict(self, data: Featurised, rows: IntArray) -> StrArray:
+        scores = self.design(data, rows) @ self.model.coef.T + self.model.intercept
+        best = np.asarray(np.argmax(scores, axis=1), dtype=np.int64)
+        return np.asarray([self.model.labels[i] for i in best], dtype=np.str_)
+
+
+def fit(data: Featurised, rows: IntArray, params: TrainParams = DEFAULT_PARAMS) -> Fitted:
+    """Fit on the issues ``rows`` of ``data`` (vocabulary and idf from those rows only)."""
+    n_docs = len(rows)
+    vocabularies: dict[str, list[str]] = {}
+    columns: dict[str, IntArray] = {}
+    idfs: list[FloatArray] = []
+    for block in BLOCKS:
+        sub = data.counts[block][rows]
+        df = np.asarray((sub > 0).sum(axis=0)).ravel()
+        kept = np.flatnonzero(df >= params.min_df(block))
+        order = sorted(kept.tolist(), key=lambda c: data.terms[block][c])  # deterministic
+        columns[block] = np.asarray(order, dtype=np.int64)
+        vocabularies[block] = [data.terms[block][c] for c in order]
+        idfs.append(np.log((1.0 + n_docs) / (1.0 + df[columns[block]])) + 1.0)
+    idf = np.concatenate(idfs)
+    n_sparse = len(idf)
+    placeholder = TypeModel(
+        vocabularies=vocabularies,
         idf=idf,
-        coef=clf.coef_[order],
-        intercept=clf.intercept_[order],
+        coef=np.zeros((len(LABELS), n_sparse + data.dense.shape[1])),
+        intercept=np.zeros(len(LABELS)),
         labels=LABELS,
         config=params.config,
-        dense_weight=params.dense_weight,
     )
-
-
-def _subset(data: Featurised, idx: np.ndarray) -> Featurised:
-    return Featurised(
-        grams=[data.grams[i] for i in idx],
-        dense=data.dense[idx],
-        labels=data.labels[idx],
-        repos=data.repos[idx],
+    fitted = Fitted(placeholder, columns)
+    x = fitted.design(data, rows)
+    clf = LogisticRegression(C=params.c, max_iter=5000, random_state=SEED)
+    clf.fit(x, data.labels[rows])
+    order_labels = [list(clf.classes_).index(label) for label in LABELS]
+    model = TypeModel(
+        vocabularies=vocabularies,
+        idf=idf,
+        coef=clf.coef_[order_labels],
+        intercept=clf.intercept_[order_labels],
+        labels=LABELS,
+        config=params.config,
     )
-
-
-def _predict_featurised(model: TypeModel, data: Featurised) -> np.ndarray:
-    index = model.index
-    x_sparse = _sparse_matrix(data.grams, index, model.idf)
-    scores = (
-        x_sparse @ model._sparse_coef_t + (data.dense * model.dense_weight) @ model._dense_coef_t
-    )
-    scores += model.intercept
-    return np.array(model.labels)[np.argmax(scores, axis=1)]
+    return Fitted(model, columns)
 
 
 def macro_f1(truth: Sequence[str], pred: Sequence[str]) -> float:
     return float(f1_score(truth, pred, labels=list(LABELS), average="macro", zero_division=0))
 
 
-def nlbse_score(truth: np.ndarray, pred: np.ndarray, repos: np.ndarray) -> dict[str, float]:
+def nlbse_score(truth: StrArray, pred: StrArray, repos: StrArray) -> dict[str, float]:
     """Macro-F1 per repository and their mean (the NLBSE'24 competition metric)."""
     scores = {
         repo: macro_f1(list(truth[repos == repo]), list(pred[repos == repo]))
@@ -186,14 +221,13 @@ def cross_validate(
     path: Path, params: TrainParams = DEFAULT_PARAMS, folds: int = 5
 ) -> dict[str, float]:
     """Stratified (by repository x label) k-fold; pooled predictions scored per repo."""
-    issues = load_issues(path)
-    data = featurise(issues, params.config)
+    data = featurise(load_issues(path), params.config)
+    n = len(data.labels)
     strata = np.array([f"{r}|{y}" for r, y in zip(data.repos, data.labels, strict=True)])
-    pred = np.empty(len(issues), dtype=object)
+    pred = np.empty(n, dtype=object)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
-    for train_idx, test_idx in splitter.split(np.zeros(len(issues)), strata):
-        model = fit(_subset(data, train_idx), params)
-        pred[test_idx] = _predict_featurised(model, _subset(data, test_idx))
+    for train_idx, test_idx in splitter.split(np.zeros(n), strata):
+        pred[test_idx] = fit(data, train_idx, params).predict(data, test_idx)
     scores = nlbse_score(data.labels, pred.astype(str), data.repos)
     scores["pooled_macro_f1"] = macro_f1(list(data.labels), list(pred.astype(str)))
     return scores
@@ -201,22 +235,30 @@ def cross_validate(
 
 def leave_one_repo_out(path: Path, params: TrainParams = DEFAULT_PARAMS) -> dict[str, float]:
     """Macro-F1 on each repository when the model is trained on the other ones."""
-    issues = load_issues(path)
-    data = featurise(issues, params.config)
+    data = featurise(load_issues(path), params.config)
     scores: dict[str, float] = {}
     for repo in sorted(set(data.repos.tolist())):
         train_idx = np.flatnonzero(data.repos != repo)
         test_idx = np.flatnonzero(data.repos == repo)
-        model = fit(_subset(data, train_idx), params)
-        pred = _predict_featurised(model, _subset(data, test_idx))
+        pred = fit(data, train_idx, params).predict(data, test_idx)
         scores[repo] = macro_f1(list(data.labels[test_idx]), list(pred))
     scores["mean"] = float(np.mean(list(scores.values())))
     return scores
 
 
 def train(path: Path, params: TrainParams = DEFAULT_PARAMS) -> TypeModel:
-    """Fit the model on every issue of ``path``."""
-    return fit(featurise(load_issues(path), params.config), params)
+    """Fit the model on every issue of ``path`` and check prediction-path parity."""
+    issues = load_issues(path)
+    data = featurise(issues, params.config)
+    rows = np.arange(len(issues), dtype=np.int64)
+    fitted = fit(data, rows, params)
+    # The numpy-only predictor must reproduce the training design matrix exactly.
+    sample = rows[:: max(1, len(rows) // 50)]
+    expected = fitted.design(data, sample) @ fitted.model.coef.T + fitted.model.intercept
+    got = np.array([fitted.model.decision(issues[i].title, issues[i].body) for i in sample])
+    if not np.allclose(expected, got, atol=1e-8):
+        raise AssertionError("prediction features differ from training features")
+    return fitted.model
 
 
 def _print_scores(title: str, scores: dict[str, float]) -> None:
@@ -235,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = train(args.data)
         arrays, meta = model.save(args.out)
         size = arrays.stat().st_size + meta.stat().st_size
-        print(f"saved {arrays} and {meta} ({size / 1e6:.2f} MB, {len(model.vocabulary)} features)")
+        print(f"saved {arrays} and {meta} ({size / 1e6:.2f} MB, {model.n_sparse} features)")
     elif args.command == "cv":
         _print_scores("stratified 5-fold CV (NLBSE'24 metric)", cross_validate(args.data))
     else:

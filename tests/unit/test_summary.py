@@ -128,3 +128,20 @@ def test_speed_under_one_millisecond_for_2kb_body() -> None:
     for _ in range(50):
         summarise("Export dialog", body)
     assert (time.perf_counter() - start) / 50 < 0.005
+
+
+def test_feature_template_questions_and_environment_lines_skipped() -> None:
+    body = (
+        "**Is your feature request related to a problem? Please describe.**\n"
+        "Do you want to request a *feature* or report a *bug*?\n"
+        "OpenCV version: 4.x Operating System / Platform: Ubuntu 20.04\n\n"
+        "The exporter cannot write files larger than four gigabytes on FAT drives."
+    )
+    summary = summarise("Large exports", body)
+    assert summary == "The exporter cannot write files larger than four gigabytes on FAT drives."
+
+
+def test_repeated_sentences_not_duplicated() -> None:
+    body = "Give the build an option to produce static libraries.\n" * 3
+    summary = summarise("Static libs", body)
+    assert summary.count("static libraries") == 1
