@@ -1,0 +1,414 @@
+"""POST /issues: issueflow's API against an insert-only floor and the original plan's
+BackgroundTasks endpoint, in one run; then the SQL round trips of GET /tasks/<id>.
+
+    scripts/bench/api [--duration 10] [--rate 200] [--connections 32] [--rounds 1]
+                      [--apps issueflow,issueflow-nobackend,floor,background]
+
+Each app runs alone as ONE uvicorn worker (uvloop, httptools, no access log) on a
+PostgreSQL database of the benchmark's own; issueflow gets a reachable broker (a
+redis-server of the benchmark's own, no Celery worker: the chains just queue up). Per app:
+
+1. throughput: ``wrk -t1 -c32`` POSTing the same issue for ``--duration`` seconds (after a
+   short warm-up), with the CPU per request of uvicorn, the PostgreSQL backends and Redis;
+2. latency at a steady ``--rate`` req/s: ``loadgen.py`` in its own process, open loop,
+   latency from each request's scheduled send time.
+
+With ``--rounds`` > 1 the apps take turns, round after round, and the table shows each
+app's median. Then GET /tasks/<id> runs in-process against a counting proxy: SQL
+statements per request as SQLAlchemy's ``before_cursor_execute`` sees them, and the round
+trips that really reach PostgreSQL (psycopg2's BEGIN and the pool's pre-ping included).
+
+The machine is shared and noisy: compare the rows of one run (the ratios), not runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    ISSUE_BODY,
+    PYTHON,
+    VENV_BIN,
+    CpuMeter,
+    Database,
+    Processes,
+    RedisServer,
+    command_delta,
+    dump_json,
+    free_port,
+    listening,
+    median,
+    table,
+    wait_for,
+)
+
+ISSUE = {"title": "Settings page hangs on save", "body": ISSUE_BODY}
+
+APPS = {
+    "issueflow": ("issueflow API (app.main:app)", "app.main:app"),
+    "issueflow-nobackend": ("issueflow API, CELERY_RESULT_BACKEND=''", "app.main:app"),
+    "floor": ("insert-only floor", "baseline_app:floor_app"),
+    "background": ("original plan: BackgroundTasks", "baseline_app:background_app"),
+    # what-if variants of issueflow (scripts/bench/app_variants.py), not run by default
+    "issueflow-bigpool": ("issueflow, pool_size=40", "app_variants:big_pool"),
+    "issueflow-nosent": ("issueflow, task_send_sent_event=False", "app_variants:no_sent_event"),
+    "issueflow-noping": ("issueflow, pool_pre_ping=False", "app_variants:no_pre_ping"),
+}
+VARIANTS = {"issueflow-bigpool": "big_pool", "issueflow-nosent": "no_sent_event",
+            "issueflow-noping": "no_pre_ping"}
+
+WRK_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = %s
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "non2xx": %%d, "socket_errors": %%d, ' ..
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def lua_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class ApiBench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.procs = Processes(work)
+        self.broker = RedisServer(self.procs, "redis-broker")
+        self.db = Database("postgres", self.procs, pg=args.pg)
+        body = json.dumps(ISSUE)
+        self.body_file = work / "issue.json"
+        self.body_file.write_text(body)
+        self.lua = work / "post_issue.lua"
+        self.lua.write_text(WRK_LUA % lua_string(body))
+        self.wrk = shutil.which("wrk")
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        self.db.drop()
+        self.broker.cleanup()
+
+    def env(self, key: str) -> dict[str, str]:
+        return {
+            "DATABASE_URL": self.db.url,
+            "CELERY_BROKER_URL": self.broker.url(0),
+            "CELERY_RESULT_BACKEND": "" if key == "issueflow-nobackend" else self.broker.url(1),
+            "ENRICH_PROVIDER": "noop",
+            "BENCH_APP_VARIANT": VARIANTS.get(key, ""),
+        }
+
+    def run(self, key: str) -> dict[str, Any]:
+        label, target = APPS[key]
+        print(f"--- {label}", file=sys.stderr, flush=True)
+        self.broker.client.flushall()
+        self.db.truncate()
+        port = free_port()
+        server = self.procs.start(
+            f"uvicorn-{key}", str(VENV_BIN / "uvicorn"), target, "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+            env=self.env(key),
+        )
+        try:
+            wait_for(lambda: listening(port) or server.poll() is not None, timeout=30,
+                     what=f"{label} on port {port}")
+            if server.poll() is not None:
+                raise RuntimeError(f"{label} exited:\n{self.procs.log_tail(f'uvicorn-{key}')}")
+            url = f"http://127.0.0.1:{port}/issues"
+            self.load(url, self.args.warmup)  # warm-up: connections, caches, JIT-less Python
+            db_meter = self.db.meter_args()
+            meter = CpuMeter(trees={"server": server.pid, **db_meter.get("trees", {})},
+                             pids={"redis": self.broker.pid},
+                             pid_sets=db_meter.get("pid_sets", {}))
+            spy = self.start_profiler(key, server)
+            commands_before = self.broker.commandstats()
+            sessions_before = self.db.sessions()
+            meter.start()
+            wrk = self.load(url, self.args.duration)
+            cpu = meter.stop()
+            commands = command_delta(commands_before, self.broker.commandstats())
+            time.sleep(0.6)  # session counts reach pg_stat_database within 0.5 s
+            sessions = (self.db.sessions() or 0) - (sessions_before or 0)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=30)
+            steady = self.steady(url)
+        finally:
+            self.procs.stop(server)
+        requests = wrk["requests"]
+        return {
+            "app": key,
+            "label": label,
+            "req_per_s": requests / (wrk["duration_us"] / 1e6),
+            "wrk_p50_ms": wrk["p50_us"] / 1000,
+            "wrk_p99_ms": wrk["p99_us"] / 1000,
+            "errors": wrk["non2xx"] + wrk["socket_errors"],
+            "cpu_ms_per_req": {k: v * 1000 / requests for k, v in cpu.items()},
+            "redis_cmds_per_req": sum(commands.values()) / requests,
+            "redis_cmds": {k: v / requests for k, v in commands.items()},
+            "pg_sessions_per_req": sessions / requests,
+            "steady": steady,
+        }
+
+    def start_profiler(self, key: str, server: subprocess.Popen[bytes]) -> Any:
+        if not self.args.profile:
+            return None
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        spy = self.procs.start(
+            f"py-spy-{key}", self.args.py_spy, "record", "-p", str(server.pid), "--format", "raw",
+            "--nolineno", "--rate", "200", "--nonblocking", "--gil",
+            "-o", str(self.args.profile / f"api-{key}.txt"),
+        )
+        time.sleep(1.0)
+        return spy
+
+    def load(self, url: str, duration: float) -> dict[str, Any]:
+        """Closed loop, as fast as the server answers: wrk, or loadgen if there is no wrk."""
+        if self.wrk is None:
+            raise SystemExit("wrk not found: apt-get install -y wrk")
+        out = subprocess.run(
+            [self.wrk, "-t1", f"-c{self.args.connections}", f"-d{duration:g}s", "-s",
+             str(self.lua), url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+        result: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
+        return result
+
+    def steady(self, url: str) -> dict[str, Any]:
+        out = subprocess.run(
+            [PYTHON, str(Path(__file__).with_name("loadgen.py")), url, "--rate",
+             str(self.args.rate), "--duration", str(self.args.duration), "--connections",
+             str(self.args.connections), "--body-file", str(self.body_file)],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+
+# --------------------------------------------------------------------------- GET /tasks
+
+
+def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> str:
+    """SQL per request of GET /tasks/<id> (and POST /issues), in-process, through a proxy."""
+    from sqlcount import PgCountingProxy
+
+    proxy = PgCountingProxy(db.address())
+    url = proxy.url(db.url)
+    os.environ.update({
+        "DATABASE_URL": url, "CELERY_BROKER_URL": broker.url(0),
+        "CELERY_RESULT_BACKEND": "", "ENRICH_PROVIDER": "noop",
+    })
+    import warnings
+
+    from sqlalchemy import event
+
+    with warnings.catch_warnings():  # Starlette nudges TestClient users towards httpx2
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from app.config import Settings, get_settings
+    from app.main import create_app
+
+    get_settings.cache_clear()
+    app = create_app(Settings(), sweep_outbox=False)
+    statements: list[str] = []
+    event.listen(app.state.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, params, context, many: statements.append(sql))
+
+    def measure(method: str, path: str, n: int, **kwargs: Any) -> tuple[float, float, Any]:
+        statements.clear()
+        wire_before = proxy.snapshot()
+        response = None
+        for _ in range(n):
+            response = client.request(method, path, **kwargs)
+        wire = proxy.snapshot() - wire_before
+        return len(statements) / n, sum(wire.values()) / n, (response, wire)
+
+    rows = []
+    detail = []
+    try:
+        with TestClient(app) as client:
+            created = client.post("/issues", json=ISSUE)
+            assert created.status_code == 201, created.text
+            task_id = created.json()["task_id"]
+            client.get(f"/tasks/{task_id}")  # warm: connection in the pool
+            with db.engine.connect() as conn:
+                import sqlalchemy as sa
+
+                stage_id = conn.execute(sa.text(
+                    "SELECT task_id FROM enrichment_stages WHERE run_id = :r AND position = 2"
+                ), {"r": task_id}).scalar_one()
+            cases = [
+                ("POST /issues", "POST", "/issues", 1, {"json": ISSUE}),
+                ("GET /tasks/<root id>", "GET", f"/tasks/{task_id}", repeat, {}),
+                ("GET /tasks/<stage id>", "GET", f"/tasks/{stage_id}", repeat, {}),
+                ("GET /tasks/<unknown id> (404)", "GET", "/tasks/nope", repeat, {}),
+            ]
+            for name, method, path, n, kwargs in cases:
+                sql, wire, (response, counts) = measure(method, path, n, **kwargs)
+                rows.append([name, response.status_code, sql, wire])
+                detail.append((name, {k: v / n for k, v in counts.items()}))
+    finally:
+        app.state.engine.dispose()
+        proxy.close()
+    lines = [table(["request", "status", "SQL statements (before_cursor_execute)",
+                    "round trips on the wire"], rows)]
+    for name, counts in detail:
+        lines.append(f"\n  {name}, on the wire per request:")
+        lines += [f"    {v:4.1f}  {k}" for k, v in counts.items()]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    by_app: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_app.setdefault(r["app"], []).append(r)
+
+    def med(app: str, get: Any) -> float:
+        return median([get(r) for r in by_app[app]])
+
+    lines = [
+        f"load average before/after: {args.loadavg[0]} / {args.loadavg[1]} (2 cores, shared)",
+        f"POST /issues, 1 uvicorn worker, PostgreSQL, {args.connections} connections; "
+        f"throughput: wrk -t1 for {args.duration:g} s; latency: open loop at "
+        f"{args.rate:g} req/s for {args.duration:g} s"
+        + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""),
+        "",
+    ]
+    rows = []
+    for app in by_app:
+        cpu_keys = ("server", "postgres", "redis")
+        rows.append([
+            APPS[app][0],
+            med(app, lambda r: r["req_per_s"]),
+            med(app, lambda r: r["wrk_p50_ms"]),
+            med(app, lambda r: r["wrk_p99_ms"]),
+            *[med(app, lambda r, k=k: r["cpu_ms_per_req"].get(k, 0.0)) for k in cpu_keys],
+            med(app, lambda r: r["redis_cmds_per_req"]),
+            med(app, lambda r: r["pg_sessions_per_req"]),
+            med(app, lambda r: r["steady"]["achieved_rate"]),
+            med(app, lambda r: r["steady"]["p50_ms"]),
+            med(app, lambda r: r["steady"]["p99_ms"]),
+            med(app, lambda r: r["steady"]["max_ms"]),
+            sum(r["errors"] + sum(n for s, n in r["steady"]["statuses"].items()
+                                  if not str(s).startswith("2")) for r in by_app[app]),
+        ])
+    lines.append(table(
+        ["app", "req/s", "wrk p50 ms", "wrk p99 ms", "CPU ms/req: uvicorn", "postgres",
+         "redis", "redis cmds/req", "new PG conns/req", f"@{args.rate:g}/s: rate", "p50 ms",
+         "p99 ms", "max ms", "errors"],
+        rows,
+    ))
+    lines.append("")
+    lines.append("Redis commands per request, by command (wrk phase):")
+    for app, rs in by_app.items():
+        cmds = rs[-1]["redis_cmds"]
+        lines.append(f"  {app}: " + ", ".join(f"{k} {v:.2f}" for k, v in
+                                               sorted(cmds.items(), key=lambda kv: -kv[1])))
+    if args.rounds > 1:
+        lines.append("")
+        lines.append("req/s per round: " + "; ".join(
+            f"{app} " + ", ".join(f"{r['req_per_s']:.0f}" for r in rs)
+            for app, rs in by_app.items()))
+    if "issueflow" in by_app:
+        lines.append("")
+        lines.append("Ratios (same run). Contract: POST /issues at least as fast as the "
+                     "BackgroundTasks endpoint (req/s ratio >= 1.00x); p99 <= 10 ms at "
+                     f"{args.rate:g} req/s:")
+        pairs = [("issueflow", "background"), ("issueflow", "floor"),
+                 ("background", "floor")]
+        pairs += [(app, "issueflow") for app in by_app
+                  if app.startswith("issueflow-")]  # what a change would gain
+        ratio_rows = []
+        for a, b in pairs:
+            if a not in by_app or b not in by_app:
+                continue
+
+            def ratio(get: Any, a: str = a, b: str = b) -> str:
+                return f"{med(a, get) / med(b, get):.2f}x"
+
+            ratio_rows.append([
+                f"{a} / {b}",
+                ratio(lambda r: r["req_per_s"]),
+                ratio(lambda r: r["steady"]["p99_ms"]),
+                ratio(lambda r: r["cpu_ms_per_req"]["server"]),
+                ratio(lambda r: sum(r["cpu_ms_per_req"].values())),
+            ])
+        lines.append(table(["ratio", "req/s", f"p99 @{args.rate:g}/s", "CPU/req uvicorn",
+                            "CPU/req (all)"],
+                           ratio_rows))
+        p99 = med("issueflow", lambda r: r["steady"]["p99_ms"])
+        lines.append(f"issueflow p99 at {args.rate:g} req/s: {p99:.1f} ms "
+                     f"({'meets' if p99 <= 10 else 'MISSES'} the 10 ms target)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--pg", choices=["own", "shared"], default="own",
+                        help="own: a PostgreSQL server of the benchmark's own (CPU measured "
+                             "whole); shared: a database on the server at BENCH_POSTGRES_URL")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--apps", default="issueflow,issueflow-nobackend,floor,background",
+                        help=f"comma-separated, from {', '.join(APPS)}")
+    parser.add_argument("--profile", type=Path,
+                        help="py-spy (--gil) uvicorn during the wrk phase; raw stacks go here")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/benchtools/bin/py-spy")
+    parser.add_argument("--skip-round-trips", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    keys = args.apps.split(",")
+    if unknown := [k for k in keys if k not in APPS]:
+        parser.error(f"unknown apps {unknown}")
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    work = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    bench = ApiBench(args, work)
+    runs = []
+    round_trips = None
+    try:
+        for _ in range(args.rounds):
+            for key in keys:
+                runs.append(bench.run(key))
+                time.sleep(1)
+        if not args.skip_round_trips:
+            bench.db.truncate()
+            round_trips = count_round_trips(bench.db, bench.broker)
+    finally:
+        bench.close()
+        shutil.rmtree(work, ignore_errors=True)
+    args.loadavg = (load_before, " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    print(report(runs, args))
+    if round_trips:
+        print("\nSQL per request, in-process through a counting proxy (expected for GET "
+              "/tasks/<id>: 1 statement):")
+        print(round_trips)
+    if args.json:
+        dump_json(args.json, {"args": vars(args), "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
