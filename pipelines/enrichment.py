@@ -99,7 +99,7 @@ def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, ru
     try:
         with session_scope(engine()) as session:
             return persist_result(
-                session=session, run_id=run_id, position=stage.position,
+                session=session, run_id=run_id, issue_id=issue_id, position=stage.position,
                 summary=previous["summary"], tags=previous["tags"],
             )
     except StaleRun as exc:

@@ -58,7 +58,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # run a moment too early. It looks again for this long; a run still missing then was
 # rolled back with its request, and its message is dropped.
 RUN_VISIBILITY_WAIT = 2.0
-RUN_VISIBILITY_POLL = 0.02
+RUN_VISIBILITY_FIRST_POLL = 0.002
+RUN_VISIBILITY_MAX_POLL = 0.1
 
 MAX_ERROR_LENGTH = 1000
 
@@ -74,7 +75,15 @@ def describe(exc: BaseException) -> str:
 
 
 def engine() -> Any:
+    """For results and failures: commits wait until they are durable."""
     return get_engine(get_settings().database_url)
+
+
+def marks_engine() -> Any:
+    """For progress marks (STARTED, SUCCESS of summarise and tag, RETRY, REVOKED): commits
+    do not wait for the disk. A database crash can lose the last marks; the run's result
+    and failures are written through ``engine()``."""
+    return get_engine(get_settings().database_url, durable=False)
 
 
 def run_stage(
@@ -88,7 +97,7 @@ def run_stage(
     try:
         data = _begin(run_id, stage)
         result = work(data)
-        with session_scope(engine()) as session:
+        with session_scope(marks_engine()) as session:
             finish_stage(session=session, run_id=run_id, position=stage.position)
         return result
     except Exception as exc:
@@ -103,14 +112,16 @@ def _begin(run_id: str, stage: Stage) -> StageInput:
     """
     deadline = time.monotonic() + RUN_VISIBILITY_WAIT
     pause = threading.Event()
+    poll = RUN_VISIBILITY_FIRST_POLL
     while True:
         try:
-            with session_scope(engine()) as session:
+            with session_scope(marks_engine()) as session:
                 return begin_stage(session=session, run_id=run_id, position=stage.position)
         except RunNotFound:
             if time.monotonic() >= deadline:
                 raise
-            pause.wait(RUN_VISIBILITY_POLL)
+            pause.wait(poll)
+            poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
 
 
 def handle_stage_error(
@@ -129,8 +140,8 @@ def handle_stage_error(
     if isinstance(exc, TRANSIENT_ERRORS) and task.request.retries < policy.max_retries:
         retries = task.request.retries
         countdown = policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
-        _record(retry_stage, run_id=run_id, position=stage.position, retries=retries + 1,
-                error=reason)
+        _record(retry_stage, durable=False, run_id=run_id, position=stage.position,
+                retries=retries + 1, error=reason)
         log.warning("%s run %s: retry %d/%d in %.1fs after %s", stage.task_name, run_id,
                     retries + 1, policy.max_retries, countdown, reason)
         raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
@@ -144,7 +155,7 @@ def handle_stage_error(
 def stop_stale(run_id: str, stage: Stage, reason: str) -> NoReturn:
     """The run was superseded or its issue deleted: end it as REVOKED and stop the chain."""
     log.info("%s run %s stopped: %s", stage.task_name, run_id, reason)
-    _record(end_stale_run, run_id=run_id, reason=reason)
+    _record(end_stale_run, durable=False, run_id=run_id, reason=reason)
     raise Ignore()
 
 
@@ -168,10 +179,10 @@ def record_hard_time_limit(stage: Stage, policy: StagePolicy, run_id: str) -> No
         db.dispose()
 
 
-def _record(write: Callable[..., None], **kwargs: Any) -> None:
+def _record(write: Callable[..., None], *, durable: bool = True, **kwargs: Any) -> None:
     """Bookkeeping that must not hide the error being handled if the database is down."""
     try:
-        with session_scope(engine()) as session:
+        with session_scope(engine() if durable else marks_engine()) as session:
             write(session=session, **kwargs)
     except sa_exc.SQLAlchemyError:
         log.exception("could not record %s for run %s", write.__name__, kwargs.get("run_id"))

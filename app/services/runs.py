@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from app.models import (
     FINISHED_STATES,
@@ -159,18 +159,26 @@ def fail_run(*, session: Session, run_id: str, position: int, error: str) -> Non
 
 
 def persist_result(
-    *, session: Session, run_id: str, position: int, summary: str, tags: Sequence[str]
+    *,
+    session: Session,
+    run_id: str,
+    issue_id: int,
+    position: int,
+    summary: str,
+    tags: Sequence[str],
 ) -> bool:
     """Write the run's result onto its issue, once. False when there was nothing to do.
 
     Idempotent: a redelivered persist finds the run SUCCESS and changes nothing. A run that
-    is no longer the issue's current one never overwrites the newer run's result.
+    is no longer the issue's current one never overwrites the newer run's result. Locks the
+    issue, then the run (the one order every writer follows).
     """
-    run = session.get(EnrichmentRun, run_id)
+    issue = get_issue(session=session, issue_id=issue_id, for_update=True)
+    run = session.get(
+        EnrichmentRun, run_id, with_for_update=True, options=[lazyload(EnrichmentRun.stages)]
+    )
     if run is None:
         raise RunNotFound(run_id)
-    issue = get_issue(session=session, issue_id=run.issue_id, for_update=True)
-    session.refresh(run, with_for_update=True)
     if run.state == TaskState.SUCCESS:
         return False
     if run.state in FINISHED_STATES:
@@ -188,10 +196,15 @@ def persist_result(
     issue.enriched_at = now
     run.state, run.error, run.finished_at = TaskState.SUCCESS, None, now
     run.result = {"ai_summary": summary, "tags": list(dict.fromkeys(tags))}
-    for stage in run.stages:
-        if stage.position == position:
-            stage.state, stage.error, stage.finished_at = TaskState.SUCCESS, None, now
-            stage.started_at = stage.started_at or now
+    session.execute(
+        update(EnrichmentStage)
+        .where(EnrichmentStage.run_id == run_id, EnrichmentStage.position == position)
+        .values(
+            state=TaskState.SUCCESS, error=None, finished_at=now,
+            started_at=func.coalesce(EnrichmentStage.started_at, now),
+        )
+        .execution_options(synchronize_session=False)
+    )
     return True
 
 
