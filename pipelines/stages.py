@@ -97,8 +97,8 @@ def run_stage(
     try:
         data = _begin(run_id, stage)
         result = work(data)
-        with session_scope(marks_engine()) as session:
-            finish_stage(session=session, run_id=run_id, position=stage.position)
+        with marks_engine().begin() as connection:
+            finish_stage(session=connection, run_id=run_id, position=stage.position)
         return result
     except Exception as exc:
         handle_stage_error(task, stage, policy, run_id, exc)
@@ -115,8 +115,8 @@ def _begin(run_id: str, stage: Stage) -> StageInput:
     poll = RUN_VISIBILITY_FIRST_POLL
     while True:
         try:
-            with session_scope(marks_engine()) as session:
-                return begin_stage(session=session, run_id=run_id, position=stage.position)
+            with marks_engine().begin() as connection:
+                return begin_stage(session=connection, run_id=run_id, position=stage.position)
         except RunNotFound:
             if time.monotonic() >= deadline:
                 raise
@@ -182,8 +182,12 @@ def record_hard_time_limit(stage: Stage, policy: StagePolicy, run_id: str) -> No
 def _record(write: Callable[..., None], *, durable: bool = True, **kwargs: Any) -> None:
     """Bookkeeping that must not hide the error being handled if the database is down."""
     try:
-        with session_scope(engine() if durable else marks_engine()) as session:
-            write(session=session, **kwargs)
+        if durable:
+            with session_scope(engine()) as session:
+                write(session=session, **kwargs)
+        else:
+            with marks_engine().begin() as connection:
+                write(session=connection, **kwargs)
     except sa_exc.SQLAlchemyError:
         log.exception("could not record %s for run %s", write.__name__, kwargs.get("run_id"))
 

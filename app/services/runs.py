@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from app.models import (
@@ -28,6 +28,10 @@ from app.pagination import InvalidCursor, decode_cursor, encode_cursor
 from app.services.issues import get_issue, set_tags
 
 _UNFINISHED = [TaskState.PENDING, TaskState.STARTED, TaskState.RETRY]
+
+# Stage bookkeeping is plain SQL: it runs on a Connection (the workers' cheap path) or in a
+# Session's transaction (the API's).
+Executor = Session | Connection
 
 
 class StageSpec(NamedTuple):
@@ -93,7 +97,7 @@ def mark_undispatched(*, session: Session, issue: Issue, run: EnrichmentRun, rea
     issue.enrichment_error = f"waiting for the broker; dispatch is retried automatically ({reason})"
 
 
-def begin_stage(*, session: Session, run_id: str, position: int) -> StageInput:
+def begin_stage(*, session: Executor, run_id: str, position: int) -> StageInput:
     """Mark a stage STARTED and read its input. Raises RunNotFound or StaleRun."""
     row = session.execute(
         select(EnrichmentRun.state, EnrichmentRun.issue_id, Issue.enrichment_task_id,
@@ -122,13 +126,15 @@ def begin_stage(*, session: Session, run_id: str, position: int) -> StageInput:
     return StageInput(issue_id=issue_id, title=title, body=body)
 
 
-def finish_stage(*, session: Session, run_id: str, position: int) -> None:
+def finish_stage(*, session: Executor, run_id: str, position: int) -> None:
     session.execute(
         _stage(run_id, position).values(state=TaskState.SUCCESS, error=None, finished_at=utcnow())
     )
 
 
-def retry_stage(*, session: Session, run_id: str, position: int, retries: int, error: str) -> None:
+def retry_stage(
+    *, session: Executor, run_id: str, position: int, retries: int, error: str
+) -> None:
     """The stage waits for retry number ``retries`` after ``error``."""
     session.execute(
         _stage(run_id, position).values(state=TaskState.RETRY, retries=retries, error=error)
@@ -208,7 +214,7 @@ def persist_result(
     return True
 
 
-def end_stale_run(*, session: Session, run_id: str, reason: str) -> None:
+def end_stale_run(*, session: Executor, run_id: str, reason: str) -> None:
     """A stage found its run stale: make sure the run reads REVOKED with the reason."""
     _end_run(session, run_id, TaskState.REVOKED, reason)
 
@@ -278,7 +284,7 @@ def _stage(run_id: str, position: int) -> Any:
     )
 
 
-def _end_run(session: Session, run_id: str, state: TaskState, reason: str) -> None:
+def _end_run(session: Executor, run_id: str, state: TaskState, reason: str) -> None:
     now = utcnow()
     ended = session.execute(
         update(EnrichmentRun)
