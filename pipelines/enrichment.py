@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.celery_app import celery_app
 from app.config import get_settings
-from app.db import dispose_engines, session_scope
+from app.db import dispose_engines
 from app.models import EnrichmentRun, Issue
 from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_result, record_run
 from pipelines.policies import StagePolicy, policy_for
@@ -97,9 +97,9 @@ def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, ru
     """Write summary and tags in one transaction; a redelivered persist changes nothing."""
     stage = Stage.PERSIST
     try:
-        with session_scope(engine()) as session:
+        with engine().begin() as connection:
             return persist_result(
-                session=session, run_id=run_id, issue_id=issue_id, position=stage.position,
+                session=connection, run_id=run_id, issue_id=issue_id, position=stage.position,
                 summary=previous["summary"], tags=previous["tags"],
             )
     except StaleRun as exc:

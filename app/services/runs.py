@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy import Connection, func, or_, select, update
-from sqlalchemy.orm import Session, joinedload, lazyload
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
     FINISHED_STATES,
@@ -21,11 +21,12 @@ from app.models import (
     EnrichmentStage,
     EnrichmentStatus,
     Issue,
+    IssueTag,
     TaskState,
     utcnow,
 )
 from app.pagination import InvalidCursor, decode_cursor, encode_cursor
-from app.services.issues import get_issue, set_tags
+from app.services.issues import get_issue
 
 _UNFINISHED = [TaskState.PENDING, TaskState.STARTED, TaskState.RETRY]
 
@@ -97,14 +98,58 @@ def mark_undispatched(*, session: Session, issue: Issue, run: EnrichmentRun, rea
     issue.enrichment_error = f"waiting for the broker; dispatch is retried automatically ({reason})"
 
 
+# Statements the stage tasks run for every chain, built once: building a statement costs
+# more Python time than sending it. Parameters are named p_* (SET columns are reserved).
+_STAGE_INPUT = (
+    select(EnrichmentRun.state, EnrichmentRun.issue_id, Issue.enrichment_task_id,
+           Issue.title, Issue.body)
+    .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
+    .where(EnrichmentRun.id == bindparam("p_run"))
+)
+_ISSUE_RUNNING = (
+    update(Issue)
+    .where(Issue.id == bindparam("p_issue"), Issue.enrichment_task_id == bindparam("p_run"))
+    .values(enrichment_status=EnrichmentStatus.RUNNING)
+)
+_UNFINISHED_STAGE = update(EnrichmentStage).where(
+    EnrichmentStage.run_id == bindparam("p_run"),
+    EnrichmentStage.position == bindparam("p_position"),
+    EnrichmentStage.state.in_(_UNFINISHED),
+)
+_STAGE_STARTED = _UNFINISHED_STAGE.values(state=TaskState.STARTED, started_at=bindparam("p_now"))
+_STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
+    state=TaskState.SUCCESS, error=None, finished_at=bindparam("p_now"),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
+)
+_STAGE_RETRYING = _UNFINISHED_STAGE.values(
+    state=TaskState.RETRY, retries=bindparam("p_retries"), error=bindparam("p_error")
+)
+_LOCK_ISSUE = (
+    select(Issue.enrichment_task_id).where(Issue.id == bindparam("p_issue")).with_for_update()
+)
+_LOCK_RUN = (
+    select(EnrichmentRun.state).where(EnrichmentRun.id == bindparam("p_run")).with_for_update()
+)
+_ISSUE_RESULT = (
+    update(Issue)
+    .where(Issue.id == bindparam("p_issue"))
+    .values(
+        ai_summary=bindparam("p_summary"), enrichment_status=EnrichmentStatus.SUCCEEDED,
+        enrichment_error=None, enriched_at=bindparam("p_now"), updated_at=bindparam("p_now"),
+    )
+)
+_DROP_TAGS = delete(IssueTag).where(IssueTag.issue_id == bindparam("p_issue"))
+_RUN_SUCCEEDED = (
+    update(EnrichmentRun)
+    .where(EnrichmentRun.id == bindparam("p_run"))
+    .values(state=TaskState.SUCCESS, error=None, result=bindparam("p_result"),
+            finished_at=bindparam("p_now"))
+)
+
+
 def begin_stage(*, session: Executor, run_id: str, position: int) -> StageInput:
     """Mark a stage STARTED and read its input. Raises RunNotFound or StaleRun."""
-    row = session.execute(
-        select(EnrichmentRun.state, EnrichmentRun.issue_id, Issue.enrichment_task_id,
-               Issue.title, Issue.body)
-        .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
-        .where(EnrichmentRun.id == run_id)
-    ).one_or_none()
+    row = session.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
     state, issue_id, current_run, title, body = row
@@ -115,20 +160,14 @@ def begin_stage(*, session: Executor, run_id: str, position: int) -> StageInput:
             raise StaleRun(f"issue {issue_id} was deleted")
         raise StaleRun(f"superseded by {current_run}")
     if position == 0:
-        session.execute(
-            update(Issue)
-            .where(Issue.id == issue_id, Issue.enrichment_task_id == run_id)
-            .values(enrichment_status=EnrichmentStatus.RUNNING)
-        )
-    session.execute(
-        _stage(run_id, position).values(state=TaskState.STARTED, started_at=utcnow())
-    )
+        session.execute(_ISSUE_RUNNING, {"p_issue": issue_id, "p_run": run_id})
+    session.execute(_STAGE_STARTED, {"p_run": run_id, "p_position": position, "p_now": utcnow()})
     return StageInput(issue_id=issue_id, title=title, body=body)
 
 
 def finish_stage(*, session: Executor, run_id: str, position: int) -> None:
     session.execute(
-        _stage(run_id, position).values(state=TaskState.SUCCESS, error=None, finished_at=utcnow())
+        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": position, "p_now": utcnow()}
     )
 
 
@@ -137,7 +176,8 @@ def retry_stage(
 ) -> None:
     """The stage waits for retry number ``retries`` after ``error``."""
     session.execute(
-        _stage(run_id, position).values(state=TaskState.RETRY, retries=retries, error=error)
+        _STAGE_RETRYING,
+        {"p_run": run_id, "p_position": position, "p_retries": retries, "p_error": error},
     )
 
 
@@ -166,7 +206,7 @@ def fail_run(*, session: Session, run_id: str, position: int, error: str) -> Non
 
 def persist_result(
     *,
-    session: Session,
+    session: Executor,
     run_id: str,
     issue_id: int,
     position: int,
@@ -179,38 +219,32 @@ def persist_result(
     is no longer the issue's current one never overwrites the newer run's result. Locks the
     issue, then the run (the one order every writer follows).
     """
-    issue = get_issue(session=session, issue_id=issue_id, for_update=True)
-    run = session.get(
-        EnrichmentRun, run_id, with_for_update=True, options=[lazyload(EnrichmentRun.stages)]
-    )
-    if run is None:
+    issue = session.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
+    state = session.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+    if state is None:
         raise RunNotFound(run_id)
-    if run.state == TaskState.SUCCESS:
+    if state == TaskState.SUCCESS:
         return False
-    if run.state in FINISHED_STATES:
-        raise StaleRun(f"run {run_id} already ended {run.state}")
-    if issue is None or issue.enrichment_task_id != run_id:
-        reason = f"issue {run.issue_id} was deleted" if issue is None else (
-            f"superseded by {issue.enrichment_task_id}"
-        )
-        raise StaleRun(reason)
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if issue is None:
+        raise StaleRun(f"issue {issue_id} was deleted")
+    if issue.enrichment_task_id != run_id:
+        raise StaleRun(f"superseded by {issue.enrichment_task_id}")
     now = utcnow()
-    issue.ai_summary = summary
-    set_tags(issue=issue, tags=tags)
-    issue.enrichment_status = EnrichmentStatus.SUCCEEDED
-    issue.enrichment_error = None
-    issue.enriched_at = now
-    run.state, run.error, run.finished_at = TaskState.SUCCESS, None, now
-    run.result = {"ai_summary": summary, "tags": list(dict.fromkeys(tags))}
-    session.execute(
-        update(EnrichmentStage)
-        .where(EnrichmentStage.run_id == run_id, EnrichmentStage.position == position)
-        .values(
-            state=TaskState.SUCCESS, error=None, finished_at=now,
-            started_at=func.coalesce(EnrichmentStage.started_at, now),
+    unique = list(dict.fromkeys(tags))
+    session.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
+    session.execute(_DROP_TAGS, {"p_issue": issue_id})
+    if unique:
+        session.execute(
+            insert(IssueTag),
+            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(unique)],
         )
-        .execution_options(synchronize_session=False)
+    session.execute(
+        _RUN_SUCCEEDED,
+        {"p_run": run_id, "p_now": now, "p_result": {"ai_summary": summary, "tags": unique}},
     )
+    session.execute(_STAGE_SUCCEEDED, {"p_run": run_id, "p_position": position, "p_now": now})
     return True
 
 
@@ -274,14 +308,6 @@ def undispatched_runs(*, session: Session, limit: int) -> Sequence[EnrichmentRun
         .with_for_update(skip_locked=True)
     )
     return session.scalars(query).all()
-
-
-def _stage(run_id: str, position: int) -> Any:
-    return update(EnrichmentStage).where(
-        EnrichmentStage.run_id == run_id,
-        EnrichmentStage.position == position,
-        EnrichmentStage.state.in_(_UNFINISHED),
-    )
 
 
 def _end_run(session: Executor, run_id: str, state: TaskState, reason: str) -> None:
