@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.celery_app import celery_app
 from app.config import get_settings
 from app.db import dispose_engines
-from app.models import EnrichmentRun, Issue
+from app.models import Issue
 from app.services.runs import StageSpec, StaleRun, mark_undispatched, persist_result, record_run
 from pipelines.policies import StagePolicy, policy_for
 from pipelines.providers import Provider, get_provider
@@ -157,8 +157,10 @@ def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
     )
 
 
-def start_enrichment(*, session: Session, issue: Issue) -> EnrichmentRun:
+def start_enrichment(*, session: Session, issue: Issue) -> str:
     """Record a run for ``issue`` and send its chain, inside the caller's transaction.
+
+    Returns the run id: the chain's root (summarise) task id.
 
     The chain is published before the caller commits, so a crash in between leaves a
     message whose run never appears (the worker drops it after a few seconds) rather than
@@ -166,7 +168,7 @@ def start_enrichment(*, session: Session, issue: Issue) -> EnrichmentRun:
     stays in the outbox and ``pipelines.outbox`` sends it later.
     """
     task_ids = [str(uuid4()) for _ in Stage]
-    run = record_run(
+    run_id = record_run(
         session=session,
         issue=issue,
         run_id=task_ids[0],
@@ -175,10 +177,9 @@ def start_enrichment(*, session: Session, issue: Issue) -> EnrichmentRun:
             for stage, task_id in zip(Stage, task_ids, strict=True)
         ],
     )
-    session.flush()
     try:
         build_chain(issue.id, task_ids).apply_async()
     except (KombuError, OSError) as exc:
-        log.warning("broker unreachable; run %s kept in the outbox: %s", run.id, exc)
-        mark_undispatched(session=session, issue=issue, run=run, reason=type(exc).__name__)
-    return run
+        log.warning("broker unreachable; run %s kept in the outbox: %s", run_id, exc)
+        mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
+    return run_id

@@ -68,7 +68,7 @@ def create(
     """Create an issue and start its enrichment; poll ``status_url`` for progress."""
     with session.begin():
         issue = create_issue(session=session, data=data)
-        run = start_enrichment(session=session, issue=issue)
+        run_id = start_enrichment(session=session, issue=issue)
     read = to_read(issue)
     response.headers["Location"] = f"/issues/{issue.id}"
     if settings.notify_webhook_url:
@@ -76,7 +76,7 @@ def create(
             notify_issue_creation, settings.notify_webhook_url, read.model_dump(mode="json"),
             timeout=settings.notify_timeout,
         )
-    return IssueCreated(issue=read, task_id=run.id, status_url=f"/tasks/{run.id}")
+    return IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
 
 
 @router.get("", dependencies=[ReadAccess], responses=errors(400, 401, 403, 422, 503))
@@ -145,5 +145,5 @@ def enrich(issue_id: IssueId, session: SessionDep) -> EnrichmentStarted:
     """Run the enrichment again (after a failure, say); supersedes a run still going."""
     with session.begin():
         issue = _locked_issue(session, issue_id)
-        run = start_enrichment(session=session, issue=issue)
-    return EnrichmentStarted(task_id=run.id, status_url=f"/tasks/{run.id}")
+        run_id = start_enrichment(session=session, issue=issue)
+    return EnrichmentStarted(task_id=run_id, status_url=f"/tasks/{run_id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import (
@@ -29,6 +29,8 @@ from app.pagination import InvalidCursor, decode_cursor, encode_cursor
 from app.services.issues import get_issue
 
 _UNFINISHED = [TaskState.PENDING, TaskState.STARTED, TaskState.RETRY]
+_RUNS: Table = EnrichmentRun.__table__  # type: ignore[assignment]
+_STAGES: Table = EnrichmentStage.__table__  # type: ignore[assignment]
 
 # Stage bookkeeping is plain SQL: it runs on a Connection (the workers' cheap path) or in a
 # Session's transaction (the API's).
@@ -60,8 +62,12 @@ class StageInput:
 
 def record_run(
     *, session: Session, issue: Issue, run_id: str, stages: Sequence[StageSpec]
-) -> EnrichmentRun:
-    """Record a new run for ``issue`` (whose row the caller holds) and make it current."""
+) -> str:
+    """Record a new run for ``issue`` (whose row the caller holds) and make it current.
+
+    The run and its stages are inserted with plain INSERTs (no ORM objects to track): this
+    is on the path of every ``POST /issues``.
+    """
     if issue.enrichment_task_id is not None:
         _end_run(
             session, issue.enrichment_task_id, TaskState.REVOKED, f"superseded by {run_id}"
@@ -71,18 +77,16 @@ def record_run(
     issue.enrichment_error = None
     if issue.id is None:
         session.flush()  # a new issue is inserted with its run id already set
-    run = EnrichmentRun(
-        id=run_id,
-        issue_id=issue.id,
-        stages=[
-            EnrichmentStage(
-                position=position, name=spec.name, queue=spec.queue, task_id=spec.task_id
-            )
+    session.execute(insert(_RUNS), {"id": run_id, "issue_id": issue.id})
+    session.execute(
+        insert(_STAGES),
+        [
+            {"run_id": run_id, "position": position, "name": spec.name, "queue": spec.queue,
+             "task_id": spec.task_id}
             for position, spec in enumerate(stages)
         ],
     )
-    session.add(run)
-    return run
+    return run_id
 
 
 def revoke_runs_of(*, session: Session, issue: Issue, reason: str) -> None:
@@ -91,10 +95,11 @@ def revoke_runs_of(*, session: Session, issue: Issue, reason: str) -> None:
         _end_run(session, issue.enrichment_task_id, TaskState.REVOKED, reason)
 
 
-def mark_undispatched(*, session: Session, issue: Issue, run: EnrichmentRun, reason: str) -> None:
+def mark_undispatched(*, session: Session, issue: Issue, run_id: str, reason: str) -> None:
     """The broker refused the chain: keep the run in the outbox and say so on the issue."""
-    run.dispatched = False
-    run.dispatch_error = reason
+    session.execute(
+        update(_RUNS).where(_RUNS.c.id == run_id).values(dispatched=False, dispatch_error=reason)
+    )
     issue.enrichment_error = f"waiting for the broker; dispatch is retried automatically ({reason})"
 
 

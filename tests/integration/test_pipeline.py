@@ -223,7 +223,7 @@ def test_worker_waits_for_a_run_whose_request_is_still_committing(
     provider.summarise_failures = [TransientError("503 once")]
     with Session(worker_engine) as session, session.begin():
         issue = create_issue(session=session, data=IssueCreate(title="Crash on start"))
-        run_id = start_enrichment(session=session, issue=issue).id
+        run_id = start_enrichment(session=session, issue=issue)
         # The chain is on the broker, the run not committed: the worker must wait for it.
         threading.Event().wait(0.5)
     status = wait_for_state(api, run_id, "SUCCESS", "FAILURE")
@@ -237,7 +237,7 @@ def test_message_of_a_rolled_back_request_is_dropped(
     with Session(worker_engine) as session:
         session.begin()
         issue = create_issue(session=session, data=IssueCreate(title="Never committed"))
-        run_id = start_enrichment(session=session, issue=issue).id
+        run_id = start_enrichment(session=session, issue=issue)
         session.rollback()
     # The summarise message is consumed and dropped: the queue empties, nothing runs.
     client = redis.Redis.from_url(BROKER_URL)
