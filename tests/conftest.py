@@ -60,6 +60,14 @@ def create_database(name: str) -> str:
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
 
 
+def create_migrated_database(prefix: str) -> tuple[str, str]:
+    """A new PostgreSQL database of this test session, migrated to head: (name, URL)."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = create_database(name)
+    migrate(url)
+    return name, url
+
+
 def drop_database(name: str) -> None:
     admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -86,9 +94,7 @@ def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
 def postgres_url() -> Iterator[str]:
     """A migrated PostgreSQL database for this test session, dropped at the end."""
     require_postgres()
-    name = f"issueflow_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = create_database(name)
-    migrate(url)
+    name, url = create_migrated_database("issueflow_test")
     yield url
     drop_database(name)
 

@@ -5,7 +5,6 @@ tests' own."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -17,16 +16,14 @@ from sqlalchemy import Engine
 from app.config import Settings, get_settings
 from app.db import dispose_engines, make_engine
 from app.main import create_app
-from tests.conftest import create_database, drop_database, flush_broker, migrate
+from tests.conftest import create_migrated_database, drop_database, flush_broker
 from tests.services import require_postgres, require_redis
 
 
 @pytest.fixture(scope="session")
 def worker_database_url() -> Iterator[str]:
     require_postgres()
-    name = f"issueflow_worker_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = create_database(name)
-    migrate(url)
+    name, url = create_migrated_database("issueflow_worker")
     previous = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
