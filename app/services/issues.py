@@ -64,21 +64,6 @@ def update_issue(*, issue: Issue, changes: dict[str, Any]) -> bool:
     return text_changed
 
 
-def set_tags(*, issue: Issue, tags: Sequence[str]) -> None:
-    """Replace the issue's tags, keeping their order and dropping repeats."""
-    unique = list(dict.fromkeys(tags))
-    current = {row.tag: row for row in issue.tag_rows}
-    issue.tag_rows = [
-        _positioned(current.get(tag) or IssueTag(tag=tag), position)
-        for position, tag in enumerate(unique)
-    ]
-
-
-def _positioned(row: IssueTag, position: int) -> IssueTag:
-    row.position = position
-    return row
-
-
 def to_read(issue: Issue) -> IssueRead:
     return IssueRead(
         id=issue.id,

@@ -188,13 +188,13 @@ def test_list_filters_by_status_and_enrichment_status(client: TestClient) -> Non
 
 
 def test_list_filters_by_tag(client: TestClient, session_factory: sessionmaker[Session]) -> None:
-    from app.models import Issue
-    from app.services.issues import set_tags
+    from app.models import IssueTag
 
     bug = create(client, title="bug one")["issue"]
     create(client, title="feature one")
     with session_factory() as session, session.begin():
-        set_tags(issue=session.get(Issue, bug["id"]), tags=["bug", "crash"])
+        session.add_all([IssueTag(issue_id=bug["id"], tag="bug", position=0),
+                         IssueTag(issue_id=bug["id"], tag="crash", position=1)])
     items = client.get("/issues", params={"tag": "crash"}).json()["items"]
     assert [(item["id"], item["tags"]) for item in items] == [(bug["id"], ["bug", "crash"])]
     assert client.get("/issues", params={"tag": "ui"}).json()["items"] == []
