@@ -25,8 +25,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
+
+from tests.chat_server import JsonHandler, completion
 
 SUMMARY = "The reporter says the save button does nothing."
 TAGS = ["bug", "ui"]
@@ -70,7 +72,7 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
@@ -121,20 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         if mode != "ok":
             raise ValueError(f"unknown fake LLM mode {mode!r}")
         content = {"tags": TAGS} if op == "tag" else {"summary": SUMMARY}
-        return self._send(200, _completion(json.dumps(content)))
+        return self._send(200, completion(json.dumps(content)))
 
-    def _send(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> int:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-        return status
 
 
 def _pick(rules: list[Rule], op: str, title: str) -> Rule | None:
@@ -147,18 +137,6 @@ def _pick(rules: list[Rule], op: str, title: str) -> Rule | None:
         rule.used += 1
         return rule
     return None
-
-
-def _completion(content: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "model": "fake-model",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content},
-             "finish_reason": "stop"}
-        ],
-    }
 
 
 class FakeLLM:

@@ -6,13 +6,14 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from pipelines.providers.base import PermanentError, TransientError
 from pipelines.providers.openai import OpenAIProvider
+from tests.chat_server import JsonHandler, completion
 
 API_KEY = "sk-integration-secret-key"
 TAXONOMY = ["documentation", "performance", "ui"]
@@ -38,7 +39,7 @@ class ChatServer(ThreadingHTTPServer):
         pass
 
 
-class ChatHandler(BaseHTTPRequestHandler):
+class ChatHandler(JsonHandler):
     server: ChatServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -56,13 +57,13 @@ class ChatHandler(BaseHTTPRequestHandler):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
         elif mode == "slow":
             behaviour.release.wait(TIMEOUT * 6)
-            self._send(200, _completion('{"summary": "too late"}'))
+            self._send(200, completion('{"summary": "too late"}'))
         elif mode == "429":
             self._send(429, {"error": {"message": "Rate limit reached"}}, {"Retry-After": "7"})
         elif mode == "500":
             self._send(500, {"error": {"message": "The server had an error"}})
         elif mode == "garbage":
-            self._send(200, _completion("<<< definitely not json >>>"))
+            self._send(200, completion("<<< definitely not json >>>"))
         else:
             system = body["messages"][0]["content"]
             content = (
@@ -70,31 +71,8 @@ class ChatHandler(BaseHTTPRequestHandler):
                 if '"tags"' in system
                 else {"summary": "The save button does nothing."}
             )
-            self._send(200, _completion(json.dumps(content)))
+            self._send(200, completion(json.dumps(content)))
 
-    def _send(
-        self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _completion(content: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "model": "test-model",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content},
-             "finish_reason": "stop"}
-        ],
-    }
 
 
 @pytest.fixture
