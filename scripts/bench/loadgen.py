@@ -20,13 +20,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
+from common import percentile
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
