@@ -303,18 +303,6 @@ def list_runs(
     )
 
 
-def undispatched_runs(*, session: Session, limit: int) -> Sequence[EnrichmentRun]:
-    """Runs the broker has not taken yet, oldest first, locked so one sweeper takes each."""
-    query = (
-        select(EnrichmentRun)
-        .where(EnrichmentRun.dispatched.is_(False), EnrichmentRun.state == TaskState.PENDING)
-        .order_by(EnrichmentRun.created_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return session.scalars(query).all()
-
-
 def _end_run(session: Executor, run_id: str, state: TaskState, reason: str) -> None:
     now = utcnow()
     ended = session.execute(
