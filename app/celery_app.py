@@ -34,7 +34,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A POST must not hang on a dead broker: fail fast and leave the run in the outbox.
         "broker_connection_timeout": 2,
         "task_publish_retry_policy": {
-            "max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5,
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
         },
         "task_queues": [KombuQueue(queue.value, routing_key=queue.value) for queue in Queue],
         "task_default_queue": Queue.SUMMARISE.value,

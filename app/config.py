@@ -32,8 +32,15 @@ class Settings(BaseSettings):
     openai_timeout: float = Field(default=30.0, gt=0)
     tag_taxonomy: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [
-            "documentation", "performance", "security", "ui", "build",
-            "tests", "dependencies", "crash", "regression",
+            "documentation",
+            "performance",
+            "security",
+            "ui",
+            "build",
+            "tests",
+            "dependencies",
+            "crash",
+            "regression",
         ]
     )
 
@@ -76,7 +83,10 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "summarise_rate_limit", "tag_rate_limit", "persist_rate_limit", "provider_rate_limit",
+        "summarise_rate_limit",
+        "tag_rate_limit",
+        "persist_rate_limit",
+        "provider_rate_limit",
         mode="before",
     )
     @classmethod

@@ -32,7 +32,8 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
         return create_engine(url, **kwargs)
 
     engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         **kwargs,
     )
 

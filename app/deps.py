@@ -43,8 +43,9 @@ def _check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | N
         )
     offered = credentials.credentials.encode()
     # Compare with every key, always, so the time taken says nothing about which matched.
-    matches = [hmac.compare_digest(offered, key.get_secret_value().encode())
-               for key in settings.api_keys]
+    matches = [
+        hmac.compare_digest(offered, key.get_secret_value().encode()) for key in settings.api_keys
+    ]
     if not any(matches):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 

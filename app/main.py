@@ -81,14 +81,20 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             # The input echoed back is no JSON (NaN, Infinity, 1e999 are floats to json.loads
             # but not to json.dumps), or nested just shallower than the parser's limit and too
             # deep to encode again: report the errors without it.
-            detail = [{key: value for key, value in error.items() if key not in ("input", "ctx")}
-                      for error in exc.errors()]
+            detail = [
+                {key: value for key, value in error.items() if key not in ("input", "ctx")}
+                for error in exc.errors()
+            ]
             return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
 
     @app.exception_handler(OperationalError)
     async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database error on %s %s: %s", request.method, request.url.path,
-                  type(exc.orig).__name__ if exc.orig else exc)
+        log.error(
+            "database error on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc.orig).__name__ if exc.orig else exc,
+        )
         return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
 
     return app
@@ -97,9 +103,12 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
     """The methods some route fully matches for this path (probed through the router)."""
     return [
-        method for method in _METHODS
-        if any(route.matches({**scope, "method": method})[0] == Match.FULL
-               for route in app.router.routes)
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "method": method})[0] == Match.FULL
+            for route in app.router.routes
+        )
     ]
 
 

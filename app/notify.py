@@ -46,11 +46,13 @@ def notify_issue_creation(url: str, issue: dict[str, Any], *, timeout: float = 5
     try:
         response = httpx.post(url, json=event, timeout=timeout)
     except httpx.HTTPError as exc:
-        log.warning("webhook %s for issue %s failed: %s", _where(url), issue.get("id"),
-                    type(exc).__name__)
+        log.warning(
+            "webhook %s for issue %s failed: %s", _where(url), issue.get("id"), type(exc).__name__
+        )
         return False
     if response.is_success:
         return True
-    log.warning("webhook %s for issue %s answered %d", _where(url), issue.get("id"),
-                response.status_code)
+    log.warning(
+        "webhook %s for issue %s answered %d", _where(url), issue.get("id"), response.status_code
+    )
     return False

@@ -72,7 +72,10 @@ def _provider(task: Task[Any, Any]) -> Provider:
 def summarise(self: Task[Any, Any], issue_id: int, run_id: str) -> dict[str, str]:
     stage = Stage.SUMMARISE
     return run_stage(
-        self, stage, POLICIES[stage], run_id,
+        self,
+        stage,
+        POLICIES[stage],
+        run_id,
         lambda issue: {"summary": _provider(self).summarise(issue.title, issue.body)},
     )
 
@@ -84,7 +87,10 @@ def tag(
     stage = Stage.TAG
     summary = previous["summary"]
     return run_stage(
-        self, stage, POLICIES[stage], run_id,
+        self,
+        stage,
+        POLICIES[stage],
+        run_id,
         lambda issue: {
             "summary": summary,
             "tags": _provider(self).tag(issue.title, issue.body, summary),
@@ -99,8 +105,12 @@ def persist(self: Task[Any, Any], previous: dict[str, Any], *, issue_id: int, ru
     try:
         with engine().begin() as connection:
             return persist_result(
-                session=connection, run_id=run_id, issue_id=issue_id, position=stage.position,
-                summary=previous["summary"], tags=previous["tags"],
+                session=connection,
+                run_id=run_id,
+                issue_id=issue_id,
+                position=stage.position,
+                summary=previous["summary"],
+                tags=previous["tags"],
             )
     except StaleRun as exc:
         stop_stale(run_id, stage, str(exc))
@@ -141,8 +151,10 @@ def _hard_time_limit(
     run_id = (kwargs or {}).get("run_id") or (args[1] if args and len(args) > 1 else None)
     if stage is not None and isinstance(run_id, str):
         threading.Thread(
-            target=record_hard_time_limit, args=(stage, POLICIES[stage], run_id),
-            name=f"time-limit-{run_id}", daemon=True,
+            target=record_hard_time_limit,
+            args=(stage, POLICIES[stage], run_id),
+            name=f"time-limit-{run_id}",
+            daemon=True,
         ).start()
 
 

@@ -39,8 +39,11 @@ def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
             try:
                 build_chain(issue_id, [stage.task_id for stage in run.stages]).apply_async()
             except (KombuError, OSError) as exc:
-                log.info("outbox: broker still unreachable (%s); %d runs waiting",
-                         type(exc).__name__, len(pending) - sent)
+                log.info(
+                    "outbox: broker still unreachable (%s); %d runs waiting",
+                    type(exc).__name__,
+                    len(pending) - sent,
+                )
                 return sent
             run.dispatched, run.dispatch_error = True, None
             if issue is not None and issue.enrichment_task_id == run_id:

@@ -69,8 +69,7 @@ def parse_rate(text: str) -> tuple[float, float]:
     match = _RATE.match(text)
     if match is None:
         raise ValueError(
-            f"rate limit must look like '10/s', '60/m', '100/h' or '5' (per second), "
-            f"got {text!r}"
+            f"rate limit must look like '10/s', '60/m', '100/h' or '5' (per second), got {text!r}"
         )
     tokens = float(match.group(1))
     if tokens <= 0:

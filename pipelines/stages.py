@@ -133,17 +133,33 @@ def handle_stage_error(
     if isinstance(exc, StaleRun):
         stop_stale(run_id, stage, str(exc))
     if isinstance(exc, RunNotFound):
-        log.error("%s: no run %s in the database (its request was rolled back); dropping the "
-                  "message", stage.task_name, run_id)
+        log.error(
+            "%s: no run %s in the database (its request was rolled back); dropping the message",
+            stage.task_name,
+            run_id,
+        )
         raise Ignore() from exc
     reason = describe(exc)
     if isinstance(exc, TRANSIENT_ERRORS) and task.request.retries < policy.max_retries:
         retries = task.request.retries
         countdown = policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
-        _record(retry_stage, durable=False, run_id=run_id, position=stage.position,
-                retries=retries + 1, error=reason)
-        log.warning("%s run %s: retry %d/%d in %.1fs after %s", stage.task_name, run_id,
-                    retries + 1, policy.max_retries, countdown, reason)
+        _record(
+            retry_stage,
+            durable=False,
+            run_id=run_id,
+            position=stage.position,
+            retries=retries + 1,
+            error=reason,
+        )
+        log.warning(
+            "%s run %s: retry %d/%d in %.1fs after %s",
+            stage.task_name,
+            run_id,
+            retries + 1,
+            policy.max_retries,
+            countdown,
+            reason,
+        )
         raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
     if isinstance(exc, TRANSIENT_ERRORS):
         reason = f"{reason} (gave up after {policy.max_retries} retries)"
@@ -166,8 +182,10 @@ def record_hard_time_limit(stage: Stage, policy: StagePolicy, run_id: str) -> No
     Called in the worker's main process (Celery's ``task_failure`` signal), with an engine
     of its own closed at once, so that pool processes forked later share no connection.
     """
-    reason = (f"TimeLimitExceeded: the attempt was killed after "
-              f"{stage.value.upper()}_TIME_LIMIT={policy.time_limit:g}s")
+    reason = (
+        f"TimeLimitExceeded: the attempt was killed after "
+        f"{stage.value.upper()}_TIME_LIMIT={policy.time_limit:g}s"
+    )
     log.error("%s run %s failed: %s", stage.task_name, run_id, reason)
     db = make_engine(get_settings().database_url)
     try:
@@ -202,8 +220,11 @@ def provider_bucket() -> TokenBucket | None:
     if not settings.provider_rate_limit:
         return None
     url = next(
-        (u for u in (settings.celery_result_backend, settings.celery_broker_url)
-         if u.startswith(("redis://", "rediss://", "unix://"))),
+        (
+            u
+            for u in (settings.celery_result_backend, settings.celery_broker_url)
+            if u.startswith(("redis://", "rediss://", "unix://"))
+        ),
         None,
     )
     if url is None:

@@ -14,8 +14,11 @@ def completion(content: str) -> dict[str, Any]:
         "object": "chat.completion",
         "model": "fake-model",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content},
-             "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
         ],
     }
 

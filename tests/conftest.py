@@ -20,12 +20,14 @@ from tests.services import POSTGRES_URL, REDIS_URL, require_postgres, require_re
 
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "11"))
 BROKER_URL = f"{REDIS_URL}/{TEST_REDIS_DB}"
-os.environ.update({
-    "CELERY_BROKER_URL": BROKER_URL,
-    "CELERY_RESULT_BACKEND": BROKER_URL,
-    "DATABASE_URL": "sqlite:///./issueflow-test-unused.db",
-    "REDIS_KEY_PREFIX": f"issueflow-test-{os.getpid()}:",
-})
+os.environ.update(
+    {
+        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_RESULT_BACKEND": BROKER_URL,
+        "DATABASE_URL": "sqlite:///./issueflow-test-unused.db",
+        "REDIS_KEY_PREFIX": f"issueflow-test-{os.getpid()}:",
+    }
+)
 for _name in ("API_KEYS", "NOTIFY_WEBHOOK_URL", "ENRICH_PROVIDER", "PROVIDER_RATE_LIMIT"):
     os.environ.pop(_name, None)
 

@@ -38,7 +38,11 @@ class Processes:
     ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -47,12 +51,23 @@ class Processes:
 
     def api(self, port: int, *, name: str = "api") -> subprocess.Popen[bytes]:
         process = self.start(
-            name, str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning",
+            name,
+            str(BIN / "uvicorn"),
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
         )
-        wait_until(lambda: answers(f"http://127.0.0.1:{port}/healthz"), timeout=30,
-                   what=f"the API on port {port}", process=process,
-                   log=self.log_dir / f"{name}.log")
+        wait_until(
+            lambda: answers(f"http://127.0.0.1:{port}/healthz"),
+            timeout=30,
+            what=f"the API on port {port}",
+            process=process,
+            log=self.log_dir / f"{name}.log",
+        )
         return process
 
     def worker(
@@ -65,8 +80,19 @@ class Processes:
     ) -> subprocess.Popen[bytes]:
         """A ``celery worker`` process; with ``wait_ready``, wait that long for "ready."."""
         name = name or f"worker-{queue or 'all'}"
-        args = [str(BIN / "celery"), "-A", "app.celery_app", "worker", "-n", f"{name}@%h",
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle", *extra]
+        args = [
+            str(BIN / "celery"),
+            "-A",
+            "app.celery_app",
+            "worker",
+            "-n",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            *extra,
+        ]
         if queue:
             args += ["-Q", queue]
         since = self.log_size(name)
@@ -78,12 +104,30 @@ class Processes:
     def redis(self, port: int, workdir: Path, *, name: str = "redis") -> subprocess.Popen[bytes]:
         """A redis-server of the test's own on ``port`` (no persistence), once it answers."""
         process = self.start(
-            name, redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no",
-            "--protected-mode", "no",
+            name,
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
         )
-        wait_until(lambda: _redisanswers(port), timeout=30, what=f"redis-server on port {port}",
-                   process=process, log=self.log_dir / f"{name}.log")
+        wait_until(
+            lambda: _redisanswers(port),
+            timeout=30,
+            what=f"redis-server on port {port}",
+            process=process,
+            log=self.log_dir / f"{name}.log",
+        )
         return process
 
     def log_size(self, name: str) -> int:
@@ -100,9 +144,13 @@ class Processes:
         process: subprocess.Popen[bytes] | None = None,
     ) -> None:
         """Wait until ``text`` appears in ``name``'s log after character ``since``."""
-        wait_until(lambda: text in self.log(name)[since:], timeout=timeout,
-                   what=f"{text!r} in {name}.log", process=process,
-                   log=self.log_dir / f"{name}.log")
+        wait_until(
+            lambda: text in self.log(name)[since:],
+            timeout=timeout,
+            what=f"{text!r} in {name}.log",
+            process=process,
+            log=self.log_dir / f"{name}.log",
+        )
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

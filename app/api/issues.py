@@ -73,7 +73,9 @@ def create(
     response.headers["Location"] = f"/issues/{issue.id}"
     if settings.notify_webhook_url:
         background.add_task(
-            notify_issue_creation, settings.notify_webhook_url, read.model_dump(mode="json"),
+            notify_issue_creation,
+            settings.notify_webhook_url,
+            read.model_dump(mode="json"),
             timeout=settings.notify_timeout,
         )
     return IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
@@ -92,8 +94,12 @@ def list_(
     """Issues, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
     try:
         issues, next_cursor = list_issues(
-            session=session, limit=limit, cursor=cursor, tag=tag,
-            enrichment_status=enrichment_status, status=status_,
+            session=session,
+            limit=limit,
+            cursor=cursor,
+            tag=tag,
+            enrichment_status=enrichment_status,
+            status=status_,
         )
     except InvalidCursor as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
@@ -108,9 +114,7 @@ def read(issue_id: IssueId, session: SessionDep) -> IssueRead:
     return to_read(issue)
 
 
-@router.patch(
-    "/{issue_id}", dependencies=[WriteAccess], responses=errors(404, *BODY_ERRORS)
-)
+@router.patch("/{issue_id}", dependencies=[WriteAccess], responses=errors(404, *BODY_ERRORS))
 def patch(issue_id: IssueId, data: IssueUpdate, session: SessionDep) -> IssueRead:
     """Change fields; a changed title or body starts a new run that supersedes the old one."""
     with session.begin():

@@ -60,18 +60,14 @@ class StageInput:
     body: str
 
 
-def record_run(
-    *, session: Session, issue: Issue, run_id: str, stages: Sequence[StageSpec]
-) -> str:
+def record_run(*, session: Session, issue: Issue, run_id: str, stages: Sequence[StageSpec]) -> str:
     """Record a new run for ``issue`` (whose row the caller holds) and make it current.
 
     The run and its stages are inserted with plain INSERTs (no ORM objects to track): this
     is on the path of every ``POST /issues``.
     """
     if issue.enrichment_task_id is not None:
-        _end_run(
-            session, issue.enrichment_task_id, TaskState.REVOKED, f"superseded by {run_id}"
-        )
+        _end_run(session, issue.enrichment_task_id, TaskState.REVOKED, f"superseded by {run_id}")
     issue.enrichment_status = EnrichmentStatus.PENDING
     issue.enrichment_task_id = run_id
     issue.enrichment_error = None
@@ -81,8 +77,13 @@ def record_run(
     session.execute(
         insert(_STAGES),
         [
-            {"run_id": run_id, "position": position, "name": spec.name, "queue": spec.queue,
-             "task_id": spec.task_id}
+            {
+                "run_id": run_id,
+                "position": position,
+                "name": spec.name,
+                "queue": spec.queue,
+                "task_id": spec.task_id,
+            }
             for position, spec in enumerate(stages)
         ],
     )
@@ -106,8 +107,13 @@ def mark_undispatched(*, session: Session, issue: Issue, run_id: str, reason: st
 # Statements the stage tasks run for every chain, built once: building a statement costs
 # more Python time than sending it. Parameters are named p_* (SET columns are reserved).
 _STAGE_INPUT = (
-    select(EnrichmentRun.state, EnrichmentRun.issue_id, Issue.enrichment_task_id,
-           Issue.title, Issue.body)
+    select(
+        EnrichmentRun.state,
+        EnrichmentRun.issue_id,
+        Issue.enrichment_task_id,
+        Issue.title,
+        Issue.body,
+    )
     .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
     .where(EnrichmentRun.id == bindparam("p_run"))
 )
@@ -123,7 +129,9 @@ _UNFINISHED_STAGE = update(EnrichmentStage).where(
 )
 _STAGE_STARTED = _UNFINISHED_STAGE.values(state=TaskState.STARTED, started_at=bindparam("p_now"))
 _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
-    state=TaskState.SUCCESS, error=None, finished_at=bindparam("p_now"),
+    state=TaskState.SUCCESS,
+    error=None,
+    finished_at=bindparam("p_now"),
     started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
 )
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
@@ -139,16 +147,23 @@ _ISSUE_RESULT = (
     update(Issue)
     .where(Issue.id == bindparam("p_issue"))
     .values(
-        ai_summary=bindparam("p_summary"), enrichment_status=EnrichmentStatus.SUCCEEDED,
-        enrichment_error=None, enriched_at=bindparam("p_now"), updated_at=bindparam("p_now"),
+        ai_summary=bindparam("p_summary"),
+        enrichment_status=EnrichmentStatus.SUCCEEDED,
+        enrichment_error=None,
+        enriched_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
     )
 )
 _DROP_TAGS = delete(IssueTag).where(IssueTag.issue_id == bindparam("p_issue"))
 _RUN_SUCCEEDED = (
     update(EnrichmentRun)
     .where(EnrichmentRun.id == bindparam("p_run"))
-    .values(state=TaskState.SUCCESS, error=None, result=bindparam("p_result"),
-            finished_at=bindparam("p_now"))
+    .values(
+        state=TaskState.SUCCESS,
+        error=None,
+        result=bindparam("p_result"),
+        finished_at=bindparam("p_now"),
+    )
 )
 
 
@@ -171,14 +186,10 @@ def begin_stage(*, session: Executor, run_id: str, position: int) -> StageInput:
 
 
 def finish_stage(*, session: Executor, run_id: str, position: int) -> None:
-    session.execute(
-        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": position, "p_now": utcnow()}
-    )
+    session.execute(_STAGE_SUCCEEDED, {"p_run": run_id, "p_position": position, "p_now": utcnow()})
 
 
-def retry_stage(
-    *, session: Executor, run_id: str, position: int, retries: int, error: str
-) -> None:
+def retry_stage(*, session: Executor, run_id: str, position: int, retries: int, error: str) -> None:
     """The stage waits for retry number ``retries`` after ``error``."""
     session.execute(
         _STAGE_RETRYING,
@@ -273,9 +284,7 @@ def list_runs(
     *, session: Session, limit: int, cursor: str | None = None, state: str | None = None
 ) -> tuple[Sequence[EnrichmentRun], str | None]:
     """Runs newest first, optionally only those that ended in ``state``. Raises InvalidCursor."""
-    query = select(EnrichmentRun).order_by(
-        EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc()
-    )
+    query = select(EnrichmentRun).order_by(EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc())
     if state is not None:
         query = query.where(EnrichmentRun.state == state)
     if cursor is not None:
@@ -298,9 +307,7 @@ def list_runs(
     if len(runs) <= limit:
         return runs, None
     last = runs[limit - 1]
-    return runs[:limit], encode_cursor(
-        {"created_at": last.created_at.isoformat(), "id": last.id}
-    )
+    return runs[:limit], encode_cursor({"created_at": last.created_at.isoformat(), "id": last.id})
 
 
 def _end_run(session: Executor, run_id: str, state: TaskState, reason: str) -> None:

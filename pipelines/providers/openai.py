@@ -180,15 +180,14 @@ class OpenAIProvider:
 
     # -- asking, once more if the reply was unusable ---------------------------------------
 
-    def _ask(
-        self, op: str, messages: list[_Message], parse: Callable[[str], _T], shape: str
-    ) -> _T:
+    def _ask(self, op: str, messages: list[_Message], parse: Callable[[str], _T], shape: str) -> _T:
         reply = self._complete(op, messages)
         try:
             return parse(reply)
         except _BadOutput as exc:
-            log.info("openai %s: unusable reply from model=%s (%s); asking again",
-                     op, self.model, exc)
+            log.info(
+                "openai %s: unusable reply from model=%s (%s); asking again", op, self.model, exc
+            )
             correction = (
                 f"Your reply could not be used: {exc}. Reply again with only a JSON "
                 f"object of the form {shape}, following the original instructions."
@@ -245,8 +244,9 @@ class OpenAIProvider:
             and "response_format" in payload
             and _rejects_response_format(response)
         ):
-            log.info("openai %s: model=%s rejects response_format; sending without it",
-                     op, self.model)
+            log.info(
+                "openai %s: model=%s rejects response_format; sending without it", op, self.model
+            )
             self._use_response_format = False
             del payload["response_format"]
             response = self._post(op, payload)
@@ -282,8 +282,13 @@ class OpenAIProvider:
         raise failure
 
     def _log_call(self, op: str, started: float, status: str) -> None:
-        log.info("openai %s model=%s status=%s duration=%.3fs",
-                 op, self.model, status, time.monotonic() - started)
+        log.info(
+            "openai %s model=%s status=%s duration=%.3fs",
+            op,
+            self.model,
+            status,
+            time.monotonic() - started,
+        )
 
     def _raise_for_status(self, op: str, response: httpx.Response) -> None:
         status = response.status_code
@@ -387,8 +392,7 @@ def clean_summary(text: str) -> str:
     """Strip, drop control/format characters, cap at 300 characters at a word boundary."""
     text = _WHITESPACE_CONTROLS.sub(" ", text)
     text = "".join(
-        ch for ch in text
-        if unicodedata.category(ch) not in ("Cc", "Cf") or ch in _KEEP_FORMAT
+        ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in _KEEP_FORMAT
     )
     text = _SPACES.sub(" ", text).strip()
     if len(text) <= SUMMARY_MAX:

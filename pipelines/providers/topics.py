@@ -138,9 +138,7 @@ class TopicTagger:
         found: list[str] = []
         for topic, patterns in self._rules.items():
             if any(p.search(text) for p in patterns) or (
-                topic == "crash"
-                and _STACK_HINT.search(head)
-                and _STACK_FATAL.search(head)
+                topic == "crash" and _STACK_HINT.search(head) and _STACK_FATAL.search(head)
             ):
                 found.append(topic)
         return found

@@ -64,8 +64,11 @@ APPS = {
     "issueflow-nosent": ("issueflow, task_send_sent_event=False", "app_variants:no_sent_event"),
     "issueflow-noping": ("issueflow, pool_pre_ping=False", "app_variants:no_pre_ping"),
 }
-VARIANTS = {"issueflow-bigpool": "big_pool", "issueflow-nosent": "no_sent_event",
-            "issueflow-noping": "no_pre_ping"}
+VARIANTS = {
+    "issueflow-bigpool": "big_pool",
+    "issueflow-nosent": "no_sent_event",
+    "issueflow-noping": "no_pre_ping",
+}
 
 WRK_LUA = """
 wrk.method = "POST"
@@ -121,21 +124,36 @@ class ApiBench:
         self.db.truncate()
         port = free_port()
         server = self.procs.start(
-            f"uvicorn-{key}", str(VENV_BIN / "uvicorn"), target, "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+            f"uvicorn-{key}",
+            str(VENV_BIN / "uvicorn"),
+            target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
             env=self.env(key),
         )
         try:
-            wait_for(lambda: listening(port) or server.poll() is not None, timeout=30,
-                     what=f"{label} on port {port}")
+            wait_for(
+                lambda: listening(port) or server.poll() is not None,
+                timeout=30,
+                what=f"{label} on port {port}",
+            )
             if server.poll() is not None:
                 raise RuntimeError(f"{label} exited:\n{self.procs.log_tail(f'uvicorn-{key}')}")
             url = f"http://127.0.0.1:{port}/issues"
             self.load(url, self.args.warmup)  # warm-up: connections, caches, JIT-less Python
             db_meter = self.db.meter_args()
-            meter = CpuMeter(trees={"server": server.pid, **db_meter.get("trees", {})},
-                             pids={"redis": self.broker.pid},
-                             pid_sets=db_meter.get("pid_sets", {}))
+            meter = CpuMeter(
+                trees={"server": server.pid, **db_meter.get("trees", {})},
+                pids={"redis": self.broker.pid},
+                pid_sets=db_meter.get("pid_sets", {}),
+            )
             spy = self.start_profiler(key, server)
             commands_before = self.broker.commandstats()
             sessions_before = self.db.sessions()
@@ -171,9 +189,20 @@ class ApiBench:
             return None
         self.args.profile.mkdir(parents=True, exist_ok=True)
         spy = self.procs.start(
-            f"py-spy-{key}", self.args.py_spy, "record", "-p", str(server.pid), "--format", "raw",
-            "--nolineno", "--rate", "200", "--nonblocking", "--gil",
-            "-o", str(self.args.profile / f"api-{key}.txt"),
+            f"py-spy-{key}",
+            self.args.py_spy,
+            "record",
+            "-p",
+            str(server.pid),
+            "--format",
+            "raw",
+            "--nolineno",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--gil",
+            "-o",
+            str(self.args.profile / f"api-{key}.txt"),
         )
         time.sleep(1.0)
         return spy
@@ -183,9 +212,18 @@ class ApiBench:
         if self.wrk is None:
             raise SystemExit("wrk not found: apt-get install -y wrk")
         out = subprocess.run(
-            [self.wrk, "-t1", f"-c{self.args.connections}", f"-d{duration:g}s", "-s",
-             str(self.lua), url],
-            capture_output=True, text=True, check=True,
+            [
+                self.wrk,
+                "-t1",
+                f"-c{self.args.connections}",
+                f"-d{duration:g}s",
+                "-s",
+                str(self.lua),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
         result: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
@@ -193,10 +231,22 @@ class ApiBench:
 
     def steady(self, url: str) -> dict[str, Any]:
         out = subprocess.run(
-            [PYTHON, str(Path(__file__).with_name("loadgen.py")), url, "--rate",
-             str(self.args.rate), "--duration", str(self.args.duration), "--connections",
-             str(self.args.connections), "--body-file", str(self.body_file)],
-            capture_output=True, text=True, check=True,
+            [
+                PYTHON,
+                str(Path(__file__).with_name("loadgen.py")),
+                url,
+                "--rate",
+                str(self.args.rate),
+                "--duration",
+                str(self.args.duration),
+                "--connections",
+                str(self.args.connections),
+                "--body-file",
+                str(self.body_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
         return result
@@ -211,10 +261,14 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
 
     proxy = PgCountingProxy(db.address())
     url = proxy.url(db.url)
-    os.environ.update({
-        "DATABASE_URL": url, "CELERY_BROKER_URL": broker.url(0),
-        "CELERY_RESULT_BACKEND": "", "ENRICH_PROVIDER": "noop",
-    })
+    os.environ.update(
+        {
+            "DATABASE_URL": url,
+            "CELERY_BROKER_URL": broker.url(0),
+            "CELERY_RESULT_BACKEND": "",
+            "ENRICH_PROVIDER": "noop",
+        }
+    )
     import warnings
 
     from sqlalchemy import event
@@ -229,8 +283,11 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
     get_settings.cache_clear()
     app = create_app(Settings(), sweep_outbox=False)
     statements: list[str] = []
-    event.listen(app.state.engine, "before_cursor_execute",
-                 lambda conn, cursor, sql, params, context, many: statements.append(sql))
+    event.listen(
+        app.state.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, sql, params, context, many: statements.append(sql),
+    )
 
     def measure(method: str, path: str, n: int, **kwargs: Any) -> tuple[float, float, Any]:
         statements.clear()
@@ -252,9 +309,12 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
             with db.engine.connect() as conn:
                 import sqlalchemy as sa
 
-                stage_id = conn.execute(sa.text(
-                    "SELECT task_id FROM enrichment_stages WHERE run_id = :r AND position = 2"
-                ), {"r": task_id}).scalar_one()
+                stage_id = conn.execute(
+                    sa.text(
+                        "SELECT task_id FROM enrichment_stages WHERE run_id = :r AND position = 2"
+                    ),
+                    {"r": task_id},
+                ).scalar_one()
             cases = [
                 ("POST /issues", "POST", "/issues", 1, {"json": ISSUE}),
                 ("GET /tasks/<root id>", "GET", f"/tasks/{task_id}", repeat, {}),
@@ -268,8 +328,17 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
     finally:
         app.state.engine.dispose()
         proxy.close()
-    lines = [table(["request", "status", "SQL statements (before_cursor_execute)",
-                    "round trips on the wire"], rows)]
+    lines = [
+        table(
+            [
+                "request",
+                "status",
+                "SQL statements (before_cursor_execute)",
+                "round trips on the wire",
+            ],
+            rows,
+        )
+    ]
     for name, counts in detail:
         lines.append(f"\n  {name}, on the wire per request:")
         lines += [f"    {v:4.1f}  {k}" for k, v in counts.items()]
@@ -298,47 +367,77 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     rows = []
     for app in by_app:
         cpu_keys = ("server", "postgres", "redis")
-        rows.append([
-            APPS[app][0],
-            med(app, lambda r: r["req_per_s"]),
-            med(app, lambda r: r["wrk_p50_ms"]),
-            med(app, lambda r: r["wrk_p99_ms"]),
-            *[med(app, lambda r, k=k: r["cpu_ms_per_req"].get(k, 0.0)) for k in cpu_keys],
-            med(app, lambda r: r["redis_cmds_per_req"]),
-            med(app, lambda r: r["pg_sessions_per_req"]),
-            med(app, lambda r: r["steady"]["achieved_rate"]),
-            med(app, lambda r: r["steady"]["p50_ms"]),
-            med(app, lambda r: r["steady"]["p99_ms"]),
-            med(app, lambda r: r["steady"]["max_ms"]),
-            sum(r["errors"] + sum(n for s, n in r["steady"]["statuses"].items()
-                                  if not str(s).startswith("2")) for r in by_app[app]),
-        ])
-    lines.append(table(
-        ["app", "req/s", "wrk p50 ms", "wrk p99 ms", "CPU ms/req: uvicorn", "postgres",
-         "redis", "redis cmds/req", "new PG conns/req", f"@{args.rate:g}/s: rate", "p50 ms",
-         "p99 ms", "max ms", "errors"],
-        rows,
-    ))
+        rows.append(
+            [
+                APPS[app][0],
+                med(app, lambda r: r["req_per_s"]),
+                med(app, lambda r: r["wrk_p50_ms"]),
+                med(app, lambda r: r["wrk_p99_ms"]),
+                *[med(app, lambda r, k=k: r["cpu_ms_per_req"].get(k, 0.0)) for k in cpu_keys],
+                med(app, lambda r: r["redis_cmds_per_req"]),
+                med(app, lambda r: r["pg_sessions_per_req"]),
+                med(app, lambda r: r["steady"]["achieved_rate"]),
+                med(app, lambda r: r["steady"]["p50_ms"]),
+                med(app, lambda r: r["steady"]["p99_ms"]),
+                med(app, lambda r: r["steady"]["max_ms"]),
+                sum(
+                    r["errors"]
+                    + sum(
+                        n for s, n in r["steady"]["statuses"].items() if not str(s).startswith("2")
+                    )
+                    for r in by_app[app]
+                ),
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "app",
+                "req/s",
+                "wrk p50 ms",
+                "wrk p99 ms",
+                "CPU ms/req: uvicorn",
+                "postgres",
+                "redis",
+                "redis cmds/req",
+                "new PG conns/req",
+                f"@{args.rate:g}/s: rate",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "errors",
+            ],
+            rows,
+        )
+    )
     lines.append("")
     lines.append("Redis commands per request, by command (wrk phase):")
     for app, rs in by_app.items():
         cmds = rs[-1]["redis_cmds"]
-        lines.append(f"  {app}: " + ", ".join(f"{k} {v:.2f}" for k, v in
-                                               sorted(cmds.items(), key=lambda kv: -kv[1])))
+        lines.append(
+            f"  {app}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cmds.items(), key=lambda kv: -kv[1]))
+        )
     if args.rounds > 1:
         lines.append("")
-        lines.append("req/s per round: " + "; ".join(
-            f"{app} " + ", ".join(f"{r['req_per_s']:.0f}" for r in rs)
-            for app, rs in by_app.items()))
+        lines.append(
+            "req/s per round: "
+            + "; ".join(
+                f"{app} " + ", ".join(f"{r['req_per_s']:.0f}" for r in rs)
+                for app, rs in by_app.items()
+            )
+        )
     if "issueflow" in by_app:
         lines.append("")
-        lines.append("Ratios (same run). Contract: POST /issues at least as fast as the "
-                     "BackgroundTasks endpoint (req/s ratio >= 1.00x); p99 <= 10 ms at "
-                     f"{args.rate:g} req/s:")
-        pairs = [("issueflow", "background"), ("issueflow", "floor"),
-                 ("background", "floor")]
-        pairs += [(app, "issueflow") for app in by_app
-                  if app.startswith("issueflow-")]  # what a change would gain
+        lines.append(
+            "Ratios (same run). Contract: POST /issues at least as fast as the "
+            "BackgroundTasks endpoint (req/s ratio >= 1.00x); p99 <= 10 ms at "
+            f"{args.rate:g} req/s:"
+        )
+        pairs = [("issueflow", "background"), ("issueflow", "floor"), ("background", "floor")]
+        pairs += [
+            (app, "issueflow") for app in by_app if app.startswith("issueflow-")
+        ]  # what a change would gain
         ratio_rows = []
         for a, b in pairs:
             if a not in by_app or b not in by_app:
@@ -347,19 +446,26 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             def ratio(get: Any, a: str = a, b: str = b) -> str:
                 return f"{med(a, get) / med(b, get):.2f}x"
 
-            ratio_rows.append([
-                f"{a} / {b}",
-                ratio(lambda r: r["req_per_s"]),
-                ratio(lambda r: r["steady"]["p99_ms"]),
-                ratio(lambda r: r["cpu_ms_per_req"]["server"]),
-                ratio(lambda r: sum(r["cpu_ms_per_req"].values())),
-            ])
-        lines.append(table(["ratio", "req/s", f"p99 @{args.rate:g}/s", "CPU/req uvicorn",
-                            "CPU/req (all)"],
-                           ratio_rows))
+            ratio_rows.append(
+                [
+                    f"{a} / {b}",
+                    ratio(lambda r: r["req_per_s"]),
+                    ratio(lambda r: r["steady"]["p99_ms"]),
+                    ratio(lambda r: r["cpu_ms_per_req"]["server"]),
+                    ratio(lambda r: sum(r["cpu_ms_per_req"].values())),
+                ]
+            )
+        lines.append(
+            table(
+                ["ratio", "req/s", f"p99 @{args.rate:g}/s", "CPU/req uvicorn", "CPU/req (all)"],
+                ratio_rows,
+            )
+        )
         p99 = med("issueflow", lambda r: r["steady"]["p99_ms"])
-        lines.append(f"issueflow p99 at {args.rate:g} req/s: {p99:.1f} ms "
-                     f"({'meets' if p99 <= 10 else 'MISSES'} the 10 ms target)")
+        lines.append(
+            f"issueflow p99 at {args.rate:g} req/s: {p99:.1f} ms "
+            f"({'meets' if p99 <= 10 else 'MISSES'} the 10 ms target)"
+        )
     return "\n".join(lines)
 
 
@@ -369,14 +475,24 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--pg", choices=["own", "shared"], default="own",
-                        help="own: a PostgreSQL server of the benchmark's own (CPU measured "
-                             "whole); shared: a database on the server at BENCH_POSTGRES_URL")
+    parser.add_argument(
+        "--pg",
+        choices=["own", "shared"],
+        default="own",
+        help="own: a PostgreSQL server of the benchmark's own (CPU measured "
+        "whole); shared: a database on the server at BENCH_POSTGRES_URL",
+    )
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--apps", default="issueflow,issueflow-nobackend,floor,background",
-                        help=f"comma-separated, from {', '.join(APPS)}")
-    parser.add_argument("--profile", type=Path,
-                        help="py-spy (--gil) uvicorn during the wrk phase; raw stacks go here")
+    parser.add_argument(
+        "--apps",
+        default="issueflow,issueflow-nobackend,floor,background",
+        help=f"comma-separated, from {', '.join(APPS)}",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy (--gil) uvicorn during the wrk phase; raw stacks go here",
+    )
     parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/benchtools/bin/py-spy")
     parser.add_argument("--skip-round-trips", action="store_true")
     parser.add_argument("--json", type=Path)
@@ -403,8 +519,10 @@ def main() -> None:
     args.loadavg = (load_before, " ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(report(runs, args))
     if round_trips:
-        print("\nSQL per request, in-process through a counting proxy (expected for GET "
-              "/tasks/<id>: 1 statement):")
+        print(
+            "\nSQL per request, in-process through a counting proxy (expected for GET "
+            "/tasks/<id>: 1 statement):"
+        )
         print(round_trips)
     if args.json:
         dump_json(args.json, {"args": vars(args), "runs": runs})

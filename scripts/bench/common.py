@@ -59,8 +59,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Callable[[], object], *, timeout: float, what: str,
-             interval: float = 0.05) -> Any:
+def wait_for(
+    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -90,21 +91,34 @@ class Processes:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": PYTHONPATH, **(env or {})}
         self.started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None,
-              stdin: int | None = None, stdout: int | None = None,
-              cwd: Path = ROOT, user: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        stdin: int | None = None,
+        stdout: int | None = None,
+        cwd: Path = ROOT,
+        user: str | None = None,
+    ) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            args, cwd=cwd, env={**self.env, **(env or {})}, stdin=stdin,
-            stdout=stdout if stdout is not None else log, stderr=log,
-            start_new_session=True, user=user,
+            args,
+            cwd=cwd,
+            env={**self.env, **(env or {})},
+            stdin=stdin,
+            stdout=stdout if stdout is not None else log,
+            stderr=log,
+            start_new_session=True,
+            user=user,
         )
         log.close()
         self.started.append(process)
         return process
 
-    def stop(self, process: subprocess.Popen[bytes], timeout: float = 30,
-             sig: int = signal.SIGTERM) -> None:
+    def stop(
+        self, process: subprocess.Popen[bytes], timeout: float = 30, sig: int = signal.SIGTERM
+    ) -> None:
         """Signal the leader (SIGTERM), wait, then SIGKILL whatever is left of its group."""
         if process.poll() is None:
             process.send_signal(sig)
@@ -136,7 +150,7 @@ def _stat_fields(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
 
 
 def pid_ticks(pid: int) -> int:
@@ -175,9 +189,7 @@ def tree_ticks(root: int) -> int:
     """CPU of a process tree: every live member's own time plus the time of the children
     each member has reaped (a prefork pool's old children, PostgreSQL's closed backends)."""
     processes = _process_table()
-    return sum(
-        sum(int(x) for x in processes[pid][11:15]) for pid in tree_pids(root, processes)
-    )
+    return sum(sum(int(x) for x in processes[pid][11:15]) for pid in tree_pids(root, processes))
 
 
 @dataclass
@@ -224,8 +236,20 @@ class RedisServer:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
         self.process = procs.start(
-            name, binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "no",
+            name,
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--protected-mode",
+            "no",
         )
         wait_for(lambda: listening(self.port), timeout=10, what=f"redis-server on {self.port}")
         import redis
@@ -257,11 +281,12 @@ def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, in
 
 
 def postgres_bindir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if not found:
-        raise SystemExit("no PostgreSQL server binaries under /usr/lib/postgresql; "
-                         "use --pg shared")
+        raise SystemExit("no PostgreSQL server binaries under /usr/lib/postgresql; use --pg shared")
     return found[-1].parent
 
 
@@ -271,8 +296,15 @@ class PostgresServer:
     on, autovacuum off). Its whole CPU is the postmaster's process group, backends that
     came and went included (the postmaster reaps them), and nobody else's work is in it."""
 
-    SETTINGS = ("shared_buffers=128MB", "autovacuum=off", "fsync=on", "synchronous_commit=on",
-                "max_connections=100", "TimeZone=UTC", "listen_addresses=127.0.0.1")
+    SETTINGS = (
+        "shared_buffers=128MB",
+        "autovacuum=off",
+        "fsync=on",
+        "synchronous_commit=on",
+        "max_connections=100",
+        "TimeZone=UTC",
+        "listen_addresses=127.0.0.1",
+    )
 
     def __init__(self, procs: Processes, stat_statements: bool = False) -> None:
         import pwd
@@ -283,19 +315,43 @@ class PostgresServer:
         account = pwd.getpwnam("postgres")
         os.chown(self.dir, account.pw_uid, account.pw_gid)
         result = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-            user="postgres", cwd=self.dir, capture_output=True, text=True,
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            user="postgres",
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
         )
         if result.returncode:
             raise RuntimeError(f"initdb failed:\n{result.stderr[-2000:]}")
         self.port = free_port()
-        extra = ("shared_preload_libraries=pg_stat_statements",
-                 "pg_stat_statements.track=top") if stat_statements else ()
+        extra = (
+            ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=top")
+            if stat_statements
+            else ()
+        )
         settings = [arg for item in (*self.SETTINGS, *extra) for arg in ("-c", item)]
         self.process = procs.start(
-            "postgres", str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-            "-c", f"unix_socket_directories={self.dir}", *settings, user="postgres",
+            "postgres",
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(self.port),
+            "-c",
+            f"unix_socket_directories={self.dir}",
+            *settings,
+            user="postgres",
             cwd=self.dir,
         )
         self.pid = self.process.pid
@@ -319,8 +375,9 @@ class Database:
     (BENCH_POSTGRES_URL), where only the backends that live through a measurement count.
     """
 
-    def __init__(self, kind: str, procs: Processes, pg: str = "own",
-                 stat_statements: bool = False) -> None:
+    def __init__(
+        self, kind: str, procs: Processes, pg: str = "own", stat_statements: bool = False
+    ) -> None:
         import sqlalchemy as sa
 
         self.kind = kind
@@ -344,9 +401,11 @@ class Database:
         else:
             raise ValueError(f"unknown database {kind!r}")
         result = subprocess.run(
-            [str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=ROOT,
+            [str(VENV_BIN / "alembic"), "upgrade", "head"],
+            cwd=ROOT,
             env={**os.environ, "DATABASE_URL": self.url, "PYTHONPATH": PYTHONPATH},
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if result.returncode:
             raise RuntimeError(f"alembic upgrade head failed:\n{result.stderr[-3000:]}")
@@ -369,10 +428,12 @@ class Database:
         from sqlcount import normalise
 
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT s.query, s.calls FROM pg_stat_statements s JOIN pg_database d "
-                "ON d.oid = s.dbid WHERE d.datname = current_database()"
-            )).all()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT s.query, s.calls FROM pg_stat_statements s JOIN pg_database d "
+                    "ON d.oid = s.dbid WHERE d.datname = current_database()"
+                )
+            ).all()
         counts: dict[str, int] = {}
         for query, calls in rows:
             if any(mark in query for mark in ("/* bench */", "pg_stat", "TRUNCATE")):
@@ -404,10 +465,16 @@ class Database:
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )).scalars().all()
+            rows = (
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         return [int(pid) for pid in rows]
 
     def sessions(self) -> int | None:
@@ -419,9 +486,9 @@ class Database:
 
         with self.engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-            value = conn.execute(sa.text(
-                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
-            )).scalar()
+            value = conn.execute(
+                sa.text("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+            ).scalar()
         return int(value or 0)
 
     def truncate(self) -> None:
@@ -444,9 +511,13 @@ class Database:
 
             admin = sa.create_engine(self._admin_url, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.execute(sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": self.name})
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :name AND pid <> pg_backend_pid()"
+                    ),
+                    {"name": self.name},
+                )
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}"'))
             admin.dispose()
         if self._tmp is not None:
@@ -472,14 +543,17 @@ def median(values: Sequence[float]) -> float:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A plain text table, numbers right-aligned."""
     cells = [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+
     def line(values: Sequence[str], header: bool = False) -> str:
         out = []
         for i, value in enumerate(values):
             left = header or i == 0 or not _numeric(value)
             out.append(value.ljust(widths[i]) if left else value.rjust(widths[i]))
         return "  ".join(out).rstrip()
+
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers, header=True), sep, *(line(r) for r in cells)])
 

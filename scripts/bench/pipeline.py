@@ -70,13 +70,24 @@ SCENARIOS = {
     for s in [
         Scenario("tracked", "issueflow, 1 worker", "tracked", "one"),
         Scenario("tracked-pq", "issueflow, per-queue workers", "tracked", "per-queue"),
-        Scenario("tracked-nobackend", "issueflow, 1 worker, CELERY_RESULT_BACKEND=''",
-                 "tracked", "one", results=False),
+        Scenario(
+            "tracked-nobackend",
+            "issueflow, 1 worker, CELERY_RESULT_BACKEND=''",
+            "tracked",
+            "one",
+            results=False,
+        ),
         Scenario("bare", "bare chain, 1 worker, results on", "bare", "one"),
-        Scenario("bare-noresults", "bare chain, 1 worker, results off", "bare", "one",
-                 results=False),
-        Scenario("bare-sent", "bare chain, 1 worker, results on, sent events", "bare", "one",
-                 sent_event=True),
+        Scenario(
+            "bare-noresults", "bare chain, 1 worker, results off", "bare", "one", results=False
+        ),
+        Scenario(
+            "bare-sent",
+            "bare chain, 1 worker, results on, sent events",
+            "bare",
+            "one",
+            sent_event=True,
+        ),
         Scenario("bare-pq", "bare chain, per-queue workers, results on", "bare", "per-queue"),
     ]
 }
@@ -102,8 +113,9 @@ class Bench:
             raise SystemExit("--count-sql needs --db postgres")
         # Statement counts: pg_stat_statements on the benchmark's own server (exact, no added
         # latency), else a counting proxy in front of the shared one.
-        self.db = Database(args.db, self.procs, pg=args.pg,
-                           stat_statements=args.count_sql and args.pg == "own")
+        self.db = Database(
+            args.db, self.procs, pg=args.pg, stat_statements=args.count_sql and args.pg == "own"
+        )
         self.proxy = None
         if args.count_sql and not self.db.stat_statements:
             from sqlcount import PgCountingProxy
@@ -143,14 +155,29 @@ class Bench:
         if scenario.layout == "one":
             specs = [("all", QUEUES, "prefork", self.args.concurrency)]
         else:
-            specs = [("summarise", "summarise", "prefork", 2), ("tag", "tag", "prefork", 2),
-                     ("persist", "persist", "threads", 4)]
+            specs = [
+                ("summarise", "summarise", "prefork", 2),
+                ("tag", "tag", "prefork", 2),
+                ("persist", "persist", "threads", 4),
+            ]
         workers = {}
         for name, queues, pool, concurrency in specs:
             workers[f"worker-{name}"] = self.procs.start(
-                f"{scenario.key}-worker-{name}", celery, "-A", module, "worker", "-Q", queues,
-                "-n", f"{scenario.key}-{name}@%h", "--pool", pool,
-                "--concurrency", str(concurrency), "--loglevel", self.args.loglevel,
+                f"{scenario.key}-worker-{name}",
+                celery,
+                "-A",
+                module,
+                "worker",
+                "-Q",
+                queues,
+                "-n",
+                f"{scenario.key}-{name}@%h",
+                "--pool",
+                pool,
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                self.args.loglevel,
                 env=env,
             )
         return workers
@@ -165,8 +192,14 @@ class Bench:
             self.db.truncate()
         workers = self.start_workers(scenario)
         producer = self.procs.start(
-            f"{scenario.key}-producer", PYTHON, "-u", "scripts/bench/producer.py", scenario.kind,
-            env=self.env(scenario), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            f"{scenario.key}-producer",
+            PYTHON,
+            "-u",
+            "scripts/bench/producer.py",
+            scenario.kind,
+            env=self.env(scenario),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         assert producer.stdout is not None
         if not json.loads(producer.stdout.readline() or "{}").get("ready"):
@@ -174,8 +207,11 @@ class Bench:
             raise RuntimeError(f"producer did not start:\n{log}")
         db_meter = self.db.meter_args()
         meter = CpuMeter(
-            trees={"producer": producer.pid, **{n: p.pid for n, p in workers.items()},
-                    **db_meter.get("trees", {})},
+            trees={
+                "producer": producer.pid,
+                **{n: p.pid for n, p in workers.items()},
+                **db_meter.get("trees", {}),
+            },
             pids={"redis": self.broker.pid},
             pid_sets=db_meter.get("pid_sets", {}),
         )
@@ -185,8 +221,9 @@ class Bench:
             commands_before = self.broker.commandstats()
             sql_before = self.sql_snapshot()
             spies = self.start_profilers(scenario, producer, workers)
-            throughput = self.phase(scenario, producer, "throughput", self.args.n, 0,
-                                    timeout=max(120, self.args.n / 5))
+            throughput = self.phase(
+                scenario, producer, "throughput", self.args.n, 0, timeout=max(120, self.args.n / 5)
+            )
             cpu = meter.stop()
             self.stop_profilers(spies)
             sql = self.sql_snapshot() - sql_before if sql_before is not None else None
@@ -194,8 +231,14 @@ class Bench:
             n_latency = round(self.args.rate * self.args.duration)
             latency_commands_before = self.broker.commandstats()
             sql_latency_before = self.sql_snapshot()
-            latency = self.phase(scenario, producer, "latency", n_latency, self.args.rate,
-                                 timeout=max(120, self.args.duration * 4))
+            latency = self.phase(
+                scenario,
+                producer,
+                "latency",
+                n_latency,
+                self.args.rate,
+                timeout=max(120, self.args.duration * 4),
+            )
             latency_commands = command_delta(latency_commands_before, self.broker.commandstats())
             sql_latency = None
             if sql_latency_before is not None:
@@ -216,9 +259,13 @@ class Bench:
             "chains_per_s": n / throughput["elapsed"],
             "elapsed_s": throughput["elapsed"],
             "cpu_ms_per_chain": sum(cpu_ms.values()),
-            "cpu_ms": {"producer": cpu_ms["producer"], "workers": worker_ms,
-                       "redis": cpu_ms["redis"], "postgres": cpu_ms.get("postgres", 0.0),
-                       **{k: v for k, v in cpu_ms.items() if k.startswith("worker-")}},
+            "cpu_ms": {
+                "producer": cpu_ms["producer"],
+                "workers": worker_ms,
+                "redis": cpu_ms["redis"],
+                "postgres": cpu_ms.get("postgres", 0.0),
+                **{k: v for k, v in cpu_ms.items() if k.startswith("worker-")},
+            },
             "redis_cmds_per_chain": sum(commands.values()) / n,
             "redis_cmds": {k: v / n for k, v in sorted(commands.items(), key=lambda kv: -kv[1])},
             "sql_per_chain": (
@@ -226,7 +273,8 @@ class Bench:
             ),
             "sql_per_chain_at_rate": (
                 {k: v / max(1, n_latency) for k, v in sql_latency.most_common()}
-                if sql_latency is not None else None
+                if sql_latency is not None
+                else None
             ),
             "latency_rate": self.args.rate,
             "latency_n": len(latency["latencies"]),
@@ -237,12 +285,16 @@ class Bench:
             # A chain publishes 3 messages; more means task retries (e.g. a stage that found
             # no run yet and retried in RUN_NOT_VISIBLE_COUNTDOWN).
             "latency_lpush_per_chain": latency_commands.get("lpush", 0) / max(1, n_latency),
-            "latency_steps_ms": getattr(self, "last_segments", None) if scenario.kind == "tracked"
+            "latency_steps_ms": getattr(self, "last_segments", None)
+            if scenario.kind == "tracked"
             else None,
         }
-        print(f"    {result['chains_per_s']:.0f} chains/s, {result['cpu_ms_per_chain']:.1f} ms "
-              f"CPU/chain, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms",
-              file=sys.stderr, flush=True)
+        print(
+            f"    {result['chains_per_s']:.0f} chains/s, {result['cpu_ms_per_chain']:.1f} ms "
+            f"CPU/chain, p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
         return result
 
     def sql_snapshot(self) -> Counter[str] | None:
@@ -251,7 +303,9 @@ class Bench:
         return self.proxy.snapshot() if self.proxy is not None else None
 
     def start_profilers(
-        self, scenario: Scenario, producer: subprocess.Popen[bytes],
+        self,
+        scenario: Scenario,
+        producer: subprocess.Popen[bytes],
         workers: dict[str, subprocess.Popen[bytes]],
     ) -> list[subprocess.Popen[bytes]]:
         """py-spy on the producer and each worker (with its pool children), if asked."""
@@ -261,12 +315,25 @@ class Bench:
         spies = []
         for name, process in {"producer": producer, **workers}.items():
             out = self.args.profile / f"{scenario.key}-{name}.txt"
-            spies.append(self.procs.start(
-                f"py-spy-{scenario.key}-{name}", self.args.py_spy, "record", "-p",
-                str(process.pid), "--subprocesses", "--format", "raw", "--nolineno",
-                "--rate", "200", "--nonblocking", "-o", str(out),
-                *(["--idle"] if self.args.profile_idle else ["--gil"]),
-            ))
+            spies.append(
+                self.procs.start(
+                    f"py-spy-{scenario.key}-{name}",
+                    self.args.py_spy,
+                    "record",
+                    "-p",
+                    str(process.pid),
+                    "--subprocesses",
+                    "--format",
+                    "raw",
+                    "--nolineno",
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "-o",
+                    str(out),
+                    *(["--idle"] if self.args.profile_idle else ["--gil"]),
+                )
+            )
         time.sleep(1.0)  # let py-spy attach
         return spies
 
@@ -278,14 +345,23 @@ class Bench:
                 spy.wait(timeout=30)
             self.procs.stop(spy)
 
-    def phase(self, scenario: Scenario, producer: subprocess.Popen[bytes], tag: str, n: int,
-              rate: float, *, timeout: float) -> dict[str, Any]:
+    def phase(
+        self,
+        scenario: Scenario,
+        producer: subprocess.Popen[bytes],
+        tag: str,
+        n: int,
+        rate: float,
+        *,
+        timeout: float,
+    ) -> dict[str, Any]:
         assert producer.stdin is not None
         assert producer.stdout is not None
         if scenario.kind == "bare":
             self.probe.client.delete("bench:done")
-        producer.stdin.write(json.dumps({"cmd": "run", "n": n, "rate": rate,
-                                         "tag": tag}).encode() + b"\n")
+        producer.stdin.write(
+            json.dumps({"cmd": "run", "n": n, "rate": rate, "tag": tag}).encode() + b"\n"
+        )
         producer.stdin.flush()
         line = producer.stdout.readline()
         if not line:
@@ -303,8 +379,9 @@ class Bench:
             "first_published": min(published),
         }
 
-    def wait_tracked(self, scenario: Scenario, ids: list[int], n: int,
-                     timeout: float) -> list[tuple[float, float]]:
+    def wait_tracked(
+        self, scenario: Scenario, ids: list[int], n: int, timeout: float
+    ) -> list[tuple[float, float]]:
         import sqlalchemy as sa
 
         from app.models import EnrichmentRun, EnrichmentStage
@@ -313,28 +390,39 @@ class Bench:
         deadline = time.monotonic() + timeout
         while True:
             with self.db.engine.connect() as conn:
-                states = dict(conn.execute(
-                    sa.select(EnrichmentRun.state, sa.func.count()).prefix_with("/* bench */")
-                    .where(in_phase).group_by(EnrichmentRun.state)
-                ).all())
+                states = dict(
+                    conn.execute(
+                        sa.select(EnrichmentRun.state, sa.func.count())
+                        .prefix_with("/* bench */")
+                        .where(in_phase)
+                        .group_by(EnrichmentRun.state)
+                    ).all()
+                )
             if states.get("SUCCESS", 0) >= n:
                 break
             bad = {k: v for k, v in states.items() if k in ("FAILURE", "REVOKED")}
             if bad:
                 raise RuntimeError(f"{scenario.label}: runs ended {bad}; see {self.log_dir}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{scenario.label}: {states} after {timeout:.0f}s; "
-                                   f"see {self.log_dir}")
+                raise TimeoutError(
+                    f"{scenario.label}: {states} after {timeout:.0f}s; see {self.log_dir}"
+                )
             time.sleep(0.05)
         with self.db.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(EnrichmentRun.created_at, EnrichmentRun.finished_at)
-                .prefix_with("/* bench */").where(in_phase)
+                .prefix_with("/* bench */")
+                .where(in_phase)
             ).all()
             stages = conn.execute(
-                sa.select(EnrichmentRun.id, EnrichmentRun.created_at, EnrichmentRun.finished_at,
-                          EnrichmentStage.position, EnrichmentStage.started_at,
-                          EnrichmentStage.finished_at)
+                sa.select(
+                    EnrichmentRun.id,
+                    EnrichmentRun.created_at,
+                    EnrichmentRun.finished_at,
+                    EnrichmentStage.position,
+                    EnrichmentStage.started_at,
+                    EnrichmentStage.finished_at,
+                )
                 .prefix_with("/* bench */")
                 .join(EnrichmentStage, EnrichmentStage.run_id == EnrichmentRun.id)
                 .where(in_phase)
@@ -347,8 +435,10 @@ class Bench:
         deadline = time.monotonic() + timeout
         while client.llen("bench:done") < n:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{scenario.label}: {client.llen('bench:done')}/{n} chains "
-                                   f"after {timeout:.0f}s; see {self.log_dir}")
+                raise TimeoutError(
+                    f"{scenario.label}: {client.llen('bench:done')}/{n} chains "
+                    f"after {timeout:.0f}s; see {self.log_dir}"
+                )
             time.sleep(0.05)
         pairs = []
         for item in client.lrange("bench:done", 0, -1):
@@ -372,19 +462,26 @@ def segments(rows: list[Any]) -> dict[str, dict[str, float]]:
             if started is None or finished is None:
                 break
             steps.setdefault(f"{previous_name} -> {name} started", []).append(
-                (started - previous).total_seconds())
+                (started - previous).total_seconds()
+            )
             steps.setdefault(f"{name} started -> finished", []).append(
-                (finished - started).total_seconds())
+                (finished - started).total_seconds()
+            )
             previous, previous_name = finished, name
         if run["finished"] is not None and previous_name == "tag":
             steps.setdefault("tag finished -> persist done", []).append(
-                (run["finished"] - previous).total_seconds())
-    result = {k: {"p50": percentile(v, 50) * 1000, "p99": percentile(v, 99) * 1000}
-              for k, v in steps.items()}
+                (run["finished"] - previous).total_seconds()
+            )
+    result = {
+        k: {"p50": percentile(v, 50) * 1000, "p99": percentile(v, 99) * 1000}
+        for k, v in steps.items()
+    }
     waits = steps.get("created -> summarise started", [])
     if waits:
         result["% of runs whose summarise started >= 0.9 s after the run"] = {
-            "p50": 100 * sum(w >= 0.9 for w in waits) / len(waits), "p99": float("nan")}
+            "p50": 100 * sum(w >= 0.9 for w in waits) / len(waits),
+            "p99": float("nan"),
+        }
     return result
 
 
@@ -402,21 +499,46 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ]
     rows = []
     for r in results:
-        rows.append([
-            r["label"], r["chains_per_s"], r["cpu_ms_per_chain"], r["cpu_ms"]["producer"],
-            r["cpu_ms"]["workers"], r["cpu_ms"]["redis"], r["cpu_ms"]["postgres"],
-            r["redis_cmds_per_chain"],
-            r["p50_ms"], r["p99_ms"], r["max_ms"], r["latency_lpush_per_chain"],
-        ])
-    lines.append(table(
-        ["scenario", "chains/s", "CPU ms/chain", "producer", "workers", "redis", "postgres",
-         "redis cmds/chain", "p50 ms", "p99 ms", "max ms",
-         "msgs/chain @rate"],
-        rows,
-    ))
-    lines.append("CPU ms/chain: every process, throughput phase (producer, workers with their "
-                 "pool children, redis-server, the PostgreSQL server). msgs/chain @rate: "
-                 "LPUSHes per chain in the latency phase (3 = no task was retried).")
+        rows.append(
+            [
+                r["label"],
+                r["chains_per_s"],
+                r["cpu_ms_per_chain"],
+                r["cpu_ms"]["producer"],
+                r["cpu_ms"]["workers"],
+                r["cpu_ms"]["redis"],
+                r["cpu_ms"]["postgres"],
+                r["redis_cmds_per_chain"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["max_ms"],
+                r["latency_lpush_per_chain"],
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "scenario",
+                "chains/s",
+                "CPU ms/chain",
+                "producer",
+                "workers",
+                "redis",
+                "postgres",
+                "redis cmds/chain",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "msgs/chain @rate",
+            ],
+            rows,
+        )
+    )
+    lines.append(
+        "CPU ms/chain: every process, throughput phase (producer, workers with their "
+        "pool children, redis-server, the PostgreSQL server). msgs/chain @rate: "
+        "LPUSHes per chain in the latency phase (3 = no task was retried)."
+    )
     lines.append("")
     lines.append("Redis commands per chain, by command (throughput phase):")
     names: list[str] = []
@@ -424,63 +546,100 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         for name in r["redis_cmds"]:
             if name not in names:
                 names.append(name)
-    lines.append(table(
-        ["command", *[r["scenario"] for r in results]],
-        [[name, *[r["redis_cmds"].get(name, 0.0) for r in results]] for name in names],
-    ))
+    lines.append(
+        table(
+            ["command", *[r["scenario"] for r in results]],
+            [[name, *[r["redis_cmds"].get(name, 0.0) for r in results]] for name in names],
+        )
+    )
     steps = [r for r in results if r.get("latency_steps_ms")]
     if steps:
         lines.append("")
-        lines.append("Where a tracked chain's latency goes (latency phase; ms from the run's and "
-                     "stages' timestamps; the last row is a percentage):")
+        lines.append(
+            "Where a tracked chain's latency goes (latency phase; ms from the run's and "
+            "stages' timestamps; the last row is a percentage):"
+        )
         names = list(steps[0]["latency_steps_ms"])
-        lines.append(table(
-            ["step", *[f"{r['scenario']} {q}" for r in steps for q in ("p50", "p99")]],
-            [[n, *[r["latency_steps_ms"].get(n, {}).get(q, float("nan"))
-                   for r in steps for q in ("p50", "p99")]] for n in names]))
-    per_worker = [r for r in results if any(k.startswith("worker-") and k != "worker-all"
-                                            for k in r["cpu_ms"])]
+        lines.append(
+            table(
+                ["step", *[f"{r['scenario']} {q}" for r in steps for q in ("p50", "p99")]],
+                [
+                    [
+                        n,
+                        *[
+                            r["latency_steps_ms"].get(n, {}).get(q, float("nan"))
+                            for r in steps
+                            for q in ("p50", "p99")
+                        ],
+                    ]
+                    for n in names
+                ],
+            )
+        )
+    per_worker = [
+        r
+        for r in results
+        if any(k.startswith("worker-") and k != "worker-all" for k in r["cpu_ms"])
+    ]
     if per_worker:
         lines.append("")
         lines.append("Worker CPU ms per chain, per-queue layout:")
         for r in per_worker:
-            parts = ", ".join(f"{k.removeprefix('worker-')} {v:.2f}"
-                              for k, v in r["cpu_ms"].items() if k.startswith("worker-"))
+            parts = ", ".join(
+                f"{k.removeprefix('worker-')} {v:.2f}"
+                for k, v in r["cpu_ms"].items()
+                if k.startswith("worker-")
+            )
             lines.append(f"  {r['label']}: {parts}")
     for r in results:
         if r.get("sql_per_chain"):
             total = sum(r["sql_per_chain"].values())
             lines.append("")
-            lines.append(f"PostgreSQL statements per chain (each a round trip; psycopg2's BEGIN "
-                         f"and the pool's pre-ping SELECT 1 included), "
-                         f"{r['label']}: {total:.2f} in the throughput phase, "
-                         f"{sum(r['sql_per_chain_at_rate'].values()):.2f} at the steady rate")
+            lines.append(
+                f"PostgreSQL statements per chain (each a round trip; psycopg2's BEGIN "
+                f"and the pool's pre-ping SELECT 1 included), "
+                f"{r['label']}: {total:.2f} in the throughput phase, "
+                f"{sum(r['sql_per_chain_at_rate'].values()):.2f} at the steady rate"
+            )
             at_rate = r.get("sql_per_chain_at_rate") or {}
             keys = list(dict.fromkeys([*r["sql_per_chain"], *at_rate]))
-            lines.append(table(["per chain", f"@{r['latency_rate']:g}/s", "statement"],
-                               [[r["sql_per_chain"].get(k, 0.0), at_rate.get(k, 0.0), k]
-                                for k in keys]))
+            lines.append(
+                table(
+                    ["per chain", f"@{r['latency_rate']:g}/s", "statement"],
+                    [[r["sql_per_chain"].get(k, 0.0), at_rate.get(k, 0.0), k] for k in keys],
+                )
+            )
     by_key = {r["scenario"]: r for r in results}
-    pairs = [("tracked", "bare"), ("tracked", "bare-noresults"), ("tracked-pq", "bare-pq"),
-             ("tracked-nobackend", "bare-noresults"), ("tracked-pq", "tracked")]
+    pairs = [
+        ("tracked", "bare"),
+        ("tracked", "bare-noresults"),
+        ("tracked-pq", "bare-pq"),
+        ("tracked-nobackend", "bare-noresults"),
+        ("tracked-pq", "tracked"),
+    ]
     ratio_rows = []
     for a, b in pairs:
         if a in by_key and b in by_key:
             ra, rb = by_key[a], by_key[b]
-            ratio_rows.append([
-                f"{a} / {b}",
-                f"{ra['chains_per_s'] / rb['chains_per_s']:.2f}x",
-                f"{ra['cpu_ms_per_chain'] / rb['cpu_ms_per_chain']:.2f}x",
-                f"{ra['redis_cmds_per_chain'] / rb['redis_cmds_per_chain']:.2f}x",
-                f"{ra['p50_ms'] / rb['p50_ms']:.2f}x",
-                f"{ra['p99_ms'] / rb['p99_ms']:.2f}x",
-            ])
+            ratio_rows.append(
+                [
+                    f"{a} / {b}",
+                    f"{ra['chains_per_s'] / rb['chains_per_s']:.2f}x",
+                    f"{ra['cpu_ms_per_chain'] / rb['cpu_ms_per_chain']:.2f}x",
+                    f"{ra['redis_cmds_per_chain'] / rb['redis_cmds_per_chain']:.2f}x",
+                    f"{ra['p50_ms'] / rb['p50_ms']:.2f}x",
+                    f"{ra['p99_ms'] / rb['p99_ms']:.2f}x",
+                ]
+            )
     if ratio_rows:
         lines.append("")
-        lines.append("Ratios (same run). Contract: the tracked pipeline at least as fast as the "
-                     "stock chain, i.e. chains/s ratio >= 1.00x:")
-        lines.append(table(["ratio", "chains/s", "CPU/chain", "redis cmds", "p50", "p99"],
-                           ratio_rows))
+        lines.append(
+            "Ratios (same run). Contract: the tracked pipeline at least as fast as the "
+            "stock chain, i.e. chains/s ratio >= 1.00x:"
+        )
+        lines.append(
+            table(["ratio", "chains/s", "CPU/chain", "redis cmds", "p50", "p99"], ratio_rows)
+        )
     return "\n".join(lines)
 
 
@@ -491,25 +650,41 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds of latency phase")
     parser.add_argument("--warmup", type=int, default=40, help="chains before measuring")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
-    parser.add_argument("--pg", choices=["own", "shared"], default="own",
-                        help="own: a PostgreSQL server of the benchmark's own (CPU measured "
-                             "whole); shared: a database on the server at BENCH_POSTGRES_URL")
+    parser.add_argument(
+        "--pg",
+        choices=["own", "shared"],
+        default="own",
+        help="own: a PostgreSQL server of the benchmark's own (CPU measured "
+        "whole); shared: a database on the server at BENCH_POSTGRES_URL",
+    )
     parser.add_argument("--layout", choices=["one", "per-queue", "both"], default="both")
     parser.add_argument("--scenarios", help=f"comma-separated, from {', '.join(SCENARIOS)}")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork children, 1 worker")
     parser.add_argument("--loglevel", default="WARNING", help="celery worker --loglevel")
-    parser.add_argument("--count-sql", action="store_true",
-                        help="print the tracked side's SQL statements per chain (from "
-                             "pg_stat_statements on the own server; with --pg shared through a "
-                             "counting proxy, whose timings are not comparable)")
-    parser.add_argument("--profile", type=Path,
-                        help="py-spy the producer and workers in the throughput phase; raw "
-                             "stacks go to this directory (read them with profile_summary.py)")
-    parser.add_argument("--profile-idle", action="store_true",
-                        help="with --profile: wall-clock samples (idle included) instead of "
-                             "samples holding the GIL (Python CPU)")
-    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "/tmp/benchtools/bin/py-spy",
-                        help="py-spy binary (not a project dependency: pip install it anywhere)")
+    parser.add_argument(
+        "--count-sql",
+        action="store_true",
+        help="print the tracked side's SQL statements per chain (from "
+        "pg_stat_statements on the own server; with --pg shared through a "
+        "counting proxy, whose timings are not comparable)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the producer and workers in the throughput phase; raw "
+        "stacks go to this directory (read them with profile_summary.py)",
+    )
+    parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --profile: wall-clock samples (idle included) instead of "
+        "samples holding the GIL (Python CPU)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        default=shutil.which("py-spy") or "/tmp/benchtools/bin/py-spy",
+        help="py-spy binary (not a project dependency: pip install it anywhere)",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args()
@@ -522,8 +697,11 @@ def main() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     bench = Bench(args, log_dir)
     if args.count_sql and args.pg == "shared":
-        print("NOTE: --count-sql relays every query through a Python proxy: its timings are "
-              "not comparable with a normal run", file=sys.stderr)
+        print(
+            "NOTE: --count-sql relays every query through a Python proxy: its timings are "
+            "not comparable with a normal run",
+            file=sys.stderr,
+        )
     results = []
     try:
         for key in keys:

@@ -75,8 +75,9 @@ def main() -> None:
                     time.sleep(delay)
             ids.append(publish(tag, i))
         last = time.time()
-        print(json.dumps({"n": n, "first": first, "last": last, "ids": [ids[0], ids[-1]]}),
-              flush=True)
+        print(
+            json.dumps({"n": n, "first": first, "last": last, "ids": [ids[0], ids[-1]]}), flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -16,8 +16,23 @@ from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*)\)$")
 
-PACKAGES = ("sqlalchemy", "psycopg2", "celery", "kombu", "billiard", "redis", "pydantic",
-            "fastapi", "starlette", "uvicorn", "anyio", "app", "pipelines", "json", "logging")
+PACKAGES = (
+    "sqlalchemy",
+    "psycopg2",
+    "celery",
+    "kombu",
+    "billiard",
+    "redis",
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "anyio",
+    "app",
+    "pipelines",
+    "json",
+    "logging",
+)
 
 
 def parse(path: Path) -> Counter[tuple[str, ...]]:

@@ -45,17 +45,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=300, help="chains per variant")
     parser.add_argument("--profile", action="store_true", help="cProfile the 'as is' variant")
-    parser.add_argument("--rounds", type=int, default=4,
-                        help="variants take turns this many times, each round starting with "
-                             "the next variant; the medians are shown")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="variants take turns this many times, each round starting with "
+        "the next variant; the medians are shown",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-stages-"))
     procs = Processes(work)
     db = Database("postgres", procs)
     try:
-        os.environ.update({"DATABASE_URL": db.url, "ENRICH_PROVIDER": "noop",
-                           "CELERY_BROKER_URL": "memory://", "CELERY_RESULT_BACKEND": ""})
+        os.environ.update(
+            {
+                "DATABASE_URL": db.url,
+                "ENRICH_PROVIDER": "noop",
+                "CELERY_BROKER_URL": "memory://",
+                "CELERY_RESULT_BACKEND": "",
+            }
+        )
         print(run(args, db))
     finally:
         procs.stop_all()
@@ -81,12 +91,14 @@ def run(args: argparse.Namespace, db: Database) -> str:
     def engine_for(pre_ping: bool, async_commit: bool) -> Any:
         engine = app.db.make_engine(db.url, pool_pre_ping=pre_ping)
         if async_commit:
+
             @event.listens_for(engine, "connect")
             def _no_fsync_wait(dbapi_connection: Any, _record: Any) -> None:
                 cursor = dbapi_connection.cursor()
                 cursor.execute("SET synchronous_commit = off")
                 cursor.close()
                 dbapi_connection.commit()
+
         return engine
 
     statements = [0]
@@ -99,9 +111,15 @@ def run(args: argparse.Namespace, db: Database) -> str:
         def produce() -> Any:
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 issue = create_issue(session=session, data=data)
-                record_run(session=session, issue=issue, run_id=run_id, stages=[
-                    StageSpec(s.value, s.queue.value, t)
-                    for s, t in zip(Stage, task_ids, strict=True)])
+                record_run(
+                    session=session,
+                    issue=issue,
+                    run_id=run_id,
+                    stages=[
+                        StageSpec(s.value, s.queue.value, t)
+                        for s, t in zip(Stage, task_ids, strict=True)
+                    ],
+                )
                 session.flush()
             return issue.id
 
@@ -121,8 +139,9 @@ def run(args: argparse.Namespace, db: Database) -> str:
 
     def measure(name: str, profiler: cProfile.Profile | None = None) -> dict[str, Any]:
         engine = engine_for(*variants[name])
-        event.listen(engine, "before_cursor_execute",
-                     lambda *a: statements.__setitem__(0, statements[0] + 1))
+        event.listen(
+            engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1)
+        )
         with app.db._engines_lock:  # the engine every stage task asks app.db for
             app.db._engines.clear()
             app.db._engines[db.url] = engine
@@ -163,15 +182,17 @@ def run(args: argparse.Namespace, db: Database) -> str:
 
     rows = []
     for name in variants:
-        rows.append([
-            name,
-            *[med(name, lambda r, s=s: r["cpu"][s]) for s in STEPS],
-            med(name, lambda r: sum(r["cpu"].values())),
-            med(name, lambda r: r["server"]),
-            med(name, lambda r: sum(r["wall"].values())),
-            *[med(name, lambda r, s=s: r["wall"][s]) for s in STEPS],
-            med(name, lambda r: r["statements"]),
-        ])
+        rows.append(
+            [
+                name,
+                *[med(name, lambda r, s=s: r["cpu"][s]) for s in STEPS],
+                med(name, lambda r: sum(r["cpu"].values())),
+                med(name, lambda r: r["server"]),
+                med(name, lambda r: sum(r["wall"].values())),
+                *[med(name, lambda r, s=s: r["wall"][s]) for s in STEPS],
+                med(name, lambda r: r["statements"]),
+            ]
+        )
     base_wall = med("as is", lambda r: sum(r["wall"].values()))
     base_cpu = med("as is", lambda r: sum(r["cpu"].values()) + r["server"])
     lines = [
@@ -179,27 +200,46 @@ def run(args: argparse.Namespace, db: Database) -> str:
         f"{args.n} chains per variant, median of {args.rounds} rounds (rotating order); "
         "ms per chain",
         "",
-        table(["variant", "CPU: producer", "summarise", "tag", "persist", "client total",
-               "PG server", "wall total", "wall: producer", "summarise", "tag", "persist",
-               "SQL stmts"], rows),
+        table(
+            [
+                "variant",
+                "CPU: producer",
+                "summarise",
+                "tag",
+                "persist",
+                "client total",
+                "PG server",
+                "wall total",
+                "wall: producer",
+                "summarise",
+                "tag",
+                "persist",
+                "SQL stmts",
+            ],
+            rows,
+        ),
         "",
-        "vs 'as is' (same run): " + "; ".join(
+        "vs 'as is' (same run): "
+        + "; ".join(
             f"{name}: wall {med(name, lambda r: sum(r['wall'].values())) / base_wall:.2f}x, "
             f"CPU (client + server) "
             f"{med(name, lambda r: sum(r['cpu'].values()) + r['server']) / base_cpu:.2f}x"
-            for name in variants if name != "as is"),
+            for name in variants
+            if name != "as is"
+        ),
     ]
     if profiler is not None:
-        lines += ["", "cProfile (CPU time) of 'as is' (client process, a separate pass), "
-                  "top 30 by own time:"]
+        lines += [
+            "",
+            "cProfile (CPU time) of 'as is' (client process, a separate pass), top 30 by own time:",
+        ]
         lines.append(profile_text(profiler, "tottime", 30))
         lines += ["", "top 40 by cumulative time:"]
         lines.append(profile_text(profiler, "cumulative", 40))
     return "\n".join(lines)
 
 
-def timed(step: str, fn: Callable[[], Any], cpu: dict[str, float],
-          wall: dict[str, float]) -> Any:
+def timed(step: str, fn: Callable[[], Any], cpu: dict[str, float], wall: dict[str, float]) -> Any:
     c0, w0 = time.process_time(), time.perf_counter()
     result = fn()
     if step in cpu:
@@ -215,7 +255,7 @@ def profile_text(profiler: cProfile.Profile, key: str, top: int) -> str:
     stats = pstats.Stats(profiler, stream=out)
     stats.strip_dirs().sort_stats(key).print_stats(top)
     text = out.getvalue()
-    return text[text.index("   ncalls"):].rstrip() if "   ncalls" in text else text
+    return text[text.index("   ncalls") :].rstrip() if "   ncalls" in text else text
 
 
 if __name__ == "__main__":

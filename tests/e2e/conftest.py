@@ -26,9 +26,7 @@ def fake() -> Iterator[FakeLLM]:
 
 
 @pytest.fixture
-def make_stack(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[StackFactory]:
+def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StackFactory]:
     """``make_stack(database="sqlite"|"postgres"|<url>, broker="redis"|"amqp", env=, llm=)``
 
     starts the stack's own redis-server (unless ``start_redis=False``) and, for amqp, a
@@ -63,8 +61,12 @@ def make_stack(
                 if in_ci():
                     pytest.fail(reason)
                 pytest.skip(reason)
-        stack = Stack(tmp_path=tmp_path, database_url=url, broker=broker,
-                      env={**(llm.env() if llm else {}), **(env or {})})
+        stack = Stack(
+            tmp_path=tmp_path,
+            database_url=url,
+            broker=broker,
+            env={**(llm.env() if llm else {}), **(env or {})},
+        )
         for cleanup in cleanups:
             stack.add_cleanup(cleanup)
         if llm is not None:

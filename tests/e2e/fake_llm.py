@@ -126,7 +126,6 @@ class _Handler(JsonHandler):
         return self._send(200, completion(json.dumps(content)))
 
 
-
 def _pick(rules: list[Rule], op: str, title: str) -> Rule | None:
     """The newest rule that matches and is not used up; counts the use."""
     for rule in reversed(rules):
@@ -150,8 +149,12 @@ class FakeLLM:
 
     def env(self) -> dict[str, str]:
         """What a worker process needs to use this server."""
-        return {"ENRICH_PROVIDER": "openai", "OPENAI_BASE_URL": self.url,
-                "OPENAI_API_KEY": "sk-fake", "OPENAI_MODEL": "fake-model"}
+        return {
+            "ENRICH_PROVIDER": "openai",
+            "OPENAI_BASE_URL": self.url,
+            "OPENAI_API_KEY": "sk-fake",
+            "OPENAI_MODEL": "fake-model",
+        }
 
     def set_mode(
         self,
@@ -178,16 +181,16 @@ class FakeLLM:
 
     def calls(self, *, op: str | None = None, title: str | None = None) -> list[Call]:
         with self._state.lock:
-            return [c for c in self._state.calls
-                    if op in (None, c.op) and title in (None, c.title)]
+            return [c for c in self._state.calls if op in (None, c.op) and title in (None, c.title)]
 
 
 @contextmanager
 def fake_llm(hang_max: float = 60.0) -> Iterator[FakeLLM]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.state = _State(hang_max=hang_max)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="fake-llm", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-llm", daemon=True
+    )
     thread.start()
     try:
         yield FakeLLM(server)

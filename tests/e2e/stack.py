@@ -130,8 +130,12 @@ class Stack:
         wait: bool = True,
     ) -> subprocess.Popen[bytes]:
         process = self.group.worker(
-            queue, "--concurrency", str(concurrency), name=name or f"worker-{queue or 'all'}",
-            env=env, wait_ready=60 if wait else None,
+            queue,
+            "--concurrency",
+            str(concurrency),
+            name=name or f"worker-{queue or 'all'}",
+            env=env,
+            wait_ready=60 if wait else None,
         )
         self.workers.append(process)
         return process
@@ -147,8 +151,10 @@ class Stack:
         return self.group.log(name)
 
     def worker_logs(self) -> dict[str, str]:
-        return {path.stem: path.read_text(errors="replace")
-                for path in self.tmp_path.glob("worker-*.log")}
+        return {
+            path.stem: path.read_text(errors="replace")
+            for path in self.tmp_path.glob("worker-*.log")
+        }
 
     def received(self, stage: str, task_id: str) -> int:
         """How often any worker logged receiving this stage task."""
@@ -174,6 +180,7 @@ class Stack:
 
     def wait_task(self, task_id: str, *states: str, timeout: float = 60) -> dict[str, Any]:
         """Poll GET /tasks/<id> until its state is one of ``states``; fail on another end."""
+
         def check() -> dict[str, Any] | None:
             status = self.task(task_id)
             if status["state"] in states:
@@ -181,9 +188,14 @@ class Stack:
             assert status["state"] not in FINISHED, f"run ended otherwise: {status}"
             return None
 
-        return wait_until(check, timeout=timeout, interval=0.1,  # type: ignore[return-value]
-                          what=f"task {task_id} to reach {states}", process=self.api_process,
-                          log=self.tmp_path / "api.log")
+        return wait_until(
+            check,
+            timeout=timeout,
+            interval=0.1,  # type: ignore[return-value]
+            what=f"task {task_id} to reach {states}",
+            process=self.api_process,
+            log=self.tmp_path / "api.log",
+        )
 
     def runs_in(self, state: str) -> dict[str, dict[str, Any]]:
         """Every run that ended in ``state`` (GET /tasks?state=, all pages), by task id."""
@@ -211,12 +223,15 @@ class Stack:
             return wanted <= set(self.runs_in("SUCCESS"))
 
         try:
-            wait_until(check, timeout=timeout, interval=0.5,
-                       what=f"{len(wanted)} runs to reach SUCCESS")
+            wait_until(
+                check, timeout=timeout, interval=0.5, what=f"{len(wanted)} runs to reach SUCCESS"
+            )
         except AssertionError:
             done = wanted & set(self.runs_in("SUCCESS"))
-            print(f"{len(done)}/{len(wanted)} runs succeeded; queues:",
-                  {q: self._safe_queue_length(q) for q in QUEUES})
+            print(
+                f"{len(done)}/{len(wanted)} runs succeeded; queues:",
+                {q: self._safe_queue_length(q) for q in QUEUES},
+            )
             raise
 
     def _safe_queue_length(self, queue: str) -> object:
@@ -312,9 +327,22 @@ class PostgresCluster:
         initdb = pg_binary("initdb")
         assert initdb is not None
         done = subprocess.run(
-            [*self._as, initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-sync", "--no-instructions"],
-            capture_output=True, text=True, timeout=120,
+            [
+                *self._as,
+                initdb,
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr
 
@@ -322,12 +350,31 @@ class PostgresCluster:
         postgres = pg_binary("postgres")
         assert postgres is not None
         self.process = self.group.start(
-            "postgres", *self._as, postgres, "-D", str(self.data), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+            "postgres",
+            *self._as,
+            postgres,
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
         )
-        wait_until(self.answers, timeout=60, what=f"PostgreSQL on port {self.port}",
-                   process=self.process, log=self.group.log_dir / "postgres.log")
+        wait_until(
+            self.answers,
+            timeout=60,
+            what=f"PostgreSQL on port {self.port}",
+            process=self.process,
+            log=self.group.log_dir / "postgres.log",
+        )
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT): clients are disconnected, the cluster stops."""
@@ -344,8 +391,13 @@ class PostgresCluster:
         import psycopg2
 
         try:
-            psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres",
-                             dbname="postgres", connect_timeout=2).close()
+            psycopg2.connect(
+                host="127.0.0.1",
+                port=self.port,
+                user="postgres",
+                dbname="postgres",
+                connect_timeout=2,
+            ).close()
             return True
         except psycopg2.OperationalError:
             return False

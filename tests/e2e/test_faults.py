@@ -62,8 +62,9 @@ def unacked_task_ids(stack: Stack) -> list[str]:
     return [json.loads(raw)[0]["headers"]["id"] for raw in held]
 
 
-def publish(stack: Stack, name: str, task_id: str, *, args: list[Any], kwargs: dict[str, Any],
-            queue: str) -> None:
+def publish(
+    stack: Stack, name: str, task_id: str, *, args: list[Any], kwargs: dict[str, Any], queue: str
+) -> None:
     """Send one task message to the stack's own broker, as Celery would.
 
     Not with ``Celery(broker=...).send_task``: Celery lets the CELERY_BROKER_URL of the test
@@ -75,8 +76,12 @@ def publish(stack: Stack, name: str, task_id: str, *, args: list[Any], kwargs: d
     message = Celery(set_as_current=False).amqp.as_task_v2(task_id, name, args, kwargs)
     with Connection(stack.broker_url, connect_timeout=5) as connection:
         connection.Producer(serializer="json").publish(
-            message.body, exchange=queue, routing_key=queue, headers=message.headers,
-            declare=[Queue(queue, Exchange(queue), routing_key=queue)], **message.properties,
+            message.body,
+            exchange=queue,
+            routing_key=queue,
+            headers=message.headers,
+            declare=[Queue(queue, Exchange(queue), routing_key=queue)],
+            **message.properties,
         )
 
 
@@ -94,8 +99,11 @@ def test_pool_process_killed_during_summarise_the_run_still_succeeds(
 
     created = stack.create("victim")
     task_id = created["task_id"]
-    wait_until(lambda: fake.calls(op="summarise", title="victim"), timeout=30,
-               what="the summarise call to reach the provider")
+    wait_until(
+        lambda: fake.calls(op="summarise", title="victim"),
+        timeout=30,
+        what="the summarise call to reach the provider",
+    )
     assert stack.task(task_id)["stages"][0]["state"] == "STARTED"
     assert unacked_task_ids(stack) == [task_id], "acks_late: the message is held until done"
 
@@ -119,10 +127,13 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
     make_stack: StackFactory,
 ) -> None:
     visibility = 20
-    stack = make_stack(database="postgres", env={
-        "CELERY_VISIBILITY_TIMEOUT": str(visibility),
-        **{f"{s}_TIME_LIMIT": "10" for s in ("SUMMARISE", "TAG", "PERSIST")},
-    })
+    stack = make_stack(
+        database="postgres",
+        env={
+            "CELERY_VISIBILITY_TIMEOUT": str(visibility),
+            **{f"{s}_TIME_LIMIT": "10" for s in ("SUMMARISE", "TAG", "PERSIST")},
+        },
+    )
     stack.api()
     stack.worker("summarise", wait=False)
     stack.worker("tag")
@@ -130,25 +141,30 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
     issue_ids = [c["issue"]["id"] for c in created]
 
     # Persist messages wait in their queue: no persist worker yet.
-    wait_until(lambda: stack.queue_length("persist") == 3, timeout=60,
-               what="three persist messages in the persist queue")
+    wait_until(
+        lambda: stack.queue_length("persist") == 3,
+        timeout=60,
+        what="three persist messages in the persist queue",
+    )
 
     engine = sa.create_engine(stack.database_url)
     try:
         with engine.connect() as locker:
             # Hold the issue rows: persist locks its issue first, so it blocks mid-task.
-            locker.execute(sa.text("SELECT id FROM issues WHERE id = ANY(:ids) FOR UPDATE"),
-                           {"ids": issue_ids})
+            locker.execute(
+                sa.text("SELECT id FROM issues WHERE id = ANY(:ids) FOR UPDATE"), {"ids": issue_ids}
+            )
             first = stack.worker("persist", "worker-persist-1")
 
             def persist_blocked() -> bool:
                 # A connection of its own: pg_stat_activity is a snapshot per transaction.
-                with engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
-                ) as watcher:
-                    waiting = watcher.execute(sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                        " AND wait_event_type = 'Lock'")).scalar_one()
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+                    waiting = watcher.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock'"
+                        )
+                    ).scalar_one()
                 return bool(waiting)
 
             wait_until(persist_blocked, timeout=30, what="persist to wait for the issue lock")
@@ -159,8 +175,7 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
     finally:
         engine.dispose()
 
-    persist_ids = {c["task_id"]: stack.task(c["task_id"])["stages"][2]["task_id"]
-                   for c in created}
+    persist_ids = {c["task_id"]: stack.task(c["task_id"])["stages"][2]["task_id"] for c in created}
     assert held in persist_ids.values()
     held_run = next(run for run, persist in persist_ids.items() if persist == held)
     assert stack.queue_length("persist") == 2  # prefetch 1: the others were never taken
@@ -171,8 +186,10 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
     stack.wait_all_succeeded(others, timeout=60)
     # Kombu restores it after the visibility timeout, scanning every 10 s (app/celery_app.py).
     stack.wait_task(held_run, "SUCCESS", timeout=visibility + 15 + 15)
-    print(f"redelivered and persisted {time.monotonic() - delivered:.1f}s after delivery "
-          f"(visibility timeout {visibility}s)")
+    print(
+        f"redelivered and persisted {time.monotonic() - delivered:.1f}s after delivery "
+        f"(visibility timeout {visibility}s)"
+    )
 
     for item in created:
         assert_enriched_once(stack, item)
@@ -184,14 +201,23 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
     # The same persist message delivered once more (as after a lost ack) changes nothing.
     victim = next(c for c in created if c["task_id"] == held_run)
     before = stack.issue(victim["issue"]["id"])
-    publish(stack, "enrichment.persist", held,
-            args=[{"summary": "a stale summary", "tags": ["stale", "stale"]}],
-            kwargs={"issue_id": victim["issue"]["id"], "run_id": held_run}, queue="persist")
-    stack.group.wait_for_log("worker-persist-2",
-                             f"Task enrichment.persist[{held}] succeeded in", timeout=30,
-                             since=log.index(f"Task enrichment.persist[{held}] succeeded") + 1)
-    results = re.findall(rf"persist\[{held}\] succeeded in [\d.]+s: (\w+)",
-                         stack.log("worker-persist-2"))
+    publish(
+        stack,
+        "enrichment.persist",
+        held,
+        args=[{"summary": "a stale summary", "tags": ["stale", "stale"]}],
+        kwargs={"issue_id": victim["issue"]["id"], "run_id": held_run},
+        queue="persist",
+    )
+    stack.group.wait_for_log(
+        "worker-persist-2",
+        f"Task enrichment.persist[{held}] succeeded in",
+        timeout=30,
+        since=log.index(f"Task enrichment.persist[{held}] succeeded") + 1,
+    )
+    results = re.findall(
+        rf"persist\[{held}\] succeeded in [\d.]+s: (\w+)", stack.log("worker-persist-2")
+    )
     assert results == ["True", "False"]  # the second delivery found the run done
     assert stack.issue(victim["issue"]["id"]) == before
     assert_enriched_once(stack, victim)
@@ -208,16 +234,22 @@ def test_attempt_killed_by_its_hard_time_limit_leaves_a_run_that_says_why(
     stack.worker("summarise", wait=False)
     stack.worker("tag")
     created = stack.create("Blocked for longer than its time limit")
-    wait_until(lambda: stack.queue_length("persist") == 1, timeout=60,
-               what="the persist message in its queue")
+    wait_until(
+        lambda: stack.queue_length("persist") == 1,
+        timeout=60,
+        what="the persist message in its queue",
+    )
     engine = sa.create_engine(stack.database_url)
     try:
         with engine.connect() as locker:
-            locker.execute(sa.text("SELECT id FROM issues WHERE id = :id FOR UPDATE"),
-                           {"id": created["issue"]["id"]})
+            locker.execute(
+                sa.text("SELECT id FROM issues WHERE id = :id FOR UPDATE"),
+                {"id": created["issue"]["id"]},
+            )
             stack.worker("persist")
-            stack.group.wait_for_log("worker-persist", "Hard time limit (2.0s) exceeded",
-                                     timeout=60)
+            stack.group.wait_for_log(
+                "worker-persist", "Hard time limit (2.0s) exceeded", timeout=60
+            )
             locker.rollback()
     finally:
         engine.dispose()
@@ -248,7 +280,7 @@ def test_workers_stopped_while_100_issues_arrive_all_succeed_once_they_are_back(
     assert stack.queue_length("summarise") == 100
     stack.stage_workers()
     stack.wait_all_succeeded([c["task_id"] for c in created], timeout=180)
-    for item in created[:: 10]:
+    for item in created[::10]:
         assert_enriched_once(stack, item)
     assert len(stack.runs_in("SUCCESS")) == 101
 
@@ -275,8 +307,11 @@ def test_redis_restart_workers_reconnect_and_readiness_follows(make_stack: Stack
         stack.group.wait_for_log(name, "Connection to broker lost", since=offset, timeout=60)
     stack.start_redis()  # same port, empty (no persistence)
 
-    wait_until(lambda: stack.http.get(f"{stack.base}/readyz").status_code == 200,
-               timeout=30, what="/readyz to answer 200 again")
+    wait_until(
+        lambda: stack.http.get(f"{stack.base}/readyz").status_code == 200,
+        timeout=30,
+        what="/readyz to answer 200 again",
+    )
     for name, offset in since.items():
         stack.group.wait_for_log(name, "Connected to redis://", since=offset, timeout=60)
     after = [stack.create(f"After the restart {n}") for n in range(5)]
@@ -310,11 +345,14 @@ def test_broker_down_at_post_the_run_is_dispatched_once_when_it_is_back(
     back = time.monotonic()
 
     def dispatched() -> bool:  # the outbox clears the note once the chain is sent
-        return all(stack.issue(c["issue"]["id"])["enrichment"]["error"] is None
-                   for c in created)
+        return all(stack.issue(c["issue"]["id"])["enrichment"]["error"] is None for c in created)
 
-    wait_until(dispatched, timeout=60, interval=0.5,
-               what="the outbox to send every run within 60 s of the broker coming back")
+    wait_until(
+        dispatched,
+        timeout=60,
+        interval=0.5,
+        what="the outbox to send every run within 60 s of the broker coming back",
+    )
     print(f"dispatched {time.monotonic() - back:.1f}s after the broker came back")
     time.sleep(3)  # three more sweeps of each API: nothing may be sent again
     assert stack.queue_length("summarise") == len(created)  # each chain sent exactly once
@@ -341,17 +379,24 @@ def test_database_down_persist_retries_with_backoff_and_completes(
     pg_cluster: PostgresCluster, make_stack: StackFactory
 ) -> None:
     backoff, backoff_max = 0.5, 2.0
-    stack = make_stack(database=pg_cluster.url, env={
-        "PERSIST_MAX_RETRIES": "10", "PERSIST_RETRY_BACKOFF": str(backoff),
-        "PERSIST_RETRY_BACKOFF_MAX": str(backoff_max),
-    })
+    stack = make_stack(
+        database=pg_cluster.url,
+        env={
+            "PERSIST_MAX_RETRIES": "10",
+            "PERSIST_RETRY_BACKOFF": str(backoff),
+            "PERSIST_RETRY_BACKOFF_MAX": str(backoff_max),
+        },
+    )
     stack.api()
     stack.worker("summarise", wait=False)
     stack.worker("tag")
     created = [stack.create(f"Database outage issue {n}") for n in range(3)]
     runs = [c["task_id"] for c in created]
-    wait_until(lambda: stack.queue_length("persist") == 3, timeout=60,
-               what="three persist messages in the persist queue")
+    wait_until(
+        lambda: stack.queue_length("persist") == 3,
+        timeout=60,
+        what="three persist messages in the persist queue",
+    )
 
     pg_cluster.stop()
     down = stack.http.get(f"{stack.base}/readyz")
@@ -360,15 +405,21 @@ def test_database_down_persist_retries_with_backoff_and_completes(
     stack.worker("persist")
 
     def retried_twice() -> bool:
-        seen = {m.group(1) for m in _RETRY_LINE.finditer(stack.log("worker-persist"))
-                if int(m.group(2)) >= 2}
+        seen = {
+            m.group(1)
+            for m in _RETRY_LINE.finditer(stack.log("worker-persist"))
+            if int(m.group(2)) >= 2
+        }
         return set(runs) <= seen
 
     wait_until(retried_twice, timeout=60, what="every persist to retry twice")
     pg_cluster.start()
 
-    wait_until(lambda: stack.http.get(f"{stack.base}/readyz").status_code == 200, timeout=30,
-               what="/readyz to answer 200 again")
+    wait_until(
+        lambda: stack.http.get(f"{stack.base}/readyz").status_code == 200,
+        timeout=30,
+        what="/readyz to answer 200 again",
+    )
     stack.wait_all_succeeded(runs, timeout=60)
     for item in created:
         assert_enriched_once(stack, item)
@@ -386,8 +437,10 @@ def test_database_down_persist_retries_with_backoff_and_completes(
 
 
 def _three_summarise_workers(stack: Stack, prefix: str, env: dict[str, str]) -> list[Any]:
-    started = [stack.worker("summarise", f"{prefix}-{n}", concurrency=2, env=env, wait=False)
-               for n in range(3)]
+    started = [
+        stack.worker("summarise", f"{prefix}-{n}", concurrency=2, env=env, wait=False)
+        for n in range(3)
+    ]
     for n, process in enumerate(started):
         stack.group.wait_for_log(f"{prefix}-{n}", " ready.", timeout=60, process=process)
     return started
@@ -405,8 +458,11 @@ def test_provider_rate_limit_is_shared_by_all_workers(
     for n in range(120):
         stack.create(f"Unlimited {n}")
     unlimited = _three_summarise_workers(stack, "worker-unlimited", {"PROVIDER_RATE_LIMIT": ""})
-    wait_until(lambda: len(fake.calls(op="summarise")) == 120, timeout=60,
-               what="120 unlimited provider calls")
+    wait_until(
+        lambda: len(fake.calls(op="summarise")) == 120,
+        timeout=60,
+        what="120 unlimited provider calls",
+    )
     stack.group.terminate(*unlimited)
     calls = fake.calls(op="summarise")
     free_rate = 80 / (calls[100].at - calls[20].at)  # past the first tasks' imports
@@ -424,8 +480,7 @@ def test_provider_rate_limit_is_shared_by_all_workers(
         return [c for c in fake.calls(op="summarise") if c.title.startswith("Flood")]
 
     def warm() -> bool:  # every worker past its first tasks (imports, first connections)
-        return all(stack.log(f"worker-summarise-{n}").count("succeeded in") >= 2
-                   for n in range(3))
+        return all(stack.log(f"worker-summarise-{n}").count("succeeded in") >= 2 for n in range(3))
 
     wait_until(warm, timeout=60, what="all three workers to run tasks")
     start = time.monotonic() + 1  # past the bucket's initial burst: the steady state

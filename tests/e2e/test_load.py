@@ -29,8 +29,10 @@ def test_concurrent_clients_every_issue_enriched_no_5xx(make_stack: StackFactory
         with httpx.Client(timeout=30) as client:
             response = client.post(
                 f"{stack.base}/issues",
-                json={"title": f"Load issue {n}: crash when saving",
-                      "body": f"Issue number {n}. Clicking save crashes the app."},
+                json={
+                    "title": f"Load issue {n}: crash when saving",
+                    "body": f"Issue number {n}. Clicking save crashes the app.",
+                },
             )
         return response.status_code, response.json().get("task_id", "")
 
@@ -47,7 +49,8 @@ def test_concurrent_clients_every_issue_enriched_no_5xx(make_stack: StackFactory
     assert set(task_ids) <= set(succeeded)
     assert len(succeeded) == total  # exactly one run per issue, none extra
     assert stack.runs_in("FAILURE") == {}
-    enriched = httpx.get(f"{stack.base}/issues", params={"enrichment_status": "succeeded",
-                                                         "limit": 200}, timeout=10).json()
+    enriched = httpx.get(
+        f"{stack.base}/issues", params={"enrichment_status": "succeeded", "limit": 200}, timeout=10
+    ).json()
     assert len(enriched["items"]) == min(total, 200)
     assert all(item["ai_summary"] and item["tags"] for item in enriched["items"])

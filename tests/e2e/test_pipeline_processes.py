@@ -23,8 +23,9 @@ def test_each_stage_runs_on_the_worker_of_its_queue(make_stack: StackFactory, br
     stack.api()
     stack.stage_workers()
 
-    created = stack.create("App crashes when saving a file",
-                           "Clicking save crashes the app with a stack trace.")
+    created = stack.create(
+        "App crashes when saving a file", "Clicking save crashes the app with a stack trace."
+    )
     task_id = created["task_id"]
     assert created["status_url"] == f"/tasks/{task_id}"
     status = stack.wait_task(task_id, "SUCCESS", timeout=60)
@@ -60,9 +61,14 @@ def _tag_stage(status: dict[str, Any]) -> dict[str, Any]:
 def test_transient_tag_failure_is_retried_with_a_growing_count_then_succeeds(
     make_stack: StackFactory, fake: FakeLLM
 ) -> None:
-    stack = make_stack(llm=fake, env={
-        "TAG_MAX_RETRIES": "5", "TAG_RETRY_BACKOFF": "0.5", "TAG_RETRY_BACKOFF_MAX": "2",
-    })
+    stack = make_stack(
+        llm=fake,
+        env={
+            "TAG_MAX_RETRIES": "5",
+            "TAG_RETRY_BACKOFF": "0.5",
+            "TAG_RETRY_BACKOFF_MAX": "2",
+        },
+    )
     stack.api()
     stack.stage_workers()
     fake.set_mode("503", op="tag", title="flaky")  # until the test says the server recovered
@@ -85,8 +91,9 @@ def test_transient_tag_failure_is_retried_with_a_growing_count_then_succeeds(
                 seen.append(tag["retries"])
         return len(seen) >= 2
 
-    wait_until(two_retry_counts, timeout=30, interval=0.02,
-               what="two different retry counts in RETRY")
+    wait_until(
+        two_retry_counts, timeout=30, interval=0.02, what="two different retry counts in RETRY"
+    )
     assert seen[0] >= 1, seen
     assert seen == sorted(set(seen)), seen  # strictly growing
 
@@ -142,8 +149,12 @@ def test_a_stage_that_keeps_failing_ends_in_failure_with_its_reason(
     assert "401" in status["error"]
     assert _tag_stage(status)["retries"] == 0
     assert [c.status for c in fake.calls(op="tag", title="bad key")] == [401]
-    failed = {item["task_id"] for item in stack.http.get(
-        f"{stack.base}/tasks", params={"state": "FAILURE"}).json()["items"]}
+    failed = {
+        item["task_id"]
+        for item in stack.http.get(f"{stack.base}/tasks", params={"state": "FAILURE"}).json()[
+            "items"
+        ]
+    }
     assert failed == {down["task_id"], bad_key["task_id"]}
 
 

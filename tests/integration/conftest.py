@@ -61,9 +61,11 @@ def worker_engine(worker_database_url: str, celery_session_worker: object) -> It
     engine = make_engine(worker_database_url)
     yield engine
     with engine.begin() as connection:
-        connection.execute(sa.text(
-            "TRUNCATE issues, issue_tags, enrichment_runs, enrichment_stages RESTART IDENTITY"
-        ))
+        connection.execute(
+            sa.text(
+                "TRUNCATE issues, issue_tags, enrichment_runs, enrichment_stages RESTART IDENTITY"
+            )
+        )
     engine.dispose()
 
 

@@ -122,9 +122,7 @@ def test_limits_are_inclusive(client: TestClient) -> None:
     [b"{not json", b"", b"[1, 2]", b'"just a string"', b"\xff\xfe\x00garbage"],
 )
 def test_body_that_is_not_a_json_object_is_4xx_json(client: TestClient, content: bytes) -> None:
-    response = client.post(
-        "/issues", content=content, headers={"content-type": "application/json"}
-    )
+    response = client.post("/issues", content=content, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500
     assert "detail" in response.json()
 
@@ -169,8 +167,14 @@ def test_invalid_cursor_is_400(client: TestClient, cursor: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 201}, {"limit": "x"}, {"enrichment_status": "done"},
-               {"status": "archived"}]
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 201},
+        {"limit": "x"},
+        {"enrichment_status": "done"},
+        {"status": "archived"},
+    ],
 )
 def test_bad_list_parameters_are_422(client: TestClient, params: dict) -> None:
     assert client.get("/issues", params=params).status_code == 422
@@ -193,8 +197,12 @@ def test_list_filters_by_tag(client: TestClient, session_factory: sessionmaker[S
     bug = create(client, title="bug one")["issue"]
     create(client, title="feature one")
     with session_factory() as session, session.begin():
-        session.add_all([IssueTag(issue_id=bug["id"], tag="bug", position=0),
-                         IssueTag(issue_id=bug["id"], tag="crash", position=1)])
+        session.add_all(
+            [
+                IssueTag(issue_id=bug["id"], tag="bug", position=0),
+                IssueTag(issue_id=bug["id"], tag="crash", position=1),
+            ]
+        )
     items = client.get("/issues", params={"tag": "crash"}).json()["items"]
     assert [(item["id"], item["tags"]) for item in items] == [(bug["id"], ["bug", "crash"])]
     assert client.get("/issues", params={"tag": "ui"}).json()["items"] == []
@@ -235,8 +243,14 @@ def test_patch_same_text_does_not_start_a_run(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"title": ""}, {"title": None}, {"body": None}, {"status": "archived"}, {"owner": "me"},
-     {"title": "x" * 301}],
+    [
+        {"title": ""},
+        {"title": None},
+        {"body": None},
+        {"status": "archived"},
+        {"owner": "me"},
+        {"title": "x" * 301},
+    ],
 )
 def test_bad_patch_is_422(client: TestClient, payload: dict) -> None:
     issue_id = create(client)["issue"]["id"]

@@ -73,8 +73,11 @@ def test_failed_runs_are_listed_newest_first_with_stage_and_reason(
     assert [s["state"] for s in rest["items"][0]["stages"]] == ["PENDING", "FAILURE", "REVOKED"]
     assert rest["next_cursor"] is None
     issue = client.get(f"/issues/{rest['items'][0]['issue_id']}").json()
-    assert issue["enrichment"] == {**issue["enrichment"], "status": "failed",
-                                   "error": "tag: PermanentError: 401"}
+    assert issue["enrichment"] == {
+        **issue["enrichment"],
+        "status": "failed",
+        "error": "tag: PermanentError: 401",
+    }
     everything = client.get("/tasks").json()["items"]
     assert [item["task_id"] for item in everything] == runs[::-1]
 

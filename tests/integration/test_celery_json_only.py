@@ -75,8 +75,11 @@ def _publish_pickled(broker_url: str, marker: Path) -> str:
     """A Celery protocol-2 message for enrichment.summarise whose body is a pickle."""
     queue = next(q for q in celery_config(Settings())["task_queues"] if q.name == "summarise")
     task_id = str(uuid.uuid4())
-    body = ((_CreatesFileWhenUnpickled(marker), task_id), {},
-            {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+    body = (
+        (_CreatesFileWhenUnpickled(marker), task_id),
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    )
     with Connection(broker_url) as connection:
         connection.Producer().publish(
             body,
@@ -84,9 +87,18 @@ def _publish_pickled(broker_url: str, marker: Path) -> str:
             exchange=queue.exchange,
             routing_key=queue.routing_key,
             declare=[queue],
-            headers={"lang": "py", "task": "enrichment.summarise", "id": task_id,
-                     "root_id": task_id, "parent_id": None, "group": None, "retries": 0,
-                     "argsrepr": "(...)", "kwargsrepr": "{}", "origin": "test"},
+            headers={
+                "lang": "py",
+                "task": "enrichment.summarise",
+                "id": task_id,
+                "root_id": task_id,
+                "parent_id": None,
+                "group": None,
+                "retries": 0,
+                "argsrepr": "(...)",
+                "kwargsrepr": "{}",
+                "origin": "test",
+            },
             correlation_id=task_id,
             content_type=None,
         )
@@ -97,23 +109,35 @@ def test_a_pickled_message_is_refused_and_the_worker_carries_on(
     stack: Processes, broker_url: str, tmp_path: Path
 ) -> None:
     worker = stack.worker(None, "--pool", "solo")
-    wait_until(lambda: "ready." in stack.log("worker-all"), timeout=60,
-               what="the worker to start", process=worker, log=tmp_path / "worker-all.log")
+    wait_until(
+        lambda: "ready." in stack.log("worker-all"),
+        timeout=60,
+        what="the worker to start",
+        process=worker,
+        log=tmp_path / "worker-all.log",
+    )
 
     marker = tmp_path / "pwned"
     _publish_pickled(broker_url, marker)
     wait_until(
-        lambda: any(text in stack.log("worker-all")
-                    for text in ("ContentDisallowed", "Refusing to deserialize")),
-        timeout=30, what="the worker to refuse the pickled message", process=worker,
+        lambda: any(
+            text in stack.log("worker-all")
+            for text in ("ContentDisallowed", "Refusing to deserialize")
+        ),
+        timeout=30,
+        what="the worker to refuse the pickled message",
+        process=worker,
         log=tmp_path / "worker-all.log",
     )
     assert not marker.exists(), "the worker unpickled the message"
     assert "pickle" in stack.log("worker-all")
     # Refused for good: not left in the queue, nor held to be redelivered.
     client = redis.Redis.from_url(broker_url)
-    wait_until(lambda: client.llen("summarise") == 0 and client.hlen("unacked") == 0,
-               timeout=10, what="the pickled message to leave the broker")
+    wait_until(
+        lambda: client.llen("summarise") == 0 and client.hlen("unacked") == 0,
+        timeout=10,
+        what="the pickled message to leave the broker",
+    )
 
     # The worker goes on: a real chain from a real API runs to SUCCESS.
     port = free_port()
@@ -128,7 +152,12 @@ def test_a_pickled_message_is_refused_and_the_worker_carries_on(
         assert state not in ("FAILURE", "REVOKED"), httpx.get(status_url, timeout=5).text
         return state == "SUCCESS"
 
-    wait_until(succeeded, timeout=60, what="the chain after the pickled message",
-               process=worker, log=tmp_path / "worker-all.log")
+    wait_until(
+        succeeded,
+        timeout=60,
+        what="the chain after the pickled message",
+        process=worker,
+        log=tmp_path / "worker-all.log",
+    )
     assert worker.poll() is None
     assert not marker.exists()

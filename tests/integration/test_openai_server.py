@@ -74,7 +74,6 @@ class ChatHandler(JsonHandler):
             self._send(200, completion(json.dumps(content)))
 
 
-
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
     httpd = ChatServer(("127.0.0.1", 0), ChatHandler)
@@ -148,16 +147,23 @@ def test_garbage_is_permanent_after_exactly_two_calls(
     requests = server.behaviour.requests
     assert len(requests) == 2
     assert requests[1]["body"]["messages"][-2] == {
-        "role": "assistant", "content": "<<< definitely not json >>>",
+        "role": "assistant",
+        "content": "<<< definitely not json >>>",
     }
 
 
 def test_wrong_path_is_permanent(server: ChatServer) -> None:
     host, port = server.server_address[:2]
-    with OpenAIProvider(
-        base_url=f"http://{host!s}:{port}/wrong", api_key=API_KEY, model="m", timeout=TIMEOUT,
-        taxonomy=TAXONOMY,
-    ) as misconfigured, pytest.raises(PermanentError, match="HTTP 404"):
+    with (
+        OpenAIProvider(
+            base_url=f"http://{host!s}:{port}/wrong",
+            api_key=API_KEY,
+            model="m",
+            timeout=TIMEOUT,
+            taxonomy=TAXONOMY,
+        ) as misconfigured,
+        pytest.raises(PermanentError, match="HTTP 404"),
+    ):
         misconfigured.summarise("t", "b")
 
 
@@ -165,8 +171,14 @@ def test_nothing_listening_is_transient(server: ChatServer) -> None:
     host, port = server.server_address[:2]
     server.shutdown()
     server.server_close()
-    with OpenAIProvider(
-        base_url=f"http://{host!s}:{port}/v1", api_key=None, model="m", timeout=TIMEOUT,
-        taxonomy=TAXONOMY,
-    ) as orphan, pytest.raises(TransientError, match="ConnectError"):
+    with (
+        OpenAIProvider(
+            base_url=f"http://{host!s}:{port}/v1",
+            api_key=None,
+            model="m",
+            timeout=TIMEOUT,
+            taxonomy=TAXONOMY,
+        ) as orphan,
+        pytest.raises(TransientError, match="ConnectError"),
+    ):
         orphan.summarise("t", "b")

@@ -68,7 +68,8 @@ def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedProvider]:
     # Small backoffs so retries take a fraction of a second.
     for stage in Stage:
         monkeypatch.setitem(
-            enrichment.POLICIES, stage,
+            enrichment.POLICIES,
+            stage,
             dataclasses.replace(enrichment.POLICIES[stage], backoff=0.2, backoff_max=0.4),
         )
     return scripted
@@ -129,7 +130,8 @@ def test_retries_exhausted_fail_the_run_with_the_reason(
     api: TestClient, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(
-        enrichment.POLICIES, Stage.SUMMARISE,
+        enrichment.POLICIES,
+        Stage.SUMMARISE,
         dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=2),
     )
     provider.summarise_failures = [TransientError(f"503 number {n}") for n in range(5)]
@@ -138,9 +140,7 @@ def test_retries_exhausted_fail_the_run_with_the_reason(
     assert status["state"] == "FAILURE"
     assert provider.calls.count("summarise") == 3
     assert status["stages"][0]["retries"] == 2
-    assert status["error"] == (
-        "summarise: TransientError: 503 number 2 (gave up after 2 retries)"
-    )
+    assert status["error"] == ("summarise: TransientError: 503 number 2 (gave up after 2 retries)")
     assert "tag" not in provider.calls
 
 
@@ -200,7 +200,8 @@ def test_redelivered_persist_changes_nothing(
     result = enrichment.persist.apply_async(
         ({"summary": "other summary", "tags": ["question"]},),
         {"issue_id": created["issue"]["id"], "run_id": created["task_id"]},
-        task_id=persist_id, ignore_result=False,
+        task_id=persist_id,
+        ignore_result=False,
     )
     assert result.get(timeout=10) is False
     with Session(worker_engine) as session:
@@ -212,12 +213,15 @@ def test_redelivered_persist_changes_nothing(
 
 
 def test_worker_waits_for_a_run_whose_request_is_still_committing(
-    api: TestClient, provider: ScriptedProvider, worker_engine: Engine,
+    api: TestClient,
+    provider: ScriptedProvider,
+    worker_engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # One retry allowed, and needed: the wait for the commit must not have spent it.
     monkeypatch.setitem(
-        enrichment.POLICIES, Stage.SUMMARISE,
+        enrichment.POLICIES,
+        Stage.SUMMARISE,
         dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=1),
     )
     provider.summarise_failures = [TransientError("503 once")]

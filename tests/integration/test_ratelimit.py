@@ -195,9 +195,21 @@ def test_three_processes_share_one_bucket(
             with path.open("wb") as out:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-c", _WORKER, redis_url, keys["bucket"], keys["log"],
-                         keys["ready"], keys["go"], "5"],
-                        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                        [
+                            sys.executable,
+                            "-c",
+                            _WORKER,
+                            redis_url,
+                            keys["bucket"],
+                            keys["log"],
+                            keys["ready"],
+                            keys["go"],
+                            "5",
+                        ],
+                        cwd=ROOT,
+                        env=env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
                     )
                 )
 

@@ -90,16 +90,20 @@ def test_deeply_nested_json_is_a_4xx_json_error(client: TestClient, name: str) -
 def test_nesting_just_below_the_parser_limit_is_a_4xx(client: TestClient) -> None:
     # Parsed, but its 422 echoes the input back: too deep to encode again was a 500.
     for depth in range(850, 1101, 10):
-        for content in ('{"title": ' + "[" * depth + "]" * depth + "}",
-                        "[" * depth + "]" * depth):
+        for content in ('{"title": ' + "[" * depth + "]" * depth + "}", "[" * depth + "]" * depth):
             assert_json_4xx(client.post("/issues", content=content, headers=JSON), 400, 422)
 
 
 @pytest.mark.parametrize(
     "content",
-    ['{"title": NaN}', '{"title": Infinity}', '{"title": -Infinity}',
-     '{"title": "t", "body": 1e999}', '{"title": "t", "extra": NaN}',
-     '{"title": [NaN, {"x": -Infinity}]}'],
+    [
+        '{"title": NaN}',
+        '{"title": Infinity}',
+        '{"title": -Infinity}',
+        '{"title": "t", "body": 1e999}',
+        '{"title": "t", "extra": NaN}',
+        '{"title": [NaN, {"x": -Infinity}]}',
+    ],
 )
 def test_non_finite_numbers_are_422(client: TestClient, content: str) -> None:
     # json.loads takes them; echoing them back in the 422 was a 500 (not valid JSON).
@@ -111,9 +115,22 @@ def test_non_finite_numbers_are_422(client: TestClient, content: str) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"title": 1}, {"title": True}, {"title": None}, {"title": {"a": "b"}}, {"body": ["b"]},
-     {"status": "OPEN"}, {"status": 1}, {"status": None}, {"priority": "high"}, [], "x", 1,
-     None, {}],
+    [
+        {"title": 1},
+        {"title": True},
+        {"title": None},
+        {"title": {"a": "b"}},
+        {"body": ["b"]},
+        {"status": "OPEN"},
+        {"status": 1},
+        {"status": None},
+        {"priority": "high"},
+        [],
+        "x",
+        1,
+        None,
+        {},
+    ],
 )
 def test_wrong_types_in_a_patch_are_422(client: TestClient, payload: object) -> None:
     issue_id = create(client)["issue"]["id"]
@@ -126,8 +143,12 @@ def test_wrong_types_in_a_patch_are_422(client: TestClient, payload: object) -> 
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"title": "\xff\xfe"}', '{"title": "caf\u00e9"}'.encode("latin-1"),
-     b'{"title": "\xc0\x80 overlong NUL"}', b'{"title": "ok", "body": "\x80"}'],
+    [
+        b'{"title": "\xff\xfe"}',
+        '{"title": "caf\u00e9"}'.encode("latin-1"),
+        b'{"title": "\xc0\x80 overlong NUL"}',
+        b'{"title": "ok", "body": "\x80"}',
+    ],
 )
 def test_bodies_that_are_not_utf8_are_400_json(client: TestClient, content: bytes) -> None:
     assert_json_4xx(client.post("/issues", content=content, headers=JSON), 400)
@@ -146,8 +167,13 @@ def test_a_utf8_encoded_surrogate_is_stored_as_a_replacement_character(
 
 @pytest.mark.parametrize(
     "content_type",
-    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/xml", None],
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        None,
+    ],
 )
 def test_a_body_not_declared_json_is_4xx_and_creates_nothing(
     client: TestClient, content_type: str | None
@@ -176,14 +202,28 @@ def test_oversized_bodies_are_413_on_every_write(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "issue_id",
-    ["0", "-1", "2147483648", "9223372036854775808", "1" * 400, "1.0", "1e3", "%201", "1%20",
-     "1_0", "%2B1", "0x1", "abc", "%00", "%C2%A0"],
+    [
+        "0",
+        "-1",
+        "2147483648",
+        "9223372036854775808",
+        "1" * 400,
+        "1.0",
+        "1e3",
+        "%201",
+        "1%20",
+        "1_0",
+        "%2B1",
+        "0x1",
+        "abc",
+        "%00",
+        "%C2%A0",
+    ],
 )
 def test_malformed_or_out_of_range_issue_ids_are_422(client: TestClient, issue_id: str) -> None:
     # Ids beyond the 32-bit column were a 500 (SQLite: OverflowError; PostgreSQL: DataError).
     for method, suffix in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/enrich")]:
-        response = client.request(method, f"/issues/{issue_id}{suffix}",
-                                  json={"status": "closed"})
+        response = client.request(method, f"/issues/{issue_id}{suffix}", json={"status": "closed"})
         assert_json_4xx(response, 422)
 
 
@@ -193,8 +233,15 @@ def test_the_largest_id_is_merely_not_found(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["/tasks/%00", "/tasks/a%00b", "/tasks/%ED%A0%80", "/issues?tag=%00", "/issues?tag=bug%00",
-     "/issues?tag=%ED%A0%80", "/issues?tag=%F0%9F%90%9B"],
+    [
+        "/tasks/%00",
+        "/tasks/a%00b",
+        "/tasks/%ED%A0%80",
+        "/issues?tag=%00",
+        "/issues?tag=bug%00",
+        "/issues?tag=%ED%A0%80",
+        "/issues?tag=%F0%9F%90%9B",
+    ],
 )
 def test_nul_and_bad_utf8_in_ids_and_filters_are_no_5xx(client: TestClient, url: str) -> None:
     # PostgreSQL refuses NUL even as a query parameter: this was a 500 there.
@@ -245,15 +292,31 @@ def server(
     database_url = f"sqlite:///{log_dir / 'issueflow.db'}"
     migrate(database_url)
     port = free_port()
-    env = {"DATABASE_URL": database_url,
-           # No broker: issues wait in the outbox, which is all these tests need.
-           "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    env = {
+        "DATABASE_URL": database_url,
+        # No broker: issues wait in the outbox, which is all these tests need.
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+    }
     with processes(env, log_dir) as group:
-        group.start("api", str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
-                    "--port", str(port), "--http", request.param)
+        group.start(
+            "api",
+            str(BIN / "uvicorn"),
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http",
+            request.param,
+        )
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(f"{base}/healthz", timeout=2), timeout=30, what="the API",
-                   process=group.started[-1], log=log_dir / "api.log")
+        wait_until(
+            lambda: answers(f"{base}/healthz", timeout=2),
+            timeout=30,
+            what="the API",
+            process=group.started[-1],
+            log=log_dir / "api.log",
+        )
         yield base
 
 
@@ -309,9 +372,10 @@ def test_deep_nesting_over_a_real_server_is_4xx(server: str) -> None:
         for content in DEEP_BODIES.values():
             assert_json_4xx(http.post("/issues", content=content), 400, 422)
         for depth in range(900, 1050, 5):
-            for content in ('{"title": ' + "[" * depth + "]" * depth + "}",
-                            '{"title": "t", "body": ' + '{"a": ' * depth + "1" + "}" * depth
-                            + "}"):
+            for content in (
+                '{"title": ' + "[" * depth + "]" * depth + "}",
+                '{"title": "t", "body": ' + '{"a": ' * depth + "1" + "}" * depth + "}",
+            ):
                 assert_json_4xx(http.post("/issues", content=content), 400, 422)
         assert http.get("/healthz").status_code == 200
 
@@ -335,15 +399,22 @@ KEYS = "key-one,key-two"
 
 
 def _writes(issue_id: int) -> list[tuple[str, str, dict[str, Any] | None]]:
-    return [("POST", "/issues", {"title": "t"}),
-            ("PATCH", f"/issues/{issue_id}", {"status": "closed"}),
-            ("POST", f"/issues/{issue_id}/enrich", None),
-            ("DELETE", f"/issues/{issue_id}", None)]
+    return [
+        ("POST", "/issues", {"title": "t"}),
+        ("PATCH", f"/issues/{issue_id}", {"status": "closed"}),
+        ("POST", f"/issues/{issue_id}/enrich", None),
+        ("DELETE", f"/issues/{issue_id}", None),
+    ]
 
 
 def _reads(created: dict[str, Any]) -> list[str]:
-    return ["/issues", f"/issues/{created['issue']['id']}", "/tasks",
-            f"/tasks/{created['task_id']}", "/tasks?state=FAILURE"]
+    return [
+        "/issues",
+        f"/issues/{created['issue']['id']}",
+        "/tasks",
+        f"/tasks/{created['task_id']}",
+        "/tasks?state=FAILURE",
+    ]
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -359,8 +430,12 @@ def test_writes_need_one_of_the_keys(make_client: ClientFactory, which: int) -> 
     def send(headers: dict[str, str], url: str = url) -> httpx.Response:
         return client.request(method, url, json=payload, headers=headers)
 
-    for headers in ({}, {"Authorization": "Basic a2V5LW9uZTo="}, {"Authorization": "Bearer"},
-                    {"Authorization": "key-one"}):
+    for headers in (
+        {},
+        {"Authorization": "Basic a2V5LW9uZTo="},
+        {"Authorization": "Bearer"},
+        {"Authorization": "key-one"},
+    ):
         response = send(headers)
         assert_json_4xx(response, 401)
         assert response.headers["www-authenticate"] == "Bearer"
@@ -413,8 +488,12 @@ def test_reads_need_a_key_when_configured_but_health_checks_do_not(
 def test_without_keys_everything_is_open(make_client: ClientFactory) -> None:
     client = make_client()
     issue_id = create(client)["issue"]["id"]
-    assert client.patch(f"/issues/{issue_id}", json={"status": "closed"},
-                        headers=_bearer("anything")).status_code == 200
+    assert (
+        client.patch(
+            f"/issues/{issue_id}", json={"status": "closed"}, headers=_bearer("anything")
+        ).status_code
+        == 200
+    )
     assert client.delete(f"/issues/{issue_id}").status_code == 204
 
 
@@ -437,14 +516,19 @@ def _secret_env() -> dict[str, str]:
     return {
         "API_KEYS": f"{SECRETS['api key']},{SECRETS['second api key']}",
         "OPENAI_API_KEY": SECRETS["openai key"],
-        "DATABASE_URL": (f"postgresql+psycopg2://issueflow:{SECRETS['database password']}"
-                         f"@127.0.0.1:{closed_port}/issueflow"),
+        "DATABASE_URL": (
+            f"postgresql+psycopg2://issueflow:{SECRETS['database password']}"
+            f"@127.0.0.1:{closed_port}/issueflow"
+        ),
         "CELERY_BROKER_URL": f"redis://:{SECRETS['broker password']}@127.0.0.1:{closed_port}/0",
-        "CELERY_RESULT_BACKEND": (f"redis://:{SECRETS['broker password']}"
-                                  f"@127.0.0.1:{closed_port}/1"),
-        "NOTIFY_WEBHOOK_URL": (f"http://hook:{SECRETS['webhook password']}@127.0.0.1:"
-                               f"{closed_port}/hooks/{SECRETS['webhook token']}"
-                               f"?token={SECRETS['webhook token']}"),
+        "CELERY_RESULT_BACKEND": (
+            f"redis://:{SECRETS['broker password']}@127.0.0.1:{closed_port}/1"
+        ),
+        "NOTIFY_WEBHOOK_URL": (
+            f"http://hook:{SECRETS['webhook password']}@127.0.0.1:"
+            f"{closed_port}/hooks/{SECRETS['webhook token']}"
+            f"?token={SECRETS['webhook token']}"
+        ),
     }
 
 
@@ -482,8 +566,10 @@ def test_no_secrets_in_logs_or_responses_in_process(
 ) -> None:
     env = _secret_env()
     settings = Settings(
-        database_url=env["DATABASE_URL"], api_keys=env["API_KEYS"],
-        openai_api_key=env["OPENAI_API_KEY"], celery_broker_url=env["CELERY_BROKER_URL"],
+        database_url=env["DATABASE_URL"],
+        api_keys=env["API_KEYS"],
+        openai_api_key=env["OPENAI_API_KEY"],
+        celery_broker_url=env["CELERY_BROKER_URL"],
         celery_result_backend=env["CELERY_RESULT_BACKEND"],
         notify_webhook_url=env["NOTIFY_WEBHOOK_URL"],
     )
@@ -511,20 +597,39 @@ def test_no_secrets_in_logs_or_responses_in_process(
 
 def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
     log_config = tmp_path / "logging.json"
-    log_config.write_text(json.dumps({
-        "version": 1, "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
-        "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain"}},
-        "root": {"level": "DEBUG", "handlers": ["out"]},
-    }))
+    log_config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "formatters": {"plain": {"format": "%(levelname)s %(name)s %(message)s"}},
+                "handlers": {"out": {"class": "logging.StreamHandler", "formatter": "plain"}},
+                "root": {"level": "DEBUG", "handlers": ["out"]},
+            }
+        )
+    )
     env = {**_secret_env(), "OUTBOX_SWEEP_INTERVAL": "0.2"}
     port = free_port()
     with processes(env, tmp_path) as group:
-        api = group.start("api", str(BIN / "uvicorn"), "app.main:app", "--host", "127.0.0.1",
-                          "--port", str(port), "--log-config", str(log_config))
+        api = group.start(
+            "api",
+            str(BIN / "uvicorn"),
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-config",
+            str(log_config),
+        )
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(f"{base}/healthz", timeout=2), timeout=30, what="the API",
-                   process=api, log=tmp_path / "api.log")
+        wait_until(
+            lambda: answers(f"{base}/healthz", timeout=2),
+            timeout=30,
+            what="the API",
+            process=api,
+            log=tmp_path / "api.log",
+        )
         with httpx.Client(base_url=base, timeout=15) as http:
             responses = _failing_requests(http)
         time.sleep(0.5)  # a few outbox sweeps fail against the database meanwhile
@@ -557,8 +662,9 @@ class WebhookServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.events.append({"path": self.path, "headers": dict(self.headers),
-                                     "json": json.loads(body)})
+                outer.events.append(
+                    {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
+                )
                 if outer.mode == "hang":
                     outer.release.wait(30)
                 try:
@@ -577,8 +683,10 @@ class WebhookServer:
     @property
     def url(self) -> str:
         port = self.server.server_address[1]
-        return (f"http://hook:{SECRETS['webhook password']}@127.0.0.1:{port}"
-                f"/hooks/{SECRETS['webhook token']}?token={SECRETS['webhook token']}")
+        return (
+            f"http://hook:{SECRETS['webhook password']}@127.0.0.1:{port}"
+            f"/hooks/{SECRETS['webhook token']}?token={SECRETS['webhook token']}"
+        )
 
     def close(self) -> None:
         self.release.set()
@@ -602,8 +710,7 @@ def test_the_webhook_receives_issue_created(
     [event] = webhook.events
     assert event["json"] == {"event": "issue.created", "issue": created["issue"]}
     assert event["headers"]["Content-Type"] == "application/json"
-    assert event["path"] == (f"/hooks/{SECRETS['webhook token']}"
-                             f"?token={SECRETS['webhook token']}")
+    assert event["path"] == (f"/hooks/{SECRETS['webhook token']}?token={SECRETS['webhook token']}")
     # The URL's user and password become Basic auth.
     expected = base64.b64encode(f"hook:{SECRETS['webhook password']}".encode()).decode()
     assert event["headers"]["Authorization"] == f"Basic {expected}"
@@ -630,8 +737,11 @@ def test_a_broken_webhook_never_breaks_the_request(
     issue_id = response.json()["issue"]["id"]
     assert client.get(f"/issues/{issue_id}").status_code == 200
     assert elapsed < timeout + 5
-    warnings = [record for record in caplog.records
-                if record.name == "app.notify" and record.levelno == logging.WARNING]
+    warnings = [
+        record
+        for record in caplog.records
+        if record.name == "app.notify" and record.levelno == logging.WARNING
+    ]
     assert len(warnings) == 1, caplog.text
     message = warnings[0].getMessage()
     assert f"issue {issue_id}" in message

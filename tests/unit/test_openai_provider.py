@@ -75,12 +75,13 @@ def make() -> Iterator[Callable[..., OpenAIProvider]]:
 
     def build(server: Server, *, api_key: str | None = API_KEY, **kwargs: Any) -> OpenAIProvider:
         options: dict[str, Any] = {
-            "base_url": BASE_URL, "model": "test-model", "taxonomy": TAXONOMY, "timeout": 7.0,
+            "base_url": BASE_URL,
+            "model": "test-model",
+            "taxonomy": TAXONOMY,
+            "timeout": 7.0,
         }
         options.update(kwargs)
-        provider = OpenAIProvider(
-            api_key=api_key, transport=httpx.MockTransport(server), **options
-        )
+        provider = OpenAIProvider(api_key=api_key, transport=httpx.MockTransport(server), **options)
         providers.append(provider)
         return provider
 
@@ -141,7 +142,8 @@ def test_no_authorization_header_without_key(make: Callable[..., OpenAIProvider]
 def test_tag_request_lists_taxonomy_and_summary(make: Callable[..., OpenAIProvider]) -> None:
     server = Server(completion('{"tags": ["bug", "ui"]}'))
     assert make(server).tag("Button misaligned", "The save button overlaps", "UI glitch.") == [
-        "bug", "ui",
+        "bug",
+        "ui",
     ]
     system, user = (m["content"] for m in server.body()["messages"])
     for topic in TAXONOMY:
@@ -257,6 +259,7 @@ def test_bad_output_twice_is_permanent(
 ) -> None:
     server = Server(*(completion(r) for r in replies))
     provider = make(server)
+
     def run() -> object:
         if op == "summarise":
             return provider.summarise("t", "b")
@@ -289,8 +292,12 @@ def test_not_a_chat_completion_is_permanent(make: Callable[..., OpenAIProvider])
 def test_response_format_fallback_is_remembered(make: Callable[..., OpenAIProvider]) -> None:
     rejected = httpx.Response(
         400,
-        json={"error": {"message": "Unrecognized request argument: response_format",
-                        "type": "invalid_request_error"}},
+        json={
+            "error": {
+                "message": "Unrecognized request argument: response_format",
+                "type": "invalid_request_error",
+            }
+        },
     )
     server = Server(
         rejected,
@@ -318,8 +325,9 @@ def test_other_400_is_not_a_response_format_problem(make: Callable[..., OpenAIPr
 
 def test_429_with_retry_after_seconds(make: Callable[..., OpenAIProvider]) -> None:
     server = Server(
-        httpx.Response(429, headers={"Retry-After": "17"},
-                       json={"error": {"message": "Rate limit reached"}})
+        httpx.Response(
+            429, headers={"Retry-After": "17"}, json={"error": {"message": "Rate limit reached"}}
+        )
     )
     with pytest.raises(TransientError, match=r"HTTP 429.*Rate limit reached") as caught:
         make(server).summarise("t", "b")

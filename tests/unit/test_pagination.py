@@ -12,8 +12,14 @@ def test_cursor_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "cursor",
-    ["", "!!!", encode_cursor({"id": "42"}), encode_cursor({"id": True}),
-     encode_cursor({"id": 1, "x": 2}), encode_cursor([1])],  # type: ignore[arg-type]
+    [
+        "",
+        "!!!",
+        encode_cursor({"id": "42"}),
+        encode_cursor({"id": True}),
+        encode_cursor({"id": 1, "x": 2}),
+        encode_cursor([1]),
+    ],  # type: ignore[arg-type]
 )
 def test_foreign_cursor_is_refused(cursor: str) -> None:
     with pytest.raises(InvalidCursor):

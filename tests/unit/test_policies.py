@@ -38,8 +38,14 @@ def test_bad_rate_limit_is_refused_with_a_clear_message(bad: str) -> None:
 
 
 def policy(**overrides: float) -> StagePolicy:
-    values: dict = {"max_retries": 3, "backoff": 10, "backoff_max": 600, "rate_limit": None,
-                    "time_limit": 120, "visibility_timeout": 3600}
+    values: dict = {
+        "max_retries": 3,
+        "backoff": 10,
+        "backoff_max": 600,
+        "rate_limit": None,
+        "time_limit": 120,
+        "visibility_timeout": 3600,
+    }
     return StagePolicy(**{**values, **overrides})
 
 

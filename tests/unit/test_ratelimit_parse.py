@@ -25,8 +25,22 @@ def test_valid_rates(text: str, expected: tuple[float, float]) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "/s", "10/", "10/d", "10/sec", "ten/s", "-1/s", "1e3/s", "10/s/m", "10 per s",
-     "0", "0/m", "0.0/s"],
+    [
+        "",
+        "   ",
+        "/s",
+        "10/",
+        "10/d",
+        "10/sec",
+        "ten/s",
+        "-1/s",
+        "1e3/s",
+        "10/s/m",
+        "10 per s",
+        "0",
+        "0/m",
+        "0.0/s",
+    ],
 )
 def test_invalid_rates(text: str) -> None:
     with pytest.raises(ValueError, match="rate limit"):

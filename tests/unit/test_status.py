@@ -14,13 +14,29 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def run(*states: str, run_state: str = "PENDING", **fields: object) -> EnrichmentRun:
     stages = [
-        EnrichmentStage(position=i, name=name, queue=name, task_id=f"t{i}", state=state,
-                        retries=0, error=None, started_at=None, finished_at=None)
+        EnrichmentStage(
+            position=i,
+            name=name,
+            queue=name,
+            task_id=f"t{i}",
+            state=state,
+            retries=0,
+            error=None,
+            started_at=None,
+            finished_at=None,
+        )
         for i, (name, state) in enumerate(zip(("summarise", "tag", "persist"), states, strict=True))
     ]
-    return EnrichmentRun(id="t0", issue_id=1, state=run_state, created_at=NOW, stages=stages,
-                         error=fields.get("error"), result=fields.get("result"),
-                         finished_at=fields.get("finished_at"))
+    return EnrichmentRun(
+        id="t0",
+        issue_id=1,
+        state=run_state,
+        created_at=NOW,
+        stages=stages,
+        error=fields.get("error"),
+        result=fields.get("result"),
+        finished_at=fields.get("finished_at"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -45,8 +61,16 @@ def test_finished_run_reads_as_its_own_state(final: str) -> None:
 
 
 def test_status_counts_progress_and_carries_result() -> None:
-    status = task_status(run("SUCCESS", "SUCCESS", "SUCCESS", run_state="SUCCESS",
-                             result={"ai_summary": "S", "tags": ["bug"]}, finished_at=NOW))
+    status = task_status(
+        run(
+            "SUCCESS",
+            "SUCCESS",
+            "SUCCESS",
+            run_state="SUCCESS",
+            result={"ai_summary": "S", "tags": ["bug"]},
+            finished_at=NOW,
+        )
+    )
     assert status.progress.completed == 3
     assert status.progress.total == 3
     assert status.result is not None
@@ -55,8 +79,9 @@ def test_status_counts_progress_and_carries_result() -> None:
 
 
 def test_failed_status_names_stage_and_reason() -> None:
-    status = task_status(run("SUCCESS", "FAILURE", "REVOKED", run_state="FAILURE",
-                             error="tag: PermanentError: 401"))
+    status = task_status(
+        run("SUCCESS", "FAILURE", "REVOKED", run_state="FAILURE", error="tag: PermanentError: 401")
+    )
     assert status.state == "FAILURE"
     assert status.error == "tag: PermanentError: 401"
     assert status.progress.completed == 1

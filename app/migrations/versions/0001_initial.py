@@ -44,7 +44,9 @@ def upgrade() -> None:
         sa.Column("tag", sa.String(length=64), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["issue_id"], ["issues.id"], name=op.f("fk_issue_tags_issue_id_issues"),
+            ["issue_id"],
+            ["issues.id"],
+            name=op.f("fk_issue_tags_issue_id_issues"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("issue_id", "tag", name=op.f("pk_issue_tags")),
@@ -84,8 +86,10 @@ def upgrade() -> None:
         sa.Column("started_at", Timestamp, nullable=True),
         sa.Column("finished_at", Timestamp, nullable=True),
         sa.ForeignKeyConstraint(
-            ["run_id"], ["enrichment_runs.id"],
-            name=op.f("fk_enrichment_stages_run_id_enrichment_runs"), ondelete="CASCADE",
+            ["run_id"],
+            ["enrichment_runs.id"],
+            name=op.f("fk_enrichment_stages_run_id_enrichment_runs"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("run_id", "position", name=op.f("pk_enrichment_stages")),
         sa.UniqueConstraint("task_id", name=op.f("uq_enrichment_stages_task_id")),
