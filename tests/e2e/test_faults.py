@@ -161,8 +161,8 @@ def test_worker_killed_during_persist_the_message_is_redelivered_and_persisted_o
                 with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
                     waiting = watcher.execute(
                         sa.text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                            " AND wait_event_type = 'Lock'"
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
                         )
                     ).scalar_one()
                 return bool(waiting)
