@@ -1,5 +1,8 @@
 """The Celery app: configuration only. The stage tasks live in ``pipelines.enrichment``.
 
+Everything comes from one ``Settings``: broker, queues, serialisers, and each stage's rate
+and time limits (``task_annotations``).
+
 Workers: ``celery -A app.celery_app worker -Q summarise`` (or ``tag``, ``persist``; no
 ``-Q`` serves all three).
 """
@@ -12,6 +15,7 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from app.config import Settings, get_settings
+from pipelines.policies import policies_for
 from pipelines.queues import TASK_ROUTES, Queue
 
 # Kombu's Redis transport looks for messages held by dead workers every
@@ -58,6 +62,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # After a lost broker connection the unacked messages are redelivered anyway: stop
         # their tasks instead of finishing them twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "task_annotations": {
+            stage.task_name: {
+                "rate_limit": policy.rate_limit,
+                "time_limit": policy.time_limit,
+                "soft_time_limit": policy.soft_time_limit,
+            }
+            for stage, policy in policies_for(settings).items()
+        },
         "timezone": "UTC",
         "enable_utc": True,
     }

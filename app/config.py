@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -11,8 +12,53 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TITLE_MAX = 300
 BODY_MAX = 50_000
+SUMMARY_MAX = 300  # characters of an ai_summary, whichever provider writes it
 REQUEST_MAX_BYTES = 1024 * 1024
-_RATE = re.compile(r"^\d+(\.\d+)?(/[smh])?$")
+
+DEFAULT_TAXONOMY: tuple[str, ...] = (
+    "documentation",
+    "performance",
+    "security",
+    "ui",
+    "build",
+    "tests",
+    "dependencies",
+    "crash",
+    "regression",
+)
+
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """Celery's rate syntax as ``(tokens, per_seconds)``: the one parser of that grammar.
+
+    ``"10/s"`` → ``(10.0, 1.0)``, ``"60/m"`` → ``(60.0, 60.0)``, ``"100/h"`` →
+    ``(100.0, 3600.0)``, and a bare number is per second: ``"5"`` → ``(5.0, 1.0)``.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"rate limit must be a string like '10/s', got {text!r}")
+    match = _RATE.match(text)
+    if match is None:
+        raise ValueError(
+            f"rate limit must look like '10/s', '60/m', '100/h' or '5' (per second), got {text!r}"
+        )
+    tokens = float(match.group(1))
+    if tokens <= 0:
+        raise ValueError(f"rate limit must be positive, got {text!r}")
+    return tokens, _RATE_UNITS[match.group(2) or "s"]
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """One stage's ``<STAGE>_*`` variables."""
+
+    max_retries: int
+    retry_backoff: float
+    retry_backoff_max: float
+    rate_limit: str | None
+    time_limit: float
 
 
 class Settings(BaseSettings):
@@ -22,6 +68,8 @@ class Settings(BaseSettings):
     celery_broker_url: str = "redis://localhost:6379/0"
     celery_result_backend: str = "redis://localhost:6379/1"
     celery_visibility_timeout: int = Field(default=3600, ge=5)
+    # The Redis of the cluster-wide rate limiter; the broker's when unset (and a Redis).
+    redis_url: str | None = None
     # Redis key prefix for the cluster-wide rate limiter (tests isolate themselves with it).
     redis_key_prefix: str = "issueflow:"
 
@@ -93,9 +141,46 @@ class Settings(BaseSettings):
     def _check_rate(cls, value: object) -> object:
         if value in ("", None):
             return None
-        if not isinstance(value, str) or not _RATE.match(value.strip()):
-            raise ValueError(f"rate limit must look like '10/s', '60/m' or '100/h', got {value!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"rate limit must be a string like '10/s', got {value!r}")
+        parse_rate(value)
         return value.strip()
+
+    def stage(self, name: str) -> StageSettings:
+        """The settings of stage ``name`` (``summarise``, ``tag`` or ``persist``)."""
+        stages = {
+            "summarise": StageSettings(
+                self.summarise_max_retries,
+                self.summarise_retry_backoff,
+                self.summarise_retry_backoff_max,
+                self.summarise_rate_limit,
+                self.summarise_time_limit,
+            ),
+            "tag": StageSettings(
+                self.tag_max_retries,
+                self.tag_retry_backoff,
+                self.tag_retry_backoff_max,
+                self.tag_rate_limit,
+                self.tag_time_limit,
+            ),
+            "persist": StageSettings(
+                self.persist_max_retries,
+                self.persist_retry_backoff,
+                self.persist_retry_backoff_max,
+                self.persist_rate_limit,
+                self.persist_time_limit,
+            ),
+        }
+        return stages[name]
+
+    @property
+    def rate_limiter_redis_url(self) -> str | None:
+        """``REDIS_URL``, else the broker's URL when the broker is a Redis."""
+        if self.redis_url:
+            return self.redis_url
+        if self.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
+            return self.celery_broker_url
+        return None
 
 
 @lru_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -60,27 +59,6 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-_engines: dict[tuple[str, bool], Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def get_engine(url: str, *, durable: bool = True) -> Engine:
-    """The process-wide engine for ``url`` (created on first use, after any fork)."""
-    with _engines_lock:
-        engine = _engines.get((url, durable))
-        if engine is None:
-            engine = _engines[url, durable] = make_engine(url, durable=durable)
-        return engine
-
-
-def dispose_engines() -> None:
-    """Forget every engine; a forked worker child calls this so it opens its own connections."""
-    with _engines_lock:
-        for engine in _engines.values():
-            engine.dispose(close=False)
-        _engines.clear()
 
 
 @contextmanager

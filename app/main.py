@@ -25,7 +25,7 @@ from app.api.errors import errors
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.middleware import BodySizeLimit, HeaderSizeLimit
-from pipelines.outbox import OutboxSweeper
+from pipelines.dispatch import OutboxSweeper
 
 log = logging.getLogger(__name__)
 

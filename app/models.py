@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.states import EnrichmentStatus, IssueStatus, TaskState
 
 
 def utcnow() -> datetime:
@@ -45,6 +47,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumColumn(TypeDecorator[E], Generic[E]):
+    """A ``StrEnum`` stored as its value in a plain ``VARCHAR`` (no database enum type)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum_type: type[E]) -> None:
+        super().__init__()
+        self.enum_type = enum_type
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum_type(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum_type(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -58,34 +80,6 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime}
 
 
-class IssueStatus(enum.StrEnum):
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-class EnrichmentStatus(enum.StrEnum):
-    """The issue-level view of its latest run."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-class TaskState(enum.StrEnum):
-    """Celery's own state names, used for runs and stages."""
-
-    PENDING = "PENDING"
-    STARTED = "STARTED"
-    RETRY = "RETRY"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    REVOKED = "REVOKED"
-
-
-FINISHED_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED})
-
-
 class Issue(Base):
     __tablename__ = "issues"
     __table_args__ = (
@@ -97,9 +91,13 @@ class Issue(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default=IssueStatus.OPEN)
+    status: Mapped[IssueStatus] = mapped_column(
+        StrEnumColumn(IssueStatus), default=IssueStatus.OPEN
+    )
     ai_summary: Mapped[str | None] = mapped_column(Text)
-    enrichment_status: Mapped[str] = mapped_column(String(16), default=EnrichmentStatus.PENDING)
+    enrichment_status: Mapped[EnrichmentStatus] = mapped_column(
+        StrEnumColumn(EnrichmentStatus), default=EnrichmentStatus.PENDING
+    )
     # The run whose result the issue shows or waits for; an edit points it at a newer run.
     enrichment_task_id: Mapped[str | None] = mapped_column(String(64))
     enrichment_error: Mapped[str | None] = mapped_column(Text)
@@ -154,7 +152,7 @@ class EnrichmentRun(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     issue_id: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default=TaskState.PENDING)
+    state: Mapped[TaskState] = mapped_column(StrEnumColumn(TaskState), default=TaskState.PENDING)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # The outbox: False while the chain still has to reach the broker.
@@ -182,7 +180,7 @@ class EnrichmentStage(Base):
     name: Mapped[str] = mapped_column(String(32))
     queue: Mapped[str] = mapped_column(String(32))
     task_id: Mapped[str] = mapped_column(String(64), unique=True)
-    state: Mapped[str] = mapped_column(String(16), default=TaskState.PENDING)
+    state: Mapped[TaskState] = mapped_column(StrEnumColumn(TaskState), default=TaskState.PENDING)
     retries: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from typing import Any
+
+from app.schemas import UNSTORABLE
 
 # What a cursor this API made never holds, and the databases refuse as a query parameter:
 # integers beyond 64 bits (SQLite: OverflowError), NUL and lone surrogates (PostgreSQL).
 _INT64 = range(-(2**63), 2**63)
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class InvalidCursor(ValueError):
@@ -38,7 +38,7 @@ def decode_cursor(cursor: str, *, keys: dict[str, type]) -> dict[str, Any]:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InvalidCursor("invalid cursor")
         if (isinstance(value, int) and value not in _INT64) or (
-            isinstance(value, str) and _UNSTORABLE.search(value)
+            isinstance(value, str) and UNSTORABLE.search(value)
         ):
             raise InvalidCursor("invalid cursor")
     return position

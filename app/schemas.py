@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -18,16 +18,17 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.config import BODY_MAX, TITLE_MAX
+from app.states import EnrichmentStatus, IssueStatus, TaskState
 
 # NUL and UTF-16 surrogates (always unpaired in a Python str): PostgreSQL refuses both.
-_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
 
 
 def storable_text(value: object) -> object:
     """Replace what PostgreSQL cannot store (NUL, lone surrogates) with U+FFFD."""
     if not isinstance(value, str):
         return value  # the strict type check that follows reports it
-    return _UNSTORABLE.sub("\ufffd", value)
+    return UNSTORABLE.sub("\ufffd", value)
 
 
 def _not_blank(value: str) -> str:
@@ -61,7 +62,7 @@ class IssueUpdate(BaseModel):
     # SkipJsonSchema: the schema must not offer null, which _not_null refuses.
     title: Title | SkipJsonSchema[None] = None
     body: Body | SkipJsonSchema[None] = None
-    status: Literal["open", "closed"] | SkipJsonSchema[None] = None
+    status: IssueStatus | SkipJsonSchema[None] = None
 
     @field_validator("title", "body", "status")
     @classmethod
@@ -76,7 +77,7 @@ class IssueUpdate(BaseModel):
 
 
 class EnrichmentRead(BaseModel):
-    status: Literal["pending", "running", "succeeded", "failed"]
+    status: EnrichmentStatus
     task_id: str | None
     error: str | None
     enriched_at: datetime | None
@@ -86,7 +87,7 @@ class IssueRead(BaseModel):
     id: int
     title: str
     body: str
-    status: Literal["open", "closed"]
+    status: IssueStatus
     ai_summary: str | None
     tags: list[str]
     enrichment: EnrichmentRead
@@ -110,14 +111,11 @@ class IssuePage(BaseModel):
     next_cursor: str | None
 
 
-CeleryState = Literal["PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED"]
-
-
 class StageRead(BaseModel):
     name: str
     queue: str
     task_id: str
-    state: CeleryState
+    state: TaskState
     retries: int
     error: str | None
     started_at: datetime | None
@@ -137,7 +135,7 @@ class EnrichmentResult(BaseModel):
 class TaskStatusRead(BaseModel):
     task_id: str
     issue_id: int
-    state: CeleryState
+    state: TaskState
     progress: Progress
     stages: list[StageRead]
     result: EnrichmentResult | None

@@ -1,4 +1,4 @@
-"""Per-stage retry and rate-limit policy, read from Settings (``<STAGE>_*`` variables)."""
+"""Per-stage retry, rate-limit and time-limit policy, read from Settings (``<STAGE>_*``)."""
 
 from __future__ import annotations
 
@@ -31,40 +31,50 @@ class StagePolicy:
         return max(self.time_limit - 1.0, self.time_limit * 0.9)
 
     @property
-    def countdown_cap(self) -> float:
-        """The longest wait before a retry that still keeps the message delivered once."""
-        return min(self.backoff_max, self.visibility_timeout - self.time_limit - VISIBILITY_MARGIN)
+    def longest_wait(self) -> float:
+        """The longest countdown that keeps the message delivered once.
+
+        A message waiting for its countdown is held, unacknowledged, by a worker: Redis
+        hands it to another worker once the visibility timeout has passed.
+        """
+        return self.visibility_timeout - self.time_limit - VISIBILITY_MARGIN
 
     def countdown(
         self, retries: int, *, retry_after: float | None = None, rng: random.Random | None = None
     ) -> float:
         """Seconds to wait before retry number ``retries + 1``.
 
-        Exponential backoff with "equal jitter": step ``backoff * 2**retries``, capped, and
-        the wait drawn between half the step and all of it, so it is never 0. A server's
-        ``Retry-After`` is honoured when longer, within the same cap.
+        Exponential backoff with "equal jitter": step ``backoff * 2**retries``, capped by
+        ``backoff_max``, and the wait drawn between half the step and all of it, so it is
+        never 0. A server's ``Retry-After`` is honoured in full when longer: the backoff
+        maximum bounds our own backoff, not the server's instruction. The caller re-queues
+        a wait longer than :attr:`longest_wait` in several hops (see ``StageTask``).
         """
-        step = min(self.backoff * 2.0 ** min(retries, 32), self.countdown_cap)
+        step = min(self.backoff * 2.0 ** min(retries, 32), self.backoff_max, self.longest_wait)
         wait = step / 2 + (rng or random).uniform(0, step / 2)
         if retry_after is not None:
-            wait = max(wait, min(retry_after, self.countdown_cap))
+            wait = max(wait, retry_after)
         return wait
 
 
 def policy_for(stage: Stage, settings: Settings) -> StagePolicy:
-    prefix = stage.value
+    configured = settings.stage(stage.value)
     policy = StagePolicy(
-        max_retries=getattr(settings, f"{prefix}_max_retries"),
-        backoff=getattr(settings, f"{prefix}_retry_backoff"),
-        backoff_max=getattr(settings, f"{prefix}_retry_backoff_max"),
-        rate_limit=getattr(settings, f"{prefix}_rate_limit"),
-        time_limit=getattr(settings, f"{prefix}_time_limit"),
+        max_retries=configured.max_retries,
+        backoff=configured.retry_backoff,
+        backoff_max=configured.retry_backoff_max,
+        rate_limit=configured.rate_limit,
+        time_limit=configured.time_limit,
         visibility_timeout=settings.celery_visibility_timeout,
     )
-    if policy.countdown_cap < 1:
+    if policy.longest_wait < 1:
         raise PolicyError(
-            f"{prefix.upper()}_TIME_LIMIT={policy.time_limit:g} leaves no room for retries "
+            f"{stage.value.upper()}_TIME_LIMIT={policy.time_limit:g} leaves no room for retries "
             f"below CELERY_VISIBILITY_TIMEOUT={policy.visibility_timeout:g}: a message would "
             "be delivered twice. Raise the visibility timeout or lower the time limit."
         )
     return policy
+
+
+def policies_for(settings: Settings) -> dict[Stage, StagePolicy]:
+    return {stage: policy_for(stage, settings) for stage in Stage}

@@ -12,14 +12,12 @@ code that may block a little.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 
 import redis
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
+from app.config import parse_rate
 
 # KEYS[1]: the bucket (a hash of ``tokens`` and ``ts``, the server time of the last update)
 # ARGV: rate (tokens per second), burst (capacity), requested tokens, TTL in milliseconds
@@ -56,25 +54,6 @@ redis.call('HSET', KEYS[1],
 redis.call('PEXPIRE', KEYS[1], ttl_ms)
 return {taken, string.format('%.17g', wait)}
 """
-
-
-def parse_rate(text: str) -> tuple[float, float]:
-    """Parse Celery's rate syntax into ``(tokens, per_seconds)``.
-
-    ``"10/s"`` → ``(10.0, 1.0)``, ``"60/m"`` → ``(60.0, 60.0)``, ``"100/h"`` →
-    ``(100.0, 3600.0)``, and a bare number is per second: ``"5"`` → ``(5.0, 1.0)``.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"rate limit must be a string like '10/s', got {text!r}")
-    match = _RATE.match(text)
-    if match is None:
-        raise ValueError(
-            f"rate limit must look like '10/s', '60/m', '100/h' or '5' (per second), got {text!r}"
-        )
-    tokens = float(match.group(1))
-    if tokens <= 0:
-        raise ValueError(f"rate limit must be positive, got {text!r}")
-    return tokens, _UNITS[match.group(2) or "s"]
 
 
 class TokenBucket:

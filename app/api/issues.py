@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Response, status
 from pydantic import BeforeValidator
@@ -24,7 +24,8 @@ from app.schemas import (
 )
 from app.services.issues import create_issue, get_issue, list_issues, to_read, update_issue
 from app.services.runs import revoke_runs_of
-from pipelines.enrichment import start_enrichment
+from app.states import EnrichmentStatus, IssueStatus
+from pipelines.dispatch import start_enrichment
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 
@@ -86,8 +87,8 @@ def list_(
     session: SessionDep,
     # No tag holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
     tag: Annotated[str | None, Query(max_length=64), BeforeValidator(storable_text)] = None,
-    enrichment_status: Literal["pending", "running", "succeeded", "failed"] | None = None,
-    status_: Annotated[Literal["open", "closed"] | None, Query(alias="status")] = None,
+    enrichment_status: EnrichmentStatus | None = None,
+    status_: Annotated[IssueStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> IssuePage:

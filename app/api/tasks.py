@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BeforeValidator
@@ -11,8 +11,8 @@ from app.api.errors import errors
 from app.deps import ReadAccess, SessionDep
 from app.pagination import InvalidCursor
 from app.schemas import TaskPage, TaskStatusRead, storable_text
-from app.services.runs import get_run, list_runs
-from pipelines.status import task_status
+from app.services.runs import get_run, list_runs, task_status
+from app.states import RunStateFilter
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[ReadAccess])
 
@@ -33,7 +33,7 @@ def read(
 @router.get("", responses=errors(400, 401, 403, 422, 503))
 def list_(
     session: SessionDep,
-    state: Literal["PENDING", "SUCCESS", "FAILURE", "REVOKED"] | None = None,
+    state: RunStateFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> TaskPage:

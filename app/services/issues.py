@@ -69,11 +69,11 @@ def to_read(issue: Issue) -> IssueRead:
         id=issue.id,
         title=issue.title,
         body=issue.body,
-        status=issue.status,  # type: ignore[arg-type]
+        status=issue.status,
         ai_summary=issue.ai_summary,
         tags=issue.tags,
         enrichment=EnrichmentRead(
-            status=issue.enrichment_status,  # type: ignore[arg-type]
+            status=issue.enrichment_status,
             task_id=issue.enrichment_task_id,
             error=issue.enrichment_error,
             enriched_at=issue.enriched_at,

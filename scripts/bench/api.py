@@ -60,15 +60,9 @@ APPS = {
     "floor": ("insert-only floor", "baseline_app:floor_app"),
     "background": ("original plan: BackgroundTasks", "baseline_app:background_app"),
     # what-if variants of issueflow (scripts/bench/app_variants.py), not run by default
-    "issueflow-bigpool": ("issueflow, pool_size=40", "app_variants:big_pool"),
     "issueflow-nosent": ("issueflow, task_send_sent_event=False", "app_variants:no_sent_event"),
-    "issueflow-noping": ("issueflow, pool_pre_ping=False", "app_variants:no_pre_ping"),
 }
-VARIANTS = {
-    "issueflow-bigpool": "big_pool",
-    "issueflow-nosent": "no_sent_event",
-    "issueflow-noping": "no_pre_ping",
-}
+VARIANTS = {"issueflow-nosent": "no_sent_event"}
 
 WRK_LUA = """
 wrk.method = "POST"

@@ -30,12 +30,12 @@ def tracked_publisher() -> Callable[[str, int], int]:
     from sqlalchemy.orm import Session
 
     from app.config import get_settings
-    from app.db import get_engine
+    from app.db import make_engine
     from app.schemas import IssueCreate
     from app.services.issues import create_issue
-    from pipelines.enrichment import start_enrichment
+    from pipelines.dispatch import start_enrichment
 
-    engine = get_engine(get_settings().database_url)
+    engine = make_engine(get_settings().database_url)
 
     def publish(tag: str, i: int) -> int:
         data = IssueCreate(title=f"bench {tag} {i}: settings page hangs on save", body=ISSUE_BODY)

@@ -14,8 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.config import Settings, get_settings
-from app.db import dispose_engines, make_engine
+from app.db import make_engine
 from app.main import create_app
+from pipelines.context import use_context
 from tests.conftest import create_migrated_database, drop_database, flush_broker
 from tests.services import require_postgres, require_redis
 
@@ -28,7 +29,9 @@ def worker_database_url() -> Iterator[str]:
     os.environ["DATABASE_URL"] = url
     get_settings.cache_clear()
     yield url
-    dispose_engines()
+    stale = use_context(None)
+    if stale is not None:
+        stale.close()
     if previous is not None:
         os.environ["DATABASE_URL"] = previous
     get_settings.cache_clear()

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import EnrichmentRun, TaskState
+from app.models import EnrichmentRun
+from app.states import TaskState
 
 
 def create(client: TestClient, title: str = "Crash on save", body: str = "It crashes.") -> dict:

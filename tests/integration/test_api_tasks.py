@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.services.runs import fail_run
+from pipelines.bookkeeping import fail_run
+from pipelines.queues import Stage
 
 
 def create(client: TestClient, title: str = "Issue") -> dict:
@@ -60,8 +61,9 @@ def test_failed_runs_are_listed_newest_first_with_stage_and_reason(
 ) -> None:
     runs = [create(client, title=f"issue {n}")["task_id"] for n in range(3)]
     with session_factory() as session, session.begin():
-        fail_run(session=session, run_id=runs[0], position=1, error="PermanentError: 401")
-        fail_run(session=session, run_id=runs[2], position=0, error="TransientError: 503")
+        connection = session.connection()
+        fail_run(connection, run_id=runs[0], stage=Stage.TAG, error="PermanentError: 401")
+        fail_run(connection, run_id=runs[2], stage=Stage.SUMMARISE, error="TransientError: 503")
     page = client.get("/tasks", params={"state": "FAILURE", "limit": 1}).json()
     assert [item["task_id"] for item in page["items"]] == [runs[2]]
     assert page["items"][0]["error"] == "summarise: TransientError: 503"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,14 +14,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.models import EnrichmentRun, Issue
 from app.schemas import IssueCreate
 from app.services.issues import create_issue
 from pipelines import enrichment
-from pipelines.enrichment import start_enrichment
+from pipelines.context import WorkerContext, use_context
+from pipelines.dispatch import start_enrichment
+from pipelines.policies import policies_for
 from pipelines.providers.base import PermanentError, TransientError
 from pipelines.queues import Stage
-from pipelines.stages import RUN_VISIBILITY_WAIT
+from pipelines.stage_task import RUN_VISIBILITY_WAIT
 from tests.conftest import BROKER_URL
 from tests.processes import wait_until
 
@@ -44,15 +48,18 @@ class ScriptedProvider:
         self.tag_gate: threading.Event | None = None
         self.tag_entered = threading.Event()
         self.calls: list[str] = []
+        self.call_times: dict[str, list[float]] = {"summarise": [], "tag": []}
 
     def summarise(self, title: str, body: str) -> str:
         self.calls.append("summarise")
+        self.call_times["summarise"].append(time.monotonic())
         if self.summarise_failures:
             raise self.summarise_failures.pop(0)
         return f"Summary of {title}"
 
     def tag(self, title: str, body: str, summary: str) -> list[str]:
         self.calls.append("tag")
+        self.call_times["tag"].append(time.monotonic())
         self.tag_entered.set()
         if self.tag_gate is not None:
             assert self.tag_gate.wait(20), "the test never opened the gate"
@@ -62,17 +69,31 @@ class ScriptedProvider:
 
 
 @pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedProvider]:
-    scripted = ScriptedProvider()
-    monkeypatch.setattr(enrichment, "get_provider", lambda: scripted)
-    # Small backoffs so retries take a fraction of a second.
-    for stage in Stage:
-        monkeypatch.setitem(
-            enrichment.POLICIES,
-            stage,
-            dataclasses.replace(enrichment.POLICIES[stage], backoff=0.2, backoff_max=0.4),
-        )
-    return scripted
+def worker_context(worker_database_url: str) -> Iterator[WorkerContext]:
+    """The embedded worker's context: a scripted provider and small backoffs (retries take
+    a fraction of a second)."""
+    settings = Settings(database_url=worker_database_url)
+    policies = {
+        stage: dataclasses.replace(policy, backoff=0.2, backoff_max=0.4)
+        for stage, policy in policies_for(settings).items()
+    }
+    context = WorkerContext.build(settings, provider=ScriptedProvider(), policies=policies)
+    previous = use_context(context)
+    yield context
+    use_context(previous)
+    context.close()
+
+
+@pytest.fixture
+def provider(worker_context: WorkerContext) -> ScriptedProvider:
+    assert isinstance(worker_context.provider, ScriptedProvider)
+    return worker_context.provider
+
+
+def set_policy(context: WorkerContext, stage: Stage, **changes: Any) -> None:
+    policies = dict(context.policies)
+    policies[stage] = dataclasses.replace(policies[stage], **changes)
+    context.policies = policies
 
 
 def create(api: TestClient, title: str = "Crash on save") -> dict[str, Any]:
@@ -127,13 +148,9 @@ def test_transient_error_is_retried_and_the_chain_continues(
 
 
 def test_retries_exhausted_fail_the_run_with_the_reason(
-    api: TestClient, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+    api: TestClient, provider: ScriptedProvider, worker_context: WorkerContext
 ) -> None:
-    monkeypatch.setitem(
-        enrichment.POLICIES,
-        Stage.SUMMARISE,
-        dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=2),
-    )
+    set_policy(worker_context, Stage.SUMMARISE, max_retries=2)
     provider.summarise_failures = [TransientError(f"503 number {n}") for n in range(5)]
     created = create(api)
     status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
@@ -216,14 +233,10 @@ def test_worker_waits_for_a_run_whose_request_is_still_committing(
     api: TestClient,
     provider: ScriptedProvider,
     worker_engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
+    worker_context: WorkerContext,
 ) -> None:
     # One retry allowed, and needed: the wait for the commit must not have spent it.
-    monkeypatch.setitem(
-        enrichment.POLICIES,
-        Stage.SUMMARISE,
-        dataclasses.replace(enrichment.POLICIES[Stage.SUMMARISE], max_retries=1),
-    )
+    set_policy(worker_context, Stage.SUMMARISE, max_retries=1)
     provider.summarise_failures = [TransientError("503 once")]
     with Session(worker_engine) as session, session.begin():
         issue = create_issue(session=session, data=IssueCreate(title="Crash on start"))
@@ -249,3 +262,49 @@ def test_message_of_a_rolled_back_request_is_dropped(
     threading.Event().wait(RUN_VISIBILITY_WAIT + 1)
     assert provider.calls == []
     assert api.get(f"/tasks/{run_id}").status_code == 404
+
+
+def test_a_long_retry_after_is_honoured_in_full_across_several_hops(
+    api: TestClient, provider: ScriptedProvider, worker_context: WorkerContext
+) -> None:
+    # One countdown may last at most 1 s here (visibility timeout 7 s, time limit 1 s):
+    # a server asking for 2.5 s must be waited for in hops, not cut to 1 s, and the hops
+    # must not count as retries.
+    set_policy(worker_context, Stage.SUMMARISE, visibility_timeout=7, time_limit=1, backoff_max=0.4)
+    assert worker_context.policies[Stage.SUMMARISE].longest_wait == 1
+    provider.summarise_failures = [TransientError("429 Too Many Requests", retry_after=2.5)]
+    created = create(api)
+    status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    assert status["stages"][0]["retries"] == 1
+    assert provider.calls.count("summarise") == 2
+    first, second = provider.call_times["summarise"]
+    assert second - first >= 2.5
+
+
+def test_a_stage_of_a_stale_run_ends_revoked_for_monitors(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    """Flower follows task events: the persist of a superseded run must not stay STARTED."""
+    from app.celery_app import celery_app
+
+    revoked: list[str] = []
+    with celery_app.connection_for_read() as connection:
+        receiver = celery_app.events.Receiver(
+            connection, handlers={"task-revoked": lambda event: revoked.append(event["uuid"])}
+        )
+        listener = threading.Thread(target=receiver.capture, kwargs={"wakeup": False})
+        listener.start()
+        try:
+            provider.tag_gate = threading.Event()
+            created = create(api, title="Crash on save")
+            assert provider.tag_entered.wait(10), "the old run never reached its tag stage"
+            api.patch(f"/issues/{created['issue']['id']}", json={"title": "Export to CSV"})
+            provider.tag_gate.set()
+            old = wait_for_state(api, created["task_id"], "REVOKED", "SUCCESS", "FAILURE")
+            assert old["state"] == "REVOKED"
+            old_persist = old["stages"][2]["task_id"]
+            wait_until(lambda: old_persist in revoked, timeout=10, what="a task-revoked event")
+        finally:
+            receiver.should_stop = True
+            listener.join(timeout=10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.ratelimit import parse_rate
+from app.config import parse_rate
 
 
 @pytest.mark.parametrize(

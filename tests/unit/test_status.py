@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.models import EnrichmentRun, EnrichmentStage
-from pipelines.status import chain_state, task_status
+from app.services.runs import chain_state, task_status
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

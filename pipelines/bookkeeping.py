@@ -1,0 +1,231 @@
+"""A stage's writes to its run's record: begin, finish, retry, fail, stop, and persist.
+
+Every function runs on a ``Connection`` inside the caller's transaction (the workers' cheap
+path: prebuilt Core statements, no ORM session). ``pipelines.stage_task`` decides which one
+to call and when.
+
+Writes that touch the issue lock in the one order every writer follows: the issue row,
+then the run, then its stages. Progress marks touch one stage row only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
+from app.services.runs import end_run
+from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
+from pipelines.queues import Stage
+
+
+class StaleRun(Exception):
+    """The run may not go on: it was superseded, cancelled, its issue deleted, or it ended."""
+
+
+class RunNotFound(Exception):
+    """No run has this id (yet: a worker can see a message before the API's commit)."""
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """What a stage reads at its start."""
+
+    issue_id: int
+    title: str
+    body: str
+
+
+# Statements run for every chain, built once: building a statement costs more Python time
+# than sending it. Parameters are named p_* (SET columns are reserved names).
+_STAGE_INPUT = (
+    select(
+        EnrichmentRun.state,
+        EnrichmentRun.issue_id,
+        Issue.enrichment_task_id,
+        Issue.title,
+        Issue.body,
+    )
+    .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
+    .where(EnrichmentRun.id == bindparam("p_run"))
+)
+_ISSUE_RUNNING = (
+    update(Issue)
+    .where(Issue.id == bindparam("p_issue"), Issue.enrichment_task_id == bindparam("p_run"))
+    .values(enrichment_status=EnrichmentStatus.RUNNING)
+)
+_UNFINISHED_STAGE = update(EnrichmentStage).where(
+    EnrichmentStage.run_id == bindparam("p_run"),
+    EnrichmentStage.position == bindparam("p_position"),
+    EnrichmentStage.state.in_(UNFINISHED_STATES),
+)
+_STAGE_STARTED = _UNFINISHED_STAGE.values(state=TaskState.STARTED, started_at=bindparam("p_now"))
+_STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
+    state=TaskState.SUCCESS,
+    error=None,
+    finished_at=bindparam("p_now"),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
+)
+_STAGE_RETRYING = _UNFINISHED_STAGE.values(
+    state=TaskState.RETRY, retries=bindparam("p_retries"), error=bindparam("p_error")
+)
+_STAGE_FAILED = _UNFINISHED_STAGE.values(
+    state=TaskState.FAILURE, error=bindparam("p_error"), finished_at=bindparam("p_now")
+)
+_LATER_STAGES_NOT_RUN = (
+    update(EnrichmentStage)
+    .where(
+        EnrichmentStage.run_id == bindparam("p_run"),
+        EnrichmentStage.position > bindparam("p_position"),
+        EnrichmentStage.state.in_(UNFINISHED_STATES),
+    )
+    .values(state=TaskState.REVOKED, error=bindparam("p_error"))
+)
+_LOCK_ISSUE = (
+    select(Issue.enrichment_task_id).where(Issue.id == bindparam("p_issue")).with_for_update()
+)
+_RUN_ISSUE = select(EnrichmentRun.issue_id).where(EnrichmentRun.id == bindparam("p_run"))
+_LOCK_RUN = (
+    select(EnrichmentRun.state).where(EnrichmentRun.id == bindparam("p_run")).with_for_update()
+)
+_ISSUE_RESULT = (
+    update(Issue)
+    .where(Issue.id == bindparam("p_issue"))
+    .values(
+        ai_summary=bindparam("p_summary"),
+        enrichment_status=EnrichmentStatus.SUCCEEDED,
+        enrichment_error=None,
+        enriched_at=bindparam("p_now"),
+        updated_at=bindparam("p_now"),
+    )
+)
+_ISSUE_FAILED = (
+    update(Issue)
+    .where(Issue.id == bindparam("p_issue"), Issue.enrichment_task_id == bindparam("p_run"))
+    .values(enrichment_status=EnrichmentStatus.FAILED, enrichment_error=bindparam("p_error"))
+)
+_DROP_TAGS = delete(IssueTag).where(IssueTag.issue_id == bindparam("p_issue"))
+_RUN_SUCCEEDED = (
+    update(EnrichmentRun)
+    .where(EnrichmentRun.id == bindparam("p_run"))
+    .values(
+        state=TaskState.SUCCESS,
+        error=None,
+        result=bindparam("p_result"),
+        finished_at=bindparam("p_now"),
+    )
+)
+_RUN_FAILED = (
+    update(EnrichmentRun)
+    .where(EnrichmentRun.id == bindparam("p_run"))
+    .values(state=TaskState.FAILURE, error=bindparam("p_error"), finished_at=bindparam("p_now"))
+)
+
+
+def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageInput:
+    """Mark the stage STARTED and read its input. Raises RunNotFound or StaleRun."""
+    row = connection.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
+    if row is None:
+        raise RunNotFound(run_id)
+    state, issue_id, current_run, title, body = row
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if current_run != run_id:
+        if title is None:
+            raise StaleRun(f"issue {issue_id} was deleted")
+        raise StaleRun(f"superseded by {current_run}")
+    if stage.position == 0:
+        connection.execute(_ISSUE_RUNNING, {"p_issue": issue_id, "p_run": run_id})
+    connection.execute(
+        _STAGE_STARTED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
+    )
+    return StageInput(issue_id=issue_id, title=title, body=body)
+
+
+def finish_stage(connection: Connection, *, run_id: str, stage: Stage) -> None:
+    connection.execute(
+        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
+    )
+
+
+def retry_stage(
+    connection: Connection, *, run_id: str, stage: Stage, retries: int, error: str
+) -> None:
+    """The stage waits for retry number ``retries`` after ``error``."""
+    connection.execute(
+        _STAGE_RETRYING,
+        {"p_run": run_id, "p_position": stage.position, "p_retries": retries, "p_error": error},
+    )
+
+
+def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -> bool:
+    """The stage failed for good: the stage, the run and (if still current) the issue say
+    why; later stages are marked not run. False when the run had already ended."""
+    issue_id = connection.execute(_RUN_ISSUE, {"p_run": run_id}).scalar_one_or_none()
+    if issue_id is None:
+        return False
+    connection.execute(_LOCK_ISSUE, {"p_issue": issue_id})
+    state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one()
+    if state in FINISHED_STATES:
+        return False
+    now = utcnow()
+    reason = f"{stage.value}: {error}"
+    params = {"p_run": run_id, "p_position": stage.position, "p_now": now}
+    connection.execute(_STAGE_FAILED, {**params, "p_error": error})
+    connection.execute(
+        _LATER_STAGES_NOT_RUN, {**params, "p_error": f"not run: {stage.value} failed"}
+    )
+    connection.execute(_RUN_FAILED, {"p_run": run_id, "p_error": reason, "p_now": now})
+    connection.execute(_ISSUE_FAILED, {"p_issue": issue_id, "p_run": run_id, "p_error": reason})
+    return True
+
+
+def stop_run(connection: Connection, *, run_id: str, reason: str) -> None:
+    """A stage found its run stale: make sure the run reads REVOKED with the reason."""
+    end_run(connection, run_id=run_id, state=TaskState.REVOKED, reason=reason)
+
+
+def persist_result(
+    connection: Connection,
+    *,
+    run_id: str,
+    issue_id: int,
+    summary: str,
+    tags: Sequence[str],
+) -> bool:
+    """Write the run's result onto its issue, once. False when there was nothing to do.
+
+    Idempotent: a redelivered persist finds the run SUCCESS and changes nothing. A run that
+    is no longer the issue's current one never overwrites the newer run's result.
+    """
+    issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
+    state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+    if state is None:
+        raise RunNotFound(run_id)
+    if state == TaskState.SUCCESS:
+        return False
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if issue is None:
+        raise StaleRun(f"issue {issue_id} was deleted")
+    if issue.enrichment_task_id != run_id:
+        raise StaleRun(f"superseded by {issue.enrichment_task_id}")
+    now = utcnow()
+    unique = list(dict.fromkeys(tags))
+    connection.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
+    connection.execute(_DROP_TAGS, {"p_issue": issue_id})
+    if unique:
+        connection.execute(
+            insert(IssueTag),
+            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(unique)],
+        )
+    connection.execute(
+        _RUN_SUCCEEDED,
+        {"p_run": run_id, "p_now": now, "p_result": {"ai_summary": summary, "tags": unique}},
+    )
+    connection.execute(
+        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now}
+    )
+    return True

@@ -1,0 +1,105 @@
+"""What a worker process needs to run stages, built once per process from its Settings.
+
+Settings, the two engines, the provider, the cluster-wide rate-limit bucket and the stage
+policies. A forked pool process starts without one (``worker_process_init``) and builds its
+own on its first task, so no connection is ever shared across a fork. Tests build a context
+of their own and install it with :func:`use_context`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis
+from sqlalchemy import Engine
+
+from app.config import Settings, get_settings
+from app.db import make_engine
+from pipelines.policies import StagePolicy, policies_for
+from pipelines.providers import Provider, make_provider
+from pipelines.queues import Stage
+from pipelines.ratelimit import TokenBucket
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    # Results and failures: commits wait until they are durable.
+    engine: Engine
+    # Progress marks (STARTED, SUCCESS of summarise and tag, RETRY, REVOKED): commits do not
+    # wait for the disk. A database crash can lose the last marks, never a result.
+    marks_engine: Engine
+    provider: Provider
+    policies: Mapping[Stage, StagePolicy]
+    bucket: TokenBucket | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        provider: Provider | None = None,
+        policies: Mapping[Stage, StagePolicy] | None = None,
+    ) -> WorkerContext:
+        return cls(
+            settings=settings,
+            engine=make_engine(settings.database_url),
+            marks_engine=make_engine(settings.database_url, durable=False),
+            provider=provider if provider is not None else make_provider(settings),
+            policies=policies if policies is not None else policies_for(settings),
+            bucket=provider_bucket(settings),
+        )
+
+    def close(self, *, close_connections: bool = True) -> None:
+        """Release the engines. ``close_connections=False`` after a fork: the parent's
+        connections are left alone, only forgotten."""
+        if not self._closed:
+            self.engine.dispose(close=close_connections)
+            self.marks_engine.dispose(close=close_connections)
+            self._closed = True
+
+
+def provider_bucket(settings: Settings) -> TokenBucket | None:
+    """The cluster-wide bucket for ``PROVIDER_RATE_LIMIT``, or None when no limit is set."""
+    if not settings.provider_rate_limit:
+        return None
+    url = settings.rate_limiter_redis_url
+    if url is None:
+        raise RuntimeError(
+            "PROVIDER_RATE_LIMIT needs a Redis: set REDIS_URL=redis://... (the broker is not one)"
+        )
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return TokenBucket(
+        client, f"{settings.redis_key_prefix}ratelimit:provider", settings.provider_rate_limit
+    )
+
+
+_context: WorkerContext | None = None
+_lock = threading.Lock()
+
+
+def get_context() -> WorkerContext:
+    """This process's context, built from ``get_settings()`` on first use."""
+    global _context
+    with _lock:
+        if _context is None:
+            _context = WorkerContext.build(get_settings())
+        return _context
+
+
+def use_context(context: WorkerContext | None) -> WorkerContext | None:
+    """Install ``context`` (None: build one on next use); returns the one it replaces."""
+    global _context
+    with _lock:
+        previous, _context = _context, context
+        return previous
+
+
+def forget_context_after_fork() -> None:
+    """A forked pool process drops its parent's context without closing its connections."""
+    previous = use_context(None)
+    if previous is not None:
+        previous.close(close_connections=False)

@@ -1,0 +1,138 @@
+"""Every place a chain is published: a new run (create, edit, re-run) and the outbox.
+
+A run is recorded in the caller's transaction and its chain, with every stage's task id
+fixed in advance, is published before the caller commits. If the broker is unreachable the
+run stays in the outbox (``dispatched = false``) and ``OutboxSweeper`` sends it once the
+broker is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from uuid import uuid4
+
+from celery import chain
+from celery.canvas import Signature
+from kombu.exceptions import KombuError
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from app.db import session_scope
+from app.models import EnrichmentRun, Issue
+from app.services.issues import get_issue
+from app.services.runs import StageSpec, mark_undispatched, record_run
+from app.states import TaskState
+from pipelines.enrichment import persist, summarise, tag
+from pipelines.queues import Stage
+
+log = logging.getLogger(__name__)
+
+# What a broker that cannot take the message raises.
+BROKER_ERRORS = (KombuError, OSError)
+
+
+def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
+    """The chain with every stage's task id fixed in advance: the first one is the run id."""
+    ids = {"run_id": task_ids[0], "issue_id": issue_id}
+    return chain(
+        summarise.signature(kwargs=ids, task_id=task_ids[0]),
+        tag.signature(kwargs=ids, task_id=task_ids[1]),
+        persist.signature(kwargs=ids, task_id=task_ids[2]),
+    )
+
+
+def start_enrichment(*, session: Session, issue: Issue) -> str:
+    """Record a run for ``issue`` and send its chain, inside the caller's transaction.
+
+    Returns the run id: the chain's root (summarise) task id. A run still going for the
+    issue is superseded.
+
+    The chain is published before the caller commits, so a crash in between leaves a
+    message whose run never appears (the worker drops it after a few seconds) rather than
+    a committed run that no message will ever carry.
+    """
+    task_ids = [str(uuid4()) for _ in Stage]
+    run_id = task_ids[0]
+    record_run(
+        session=session,
+        issue=issue,
+        run_id=run_id,
+        stages=[
+            StageSpec(stage.value, stage.queue.value, task_id)
+            for stage, task_id in zip(Stage, task_ids, strict=True)
+        ],
+    )
+    try:
+        build_chain(issue.id, task_ids).apply_async()
+    except BROKER_ERRORS as exc:
+        log.warning("broker unreachable; run %s kept in the outbox: %s", run_id, exc)
+        mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
+    return run_id
+
+
+def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
+    """Send up to ``limit`` runs of the outbox, oldest first; how many were sent.
+
+    Each run is sent once: the issue row is locked, then the run row, and only a run still
+    marked undispatched is sent.
+    """
+    with session_scope(engine) as session:
+        pending = session.execute(
+            select(EnrichmentRun.id, EnrichmentRun.issue_id)
+            .where(EnrichmentRun.dispatched.is_(False), EnrichmentRun.state == TaskState.PENDING)
+            .order_by(EnrichmentRun.created_at)
+            .limit(limit)
+        ).all()
+    sent = 0
+    for run_id, issue_id in pending:
+        with session_scope(engine) as session:
+            issue = get_issue(session=session, issue_id=issue_id, for_update=True)
+            run = session.get(EnrichmentRun, run_id, with_for_update=True)
+            if run is None or run.dispatched or run.state != TaskState.PENDING:
+                continue
+            try:
+                build_chain(issue_id, [stage.task_id for stage in run.stages]).apply_async()
+            except BROKER_ERRORS as exc:
+                log.info(
+                    "outbox: broker still unreachable (%s); %d runs waiting",
+                    type(exc).__name__,
+                    len(pending) - sent,
+                )
+                return sent
+            run.dispatched, run.dispatch_error = True, None
+            if issue is not None and issue.enrichment_task_id == run_id:
+                issue.enrichment_error = None
+            sent += 1
+    if sent:
+        log.info("outbox: sent %d runs that were waiting for the broker", sent)
+    return sent
+
+
+class OutboxSweeper:
+    """A daemon thread calling ``dispatch_pending`` every ``interval`` seconds."""
+
+    def __init__(self, engine: Engine, interval: float) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="outbox-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sweeping, after one last sweep so nothing waits for the next process."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            dispatch_pending(self._engine)
+        except Exception:
+            log.exception("outbox: the last sweep failed; the next process sends those runs")
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                dispatch_pending(self._engine)
+            except Exception:
+                log.exception("outbox sweep failed; trying again in %.0fs", self._interval)

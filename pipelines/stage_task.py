@@ -1,0 +1,299 @@
+"""``StageTask``: what every stage does around its work, as a Celery task base class.
+
+``__call__`` begins the stage (marks it STARTED and reads its input in one short
+transaction), runs the task's body outside any transaction, and finishes it (SUCCESS).
+Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
+``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
+issue deleted) stops the chain; anything else fails the run with its reason in
+``on_failure``, which Celery also calls when the hard time limit kills an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import Any, NoReturn
+
+import redis
+from celery import Task
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import worker_process_init
+from sqlalchemy import exc as sa_exc
+
+from app.config import get_settings
+from app.db import make_engine
+from pipelines.bookkeeping import (
+    RunNotFound,
+    StageInput,
+    StaleRun,
+    begin_stage,
+    fail_run,
+    finish_stage,
+    retry_stage,
+    stop_run,
+)
+from pipelines.context import WorkerContext, forget_context_after_fork, get_context
+from pipelines.policies import StagePolicy
+from pipelines.providers import Provider
+from pipelines.providers.base import TransientError
+from pipelines.queues import Stage
+
+log = logging.getLogger(__name__)
+
+# Errors worth retrying: the provider said so, the attempt ran out of time, the database
+# connection broke, deadlocked or was busy, or the rate limiter's Redis did not answer.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    TransientError,
+    SoftTimeLimitExceeded,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+)
+
+# The API sends a chain just before it commits the run, so a fast worker may look for the
+# run a moment too early. It looks again for this long; a run still missing then was
+# rolled back with its request, and its message is dropped.
+RUN_VISIBILITY_WAIT = 2.0
+RUN_VISIBILITY_FIRST_POLL = 0.002
+RUN_VISIBILITY_MAX_POLL = 0.1
+
+MAX_ERROR_LENGTH = 1000
+
+# A stage blocks its worker slot for a provider token at most this long; for a longer wait
+# it goes back to the broker with a countdown, leaving the slot to other work.
+PROVIDER_SLOT_MAX_BLOCK = 1.0
+
+# Message header: do not run before this Unix time. Set when a wait (a server's long
+# Retry-After) is longer than one countdown may be; the message then waits in several hops.
+NOT_BEFORE = "issueflow_not_before"
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: message``, short enough to store and show."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= MAX_ERROR_LENGTH else text[: MAX_ERROR_LENGTH - 1] + "…"
+
+
+class StageTask(Task[Any, Any]):
+    """Base class of the three stage tasks; each sets ``stage`` (a task option).
+
+    Every stage task takes ``run_id`` and ``issue_id`` as keyword arguments, the same way,
+    so Flower shows (and searches) both.
+    """
+
+    stage: Stage
+    # summarise and tag read the issue and mark their progress; persist does both inside
+    # its own transaction.
+    tracks_progress: bool = True
+
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
+    max_retries = None  # the stage policy counts retries (``_retry``), Celery must not cap them
+
+    @property
+    def context(self) -> WorkerContext:
+        return get_context()
+
+    @property
+    def policy(self) -> StagePolicy:
+        return self.context.policies[self.stage]
+
+    @property
+    def issue(self) -> StageInput:
+        """The issue as the stage read it when it began."""
+        issue: StageInput = self.request.get("issue")
+        return issue
+
+    def provider(self) -> Provider:
+        """The provider, once the cluster-wide rate limit allows one more call."""
+        self._take_provider_slot()
+        return self.context.provider
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        run_id: str = kwargs["run_id"]
+        try:
+            self._hold_until_not_before()
+            if self.tracks_progress:
+                self.request.update(issue=self._begin(run_id))
+            result = super().__call__(*args, **kwargs)
+            if self.tracks_progress:
+                with self.context.marks_engine.begin() as connection:
+                    finish_stage(connection, run_id=run_id, stage=self.stage)
+            return result
+        except (Retry, Ignore):
+            raise
+        except StaleRun as exc:
+            self._stop(run_id, str(exc))
+        except RunNotFound as exc:
+            log.error(
+                "%s: no run %s in the database (its request was rolled back); dropping the message",
+                self.name,
+                run_id,
+            )
+            raise Ignore() from exc
+        except TRANSIENT_ERRORS as exc:
+            if self.request.retries < self.policy.max_retries:
+                self._retry(run_id, exc)
+            raise  # retries exhausted: on_failure records it
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """The stage failed for good: record why on the run.
+
+        For an attempt killed by the hard time limit Celery calls this in the worker's
+        main process: the write then goes to a thread with an engine of its own, so a slow
+        database never stalls the worker and no connection crosses a later fork.
+        """
+        run_id = (kwargs or {}).get("run_id")
+        if not isinstance(run_id, str):
+            return
+        if isinstance(exc, TimeLimitExceeded):
+            reason = (
+                f"TimeLimitExceeded: the attempt was killed after "
+                f"{self.stage.value.upper()}_TIME_LIMIT="
+                f"{get_settings().stage(self.stage.value).time_limit:g}s"
+            )
+            threading.Thread(
+                target=self._record_failure_on_own_engine,
+                args=(run_id, reason),
+                name=f"time-limit-{run_id}",
+                daemon=True,
+            ).start()
+            return
+        reason = describe(exc)
+        if isinstance(exc, TRANSIENT_ERRORS):
+            reason = f"{reason} (gave up after {self.policy.max_retries} retries)"
+        self._record_failure(self.context.engine, run_id, reason)
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def _begin(self, run_id: str) -> StageInput:
+        """``begin_stage``, waiting briefly for a run whose API transaction is committing.
+
+        A short in-process wait rather than a Celery retry: a retry would count against the
+        stage's retry budget, and the commit normally lands within milliseconds.
+        """
+        deadline = time.monotonic() + RUN_VISIBILITY_WAIT
+        pause = threading.Event()
+        poll = RUN_VISIBILITY_FIRST_POLL
+        while True:
+            try:
+                with self.context.marks_engine.begin() as connection:
+                    return begin_stage(connection, run_id=run_id, stage=self.stage)
+            except RunNotFound:
+                if time.monotonic() >= deadline:
+                    raise
+                pause.wait(poll)
+                poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
+
+    def _retry(self, run_id: str, exc: Exception) -> NoReturn:
+        retries = self.request.retries
+        reason = describe(exc)
+        wait = self.policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
+        try:
+            with self.context.marks_engine.begin() as connection:
+                retry_stage(
+                    connection, run_id=run_id, stage=self.stage, retries=retries + 1, error=reason
+                )
+        except sa_exc.SQLAlchemyError:
+            log.exception("could not record the retry of run %s", run_id)
+        log.warning(
+            "%s run %s: retry %d/%d in %.1fs after %s",
+            self.name,
+            run_id,
+            retries + 1,
+            self.policy.max_retries,
+            wait,
+            reason,
+        )
+        hop, headers = self._hop(wait)
+        raise self.retry(exc=exc, countdown=hop, max_retries=None, headers=headers)
+
+    def _hop(self, wait: float) -> tuple[float, dict[str, str]]:
+        """One countdown of at most the policy's longest wait, and the header that keeps
+        the rest of a longer wait."""
+        hop = min(wait, self.policy.longest_wait)
+        if hop < wait:
+            return hop, {NOT_BEFORE: repr(time.time() + wait)}
+        return hop, {}
+
+    def _hold_until_not_before(self) -> None:
+        """A message still inside a server's long Retry-After goes back for another hop,
+        without calling anyone and without counting a retry."""
+        not_before = (self.request.headers or {}).get(NOT_BEFORE) or self.request.get(NOT_BEFORE)
+        if not_before is None:
+            return
+        left = float(not_before) - time.time()
+        if left <= 0:
+            return
+        hop, headers = self._hop(left)
+        self.signature_from_request(
+            self.request, countdown=hop, retries=self.request.retries, headers=headers
+        ).apply_async()
+        raise Retry(f"Retry-After: {left:.0f}s left", when=hop)  # type: ignore[arg-type]
+
+    def _stop(self, run_id: str, reason: str) -> NoReturn:
+        """The run was superseded, cancelled or its issue deleted: end it REVOKED, tell
+        monitors (Flower) this task is revoked, and stop the chain."""
+        log.info("%s run %s stopped: %s", self.name, run_id, reason)
+        try:
+            with self.context.marks_engine.begin() as connection:
+                stop_run(connection, run_id=run_id, reason=reason)
+        except sa_exc.SQLAlchemyError:
+            log.exception("could not record that run %s stopped", run_id)
+        if self.request.hostname:  # in a worker: monitors follow its events
+            try:
+                self.send_event("task-revoked", terminated=False, signum=None, expired=False)
+            except Exception:
+                log.warning("could not tell monitors that %s was revoked", self.request.id)
+        raise Ignore()
+
+    def _take_provider_slot(self) -> None:
+        """Take a token from the provider bucket, or send the task back to wait for one.
+
+        Waiting for the rate limit is not a failure: the task goes back to its queue with a
+        countdown and its retry count unchanged.
+        """
+        bucket = self.context.bucket
+        if bucket is None:
+            return
+        delay = bucket.acquire()
+        if delay == 0.0:
+            return
+        if delay <= PROVIDER_SLOT_MAX_BLOCK and bucket.wait(PROVIDER_SLOT_MAX_BLOCK):
+            return
+        countdown = delay + random.uniform(0, delay / 10)
+        request = self.request
+        self.signature_from_request(
+            request, countdown=countdown, retries=request.retries
+        ).apply_async()
+        # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
+        raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)  # type: ignore[arg-type]
+
+    def _record_failure(self, engine: Any, run_id: str, reason: str) -> None:
+        try:
+            with engine.begin() as connection:
+                failed = fail_run(connection, run_id=run_id, stage=self.stage, error=reason)
+        except sa_exc.SQLAlchemyError:
+            log.exception("could not record the failure of run %s", run_id)
+            return
+        if failed:
+            log.error("%s run %s failed: %s", self.name, run_id, reason)
+
+    def _record_failure_on_own_engine(self, run_id: str, reason: str) -> None:
+        engine = make_engine(get_settings().database_url)
+        try:
+            self._record_failure(engine, run_id, reason)
+        finally:
+            engine.dispose()
+
+
+@worker_process_init.connect
+def _own_context(**_: Any) -> None:
+    """A forked pool process builds its own context: never its parent's connections."""
+    forget_context_after_fork()
