@@ -1,4 +1,4 @@
-"""Settings: one field per environment variable of the contract (design.md)."""
+"""Settings: one field per environment variable (README.md, "Configuration")."""
 
 from __future__ import annotations
 

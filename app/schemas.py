@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (design.md)."""
+"""Request and response bodies of the HTTP API (README.md, "HTTP API")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reliability promises of design.md, with real processes and real faults.
+"""The reliability promises of README.md ("Reliability"), with real processes and real faults.
 
 Each test runs its own redis-server (or RabbitMQ vhost), its own SQLite file, PostgreSQL
 database or PostgreSQL cluster, the API and ``celery worker`` processes, and kills only
