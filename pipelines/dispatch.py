@@ -42,6 +42,14 @@ def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
     )
 
 
+def stage_specs(task_ids: list[str]) -> list[StageSpec]:
+    """What ``record_run`` records of each stage: name, queue and task id, in chain order."""
+    return [
+        StageSpec(stage.value, stage.queue.value, task_id)
+        for stage, task_id in zip(Stage, task_ids, strict=True)
+    ]
+
+
 def start_enrichment(*, session: Session, issue: Issue) -> str:
     """Record a run for ``issue`` and send its chain, inside the caller's transaction.
 
@@ -54,15 +62,7 @@ def start_enrichment(*, session: Session, issue: Issue) -> str:
     """
     task_ids = [str(uuid4()) for _ in Stage]
     run_id = task_ids[0]
-    record_run(
-        session=session,
-        issue=issue,
-        run_id=run_id,
-        stages=[
-            StageSpec(stage.value, stage.queue.value, task_id)
-            for stage, task_id in zip(Stage, task_ids, strict=True)
-        ],
-    )
+    record_run(session=session, issue=issue, run_id=run_id, stages=stage_specs(task_ids))
     try:
         build_chain(issue.id, task_ids).apply_async()
     except BROKER_ERRORS as exc:

@@ -64,8 +64,9 @@ def run(args: argparse.Namespace, db: Database) -> str:
     from app.config import Settings
     from app.schemas import IssueCreate
     from app.services.issues import create_issue
-    from app.services.runs import StageSpec, record_run
+    from app.services.runs import record_run
     from pipelines.context import WorkerContext, use_context
+    from pipelines.dispatch import stage_specs
     from pipelines.enrichment import persist, summarise, tag
     from pipelines.queues import Stage
 
@@ -87,13 +88,7 @@ def run(args: argparse.Namespace, db: Database) -> str:
             with Session(context.engine, expire_on_commit=False) as session, session.begin():
                 issue = create_issue(session=session, data=data)
                 record_run(
-                    session=session,
-                    issue=issue,
-                    run_id=run_id,
-                    stages=[
-                        StageSpec(s.value, s.queue.value, t)
-                        for s, t in zip(Stage, task_ids, strict=True)
-                    ],
+                    session=session, issue=issue, run_id=run_id, stages=stage_specs(task_ids)
                 )
                 session.flush()
             return issue.id
