@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from app.config import Settings, get_settings
+from app.config import SUMMARY_MAX, Settings
 from pipelines.providers.base import PermanentError, Provider, ProviderError, TransientError
 
-__all__ = ["PermanentError", "Provider", "ProviderError", "TransientError", "get_provider"]
+__all__ = ["PermanentError", "Provider", "ProviderError", "TransientError", "make_provider"]
 
 
 class NoopProvider:
@@ -20,7 +18,7 @@ class NoopProvider:
     name = "noop"
 
     def summarise(self, title: str, body: str) -> str:
-        return title[:300]
+        return title[:SUMMARY_MAX]
 
     def tag(self, title: str, body: str, summary: str) -> list[str]:
         return ["question"]
@@ -42,9 +40,3 @@ def make_provider(settings: Settings) -> Provider:
     from pipelines.providers.local import LocalProvider
 
     return LocalProvider(taxonomy=settings.tag_taxonomy)
-
-
-@lru_cache(maxsize=1)
-def get_provider() -> Provider:
-    """The process's provider, built once (a worker loads its model once, not per task)."""
-    return make_provider(get_settings())
