@@ -6,6 +6,10 @@
     the last S seconds; 1 otherwise, with the reason on stderr.
 ``python -m app.probes http URL [--timeout S]``
     exit 0 when URL answers 2xx (the API's /readyz, Flower's /healthcheck); 1 otherwise.
+``python -m app.probes migrated``
+    exit 0 when the database at ``DATABASE_URL`` is at the migrations' head revision; 1
+    otherwise (an init container: pods start once the migration Job has run). This one
+    loads SQLAlchemy and Alembic, so it is for one-off checks, not periodic probes.
 """
 
 from __future__ import annotations
@@ -56,6 +60,33 @@ def check_http(url: str, timeout: float) -> str | None:
     return None
 
 
+def check_migrated(database_url: str) -> str | None:
+    """None when the database is at the head revision of the installed migrations."""
+    # Imported here: the periodic probes above stay standard-library only.
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db import make_engine
+
+    config = Config()
+    config.set_main_option("script_location", "app:migrations")
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    except SQLAlchemyError as exc:
+        return f"cannot read the schema revision: {type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        engine.dispose()
+    if current != heads:
+        have = ", ".join(sorted(current)) or "none"
+        return f"database at revision {have}, migrations at {', '.join(sorted(heads))}"
+    return None
+
+
 def _positive(value: str) -> float:
     try:
         number = float(value)
@@ -82,12 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     http = commands.add_parser("http", help="a URL answers 2xx")
     http.add_argument("url")
     http.add_argument("--timeout", type=_positive, default=3.0, help="seconds")
+    commands.add_parser("migrated", help="the database at DATABASE_URL is at the head revision")
     args = parser.parse_args(argv)
 
     if args.command == "worker":
         error = check_worker(args.file, args.max_age)
-    else:
+    elif args.command == "http":
         error = check_http(args.url, args.timeout)
+    else:
+        from app.config import get_settings
+
+        error = check_migrated(get_settings().database_url)
     if error is not None:
         print(f"unhealthy: {error}", file=sys.stderr)
         return 1
