@@ -5,6 +5,9 @@ order, stop grace periods above the stage time limits, Flower behind required au
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +44,29 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     assert isinstance(env, dict), "environment as a mapping"
     return {str(k): str(v) for k, v in env.items()}
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    """The Compose Specification's JSON schema, as check-jsonschema ships it (offline)."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            *("--builtin-schema", "vendor.compose-spec", "--color", "never", str(path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_valid_against_the_compose_specification(tmp_path: Path) -> None:
+    result = check_compose_schema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    typo = tmp_path / "compose.yaml"
+    typo.write_text(COMPOSE.read_text().replace("stop_grace_period:", "stop_grace_periods:", 1))
+    result = check_compose_schema(typo)
+    assert result.returncode == 1
+    assert "stop_grace_periods" in result.stdout
 
 
 def test_duration() -> None:
