@@ -18,12 +18,15 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/issueflow
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# The dependencies first, from pyproject.toml alone: a code change reuses this layer.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && /opt/issueflow/bin/pip install -r /tmp/requirements.txt
 COPY app ./app
 COPY pipelines ./pipelines
-# A regular (not editable) install: the package, its migrations and its model file land in
-# the environment's site-packages. The import at the end fails the build if the model is
-# missing or does not load.
-RUN /opt/issueflow/bin/pip install . \
+# Then the package itself, a regular (not editable) install: its code, its migrations and
+# the model file land in the environment's site-packages. The check at the end fails the
+# build if the model is missing or does not load.
+RUN /opt/issueflow/bin/pip install --no-deps . \
     && /opt/issueflow/bin/python -c "from pipelines.providers.classifier import get_model; get_model()"
 
 FROM ${PYTHON_IMAGE} AS runtime
