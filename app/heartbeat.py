@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,24 @@ class Heartbeat(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self.path = heartbeat_path()
         self.timer_entry: Any = None
+        # The threads pool's timer runs in a thread of its own: a beat already under way
+        # must not re-create the file that stop() has just removed.
+        self.lock = threading.Lock()
+        self.beating = False
 
     def beat(self) -> None:
-        try:
-            self.path.touch()
-        except OSError as exc:  # a full or read-only disk must not stop the worker
-            log.warning("cannot touch the heartbeat file %s: %s", self.path, exc)
+        with self.lock:
+            if not self.beating:
+                return
+            try:
+                self.path.touch()
+            except OSError as exc:  # a full or read-only disk must not stop the worker
+                log.warning("cannot touch the heartbeat file %s: %s", self.path, exc)
 
     def start(self, parent: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self.beating = True
         self.beat()
         self.timer_entry = parent.timer.call_repeatedly(HEARTBEAT_INTERVAL, self.beat)
 
@@ -57,7 +67,9 @@ class Heartbeat(bootsteps.StartStopStep):
         if self.timer_entry is not None:
             self.timer_entry.cancel()
             self.timer_entry = None
-        self.path.unlink(missing_ok=True)
+        with self.lock:
+            self.beating = False
+            self.path.unlink(missing_ok=True)
 
     def shutdown(self, parent: Any) -> None:
         self.stop(parent)
