@@ -203,3 +203,18 @@ def test_every_variable_has_a_default_or_is_required() -> None:
     assert not bare, f"variables without a default or a required mark: {bare}"
     required = {name for name, op, _ in found if op == ":?"}
     assert required == {"POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"}
+
+
+@pytest.mark.parametrize("queue", QUEUES)
+def test_worker_command_is_the_procfile_one_plus_the_heartbeat(queue: str) -> None:
+    """compose and scripts/run (the Procfile) start the same worker; both interpolate
+    ${VAR:-default} the same way. compose adds only the heartbeat the probes read."""
+    procfile = dict(
+        line.split(": ", 1)
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    command = list(SERVICES[queue]["command"])
+    at = command.index("--include")
+    del command[at : at + 2]
+    assert " ".join(command) == procfile[queue].strip()
