@@ -297,6 +297,8 @@ def test_a_scaled_object_per_queue_on_its_redis_list(queue: str) -> None:
     assert trigger["metadata"]["address"] == f"{broker.hostname}:{broker.port or 6379}"
     assert int(trigger["metadata"]["databaseIndex"]) == int(broker.path.strip("/") or 0)
     assert scaled["spec"]["minReplicaCount"] >= 1, "a worker per queue stays up"
+    # KEDA's HorizontalPodAutoscaler owns the replica count: `kubectl apply` must not reset it.
+    assert "replicas" not in worker(queue)["spec"]
 
 
 def test_api_probes_and_service() -> None:
