@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.probes import check_http, check_worker, main
+from app.probes import check_http, check_migrated, check_worker, main
 from tests.conftest import BROKER_URL, migrate
 from tests.processes import free_port, processes, wait_until
 from tests.services import require_redis
@@ -102,17 +102,17 @@ def test_http_probe(http_server: str) -> None:
 
 def test_migrated_probe(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'issueflow.db'}"
-    before = probe("migrated", env={"DATABASE_URL": url})
-    assert before.returncode == 1
-    assert "database at revision none" in before.stderr
+    assert check_migrated(url) == "database at revision none, migrations at 0001"
+    down = check_migrated(f"postgresql+psycopg2://x@127.0.0.1:{free_port()}/x")
+    assert str(down).startswith("cannot read the schema revision: OperationalError")
     migrate(url)
-    after = probe("migrated", env={"DATABASE_URL": url})
-    assert after.returncode == 0, after.stderr
-    down = probe(
-        "migrated", env={"DATABASE_URL": f"postgresql+psycopg2://x@127.0.0.1:{free_port()}/x"}
-    )
-    assert down.returncode == 1
-    assert "cannot read the schema revision: OperationalError" in down.stderr
+    assert check_migrated(url) is None
+    # The command an init container runs, on the same database.
+    result = probe("migrated", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    result = probe("migrated", env={"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+    assert result.returncode == 1
+    assert "unhealthy: database at revision none" in result.stderr
 
 
 # --- real workers and Flower ---------------------------------------------------------------
