@@ -17,10 +17,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/issueflow
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # The dependencies first, from pyproject.toml alone: a code change reuses this layer.
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && /opt/issueflow/bin/pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY app ./app
 COPY pipelines ./pipelines
 # Then the package itself, a regular (not editable) install: its code, its migrations and
