@@ -281,12 +281,22 @@ def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
 
 
 def list_runs(
-    *, session: Session, limit: int, cursor: str | None = None, state: str | None = None
+    *,
+    session: Session,
+    limit: int,
+    cursor: str | None = None,
+    state: str | None = None,
+    issue_id: int | None = None,
 ) -> tuple[Sequence[EnrichmentRun], str | None]:
-    """Runs newest first, optionally only those that ended in ``state``. Raises InvalidCursor."""
+    """Runs newest first, optionally only those that ended in ``state`` or of one issue.
+
+    Raises InvalidCursor.
+    """
     query = select(EnrichmentRun).order_by(EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc())
     if state is not None:
         query = query.where(EnrichmentRun.state == state)
+    if issue_id is not None:
+        query = query.where(EnrichmentRun.issue_id == issue_id)
     if cursor is not None:
         position = decode_cursor(cursor, keys={"created_at": str, "id": str})
         try:
