@@ -3,8 +3,9 @@
 SQLite gives a new row ``max(id) + 1`` unless the table was created with AUTOINCREMENT:
 deleting the newest issue made its id, and so its runs, belong to the next new issue.
 The table is recreated (batch mode) with AUTOINCREMENT and the counter starts above every
-id an issue or a run ever had. PostgreSQL's sequence never hands out an id twice: nothing
-to do there.
+id an issue or a run ever had. PostgreSQL's sequence never hands out an id twice; it is
+only moved up when rows were written with explicit ids above it (a restore, say), so that
+a run's issue id is never given to a new issue there either.
 
 Recreating ``issues`` drops it, and with foreign keys on (they always are, app.db) that
 deletes every ``issue_tags`` row by cascade: the tags are kept aside and put back.
@@ -66,17 +67,25 @@ def _recreate_issues(*, autoincrement: bool) -> None:
     op.execute("DROP TABLE issue_tags_kept")
 
 
+# The highest id an issue or a run ever had.
+_TOP_ID = (
+    "SELECT max(top) FROM (SELECT max(id) AS top FROM issues"
+    " UNION ALL SELECT max(issue_id) FROM enrichment_runs) AS ids"
+)
+
+
 def upgrade() -> None:
     if op.get_context().dialect.name != "sqlite":
+        op.execute(
+            "SELECT setval(pg_get_serial_sequence('issues', 'id'), top) "
+            f"FROM ({_TOP_ID}) AS highest (top) WHERE top > (SELECT CASE WHEN is_called "
+            "THEN last_value ELSE last_value - 1 END FROM issues_id_seq)"
+        )
         return
     _recreate_issues(autoincrement=True)
     # Start above every id ever given out: a deleted issue's runs still carry its id.
     op.execute("DELETE FROM sqlite_sequence WHERE name = 'issues'")
-    op.execute(
-        "INSERT INTO sqlite_sequence (name, seq) SELECT 'issues', max("
-        "coalesce((SELECT max(id) FROM issues), 0), "
-        "coalesce((SELECT max(issue_id) FROM enrichment_runs), 0))"
-    )
+    op.execute(f"INSERT INTO sqlite_sequence (name, seq) SELECT 'issues', coalesce(({_TOP_ID}), 0)")
 
 
 def downgrade() -> None:
