@@ -54,19 +54,22 @@ class IssueCreate(BaseModel):
     body: Body = ""
 
 
+# The default of a PATCH field the client left out (typed Any: it is not a valid value).
+_NOT_SENT: Any = None
+
+
 class IssueUpdate(BaseModel):
-    """Every field optional; ``null`` is refused (a title or body cannot be unset).
+    """Every field optional; ``null`` is refused (a title or body cannot be unset)."""
 
-    The fields are not ``X | None`` unions: a union's errors name its members
-    (``function-before[storable_text(), ...]``) and add a contradictory "Input should be
-    None". A field left out keeps the default None, which is never validated.
-    """
-
+    # The fields are not ``X | None`` unions: a union's errors name its members
+    # (``function-before[storable_text(), ...]``) and add a contradictory "Input should be
+    # None". A field left out keeps the default None, which is never validated: read what
+    # was sent with ``changes()``, not through the attributes.
     model_config = ConfigDict(extra="forbid")
 
-    title: Title = Field(default=None)
-    body: Body = Field(default=None)
-    status: Literal["open", "closed"] = Field(default=None)
+    title: Title = _NOT_SENT
+    body: Body = _NOT_SENT
+    status: Literal["open", "closed"] = _NOT_SENT
 
     @field_validator("title", "body", "status", mode="before")
     @classmethod

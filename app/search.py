@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import ColumnElement, Double, Select, cast, func, literal_column, select, text
+from sqlalchemy import ColumnElement, Double, Subquery, cast, func, literal_column, select, text
+from sqlalchemy.sql.elements import ColumnClause
 
 SEARCH_COLUMN = "search"
 SEARCH_INDEX = "ix_issues_search"
@@ -71,8 +72,8 @@ def fts5_query(query: str) -> str | None:
     return expression
 
 
-def matches(dialect: str, query: str) -> Select[Any] | None:
-    """``SELECT id, rank`` of the issues matching ``query``, higher rank first is better.
+def matches(dialect: str, query: str) -> Subquery | None:
+    """``(id, rank)`` of the issues matching ``query``; a higher rank is a better match.
 
     None when the query can match nothing (no word in it). The rank is a double on both
     databases, so a cursor can carry it exactly.
@@ -81,12 +82,13 @@ def matches(dialect: str, query: str) -> Select[Any] | None:
         tsquery = func.websearch_to_tsquery(
             literal_column(f"'{TEXT_SEARCH_CONFIG}'::regconfig"), query
         )
-        column = literal_column(f"issues.{SEARCH_COLUMN}")
+        column: ColumnClause[Any] = literal_column(f"issues.{SEARCH_COLUMN}")
         rank: ColumnElement[float] = cast(func.ts_rank(column, tsquery), Double())
         return (
             select(literal_column("issues.id").label("id"), rank.label("rank"))
             .select_from(text("issues"))
             .where(column.op("@@")(tsquery))
+            .subquery("ranked")
         )
     if dialect == "sqlite":
         expression = fts5_query(query)
@@ -98,5 +100,6 @@ def matches(dialect: str, query: str) -> Select[Any] | None:
             select(literal_column("rowid").label("id"), cast(bm25, Double()).label("rank"))
             .select_from(text(FTS_TABLE))
             .where(literal_column(FTS_TABLE).op("MATCH")(expression))
+            .subquery("ranked")
         )
     raise NotImplementedError(f"full-text search on {dialect}")

@@ -51,10 +51,9 @@ def list_issues(
         if cursor is not None:
             query = query.where(Issue.id < decode_cursor(cursor, keys={"id": int})["id"])
     else:
-        found = search.matches(session.get_bind().dialect.name, q)
-        if found is None:
+        ranked = search.matches(session.get_bind().dialect.name, q)
+        if ranked is None:
             return [], None
-        ranked = found.subquery("ranked")
         query = (
             select(Issue)
             .join(ranked, ranked.c.id == Issue.id)
@@ -75,7 +74,8 @@ def list_issues(
         query = query.where(Issue.enrichment_status == enrichment_status)
     if status is not None:
         query = query.where(Issue.status == status)
-    rows = session.execute(query.limit(limit + 1)).all()
+    # (issue,) rows, or (issue, rank) with ``q``.
+    rows: Sequence[Any] = session.execute(query.limit(limit + 1)).all()
     issues = [row[0] for row in rows]
     if len(rows) <= limit:
         return issues, None
