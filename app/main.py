@@ -7,29 +7,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
-from starlette.types import Scope
+from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app.api import health, issues, tasks
-from app.api.errors import errors
+from app.api.errors import errors, install_error_handlers
+from app.api.query import reject_unknown_query_parameters
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.middleware import BodySizeLimit, HeaderSizeLimit
 from pipelines.dispatch import OutboxSweeper
 
 log = logging.getLogger(__name__)
-
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -> FastAPI:
@@ -46,13 +35,17 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         engine.dispose()
 
     engine = make_engine(settings.database_url)
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package
+    # (served under /static-offline-docs), never from a CDN: they work offline.
+    app: FastAPI = FastAPIOffline(
         title="issueflow",
         summary="Issues enriched in the background by a Celery pipeline",
         version="0.1.0",
         lifespan=lifespan,
-        # Any request, on any route, is refused when its headers are too large.
-        responses=errors(431),
+        # Any request, on any route, is refused when its headers are too large, or when its
+        # query names a parameter the route does not take.
+        responses=errors(422, 431),
+        dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -65,51 +58,8 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
     _describe_security(app, settings)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
-        if exc.status_code == 405:
-            # Starlette's Allow names only the first route of the path; list them all.
-            allow = ", ".join(_allowed_methods(app, request.scope))
-            exc = StarletteHTTPException(405, exc.detail, {**(exc.headers or {}), "Allow": allow})
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_input(request: Request, exc: RequestValidationError) -> JSONResponse:
-        try:
-            return await request_validation_exception_handler(request, exc)
-        except (ValueError, RecursionError):
-            # The input echoed back is no JSON (NaN, Infinity, 1e999 are floats to json.loads
-            # but not to json.dumps), or nested just shallower than the parser's limit and too
-            # deep to encode again: report the errors without it.
-            detail = [
-                {key: value for key, value in error.items() if key not in ("input", "ctx")}
-                for error in exc.errors()
-            ]
-            return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
-
-    @app.exception_handler(OperationalError)
-    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error(
-            "database error on %s %s: %s",
-            request.method,
-            request.url.path,
-            type(exc.orig).__name__ if exc.orig else exc,
-        )
-        return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
-
+    install_error_handlers(app)
     return app
-
-
-def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
-    """The methods some route fully matches for this path (probed through the router)."""
-    return [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**scope, "method": method})[0] == Match.FULL
-            for route in app.router.routes
-        )
-    ]
 
 
 def _describe_security(app: FastAPI, settings: Settings) -> None:

@@ -86,6 +86,8 @@ class Issue(Base):
         CheckConstraint("status IN ('open', 'closed')", name="status"),
         Index("ix_issues_enrichment_status_id", "enrichment_status", "id"),
         Index("ix_issues_status_id", "status", "id"),
+        # Ids are never reused (migration 0002): a deleted issue's runs keep its id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from app.schemas import UNSTORABLE
@@ -37,8 +38,10 @@ def decode_cursor(cursor: str, *, keys: dict[str, type]) -> dict[str, Any]:
         value = position[key]
         if not isinstance(value, kind) or isinstance(value, bool):
             raise InvalidCursor("invalid cursor")
-        if (isinstance(value, int) and value not in _INT64) or (
-            isinstance(value, str) and UNSTORABLE.search(value)
+        if (
+            (isinstance(value, int) and value not in _INT64)
+            or (isinstance(value, str) and UNSTORABLE.search(value))
+            or (isinstance(value, float) and not math.isfinite(value))
         ):
             raise InvalidCursor("invalid cursor")
     return position

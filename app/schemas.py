@@ -13,9 +13,10 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictStr,
+    ValidationInfo,
     field_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from app.config import BODY_MAX, TITLE_MAX
 from app.states import EnrichmentStatus, IssueStatus, TaskState
@@ -33,7 +34,7 @@ def storable_text(value: object) -> object:
 
 def _not_blank(value: str) -> str:
     if not value.strip():
-        raise ValueError("must not be empty")
+        raise PydanticCustomError("blank", "must not be empty or only whitespace")
     return value
 
 
@@ -54,22 +55,33 @@ class IssueCreate(BaseModel):
     body: Body = ""
 
 
+# The default of a PATCH field the client left out (typed Any: it is not a valid value).
+_NOT_SENT: Any = None
+
+
 class IssueUpdate(BaseModel):
     """Every field optional; ``null`` is refused (a title or body cannot be unset)."""
 
+    # The fields are not ``X | None`` unions: a union's errors name its members
+    # (``function-before[storable_text(), ...]``) and add a contradictory "Input should be
+    # None". A field left out keeps the default None, which is never validated: read what
+    # was sent with ``changes()``, not through the attributes.
     model_config = ConfigDict(extra="forbid")
 
-    # SkipJsonSchema: the schema must not offer null, which _not_null refuses.
-    title: Title | SkipJsonSchema[None] = None
-    body: Body | SkipJsonSchema[None] = None
-    status: IssueStatus | SkipJsonSchema[None] = None
+    title: Title = _NOT_SENT
+    body: Body = _NOT_SENT
+    status: IssueStatus = _NOT_SENT
 
-    @field_validator("title", "body", "status")
+    @field_validator("title", "body", "status", mode="before")
     @classmethod
-    def _not_null(cls, value: object) -> object:
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
         # Runs only for fields the client sent: an absent field is fine, an explicit null not.
         if value is None:
-            raise ValueError("may not be null")
+            raise PydanticCustomError(
+                "null_not_allowed",
+                "{field} may be left out, but not null",
+                {"field": info.field_name},
+            )
         return value
 
     def changes(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     echo "installing issueflow${extra:+[$extra]} into .venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$spec"
+    "$venv/bin/python" -m pip install --progress-bar on -e "$spec"
     touch "$stamp"
   fi
   export PATH="$venv/bin:$PATH"

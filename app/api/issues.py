@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Response, status
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, StringConstraints
 from sqlalchemy.orm import Session
 
 from app.api.errors import errors
@@ -20,10 +20,11 @@ from app.schemas import (
     IssuePage,
     IssueRead,
     IssueUpdate,
+    TaskPage,
     storable_text,
 )
 from app.services.issues import create_issue, get_issue, list_issues, to_read, update_issue
-from app.services.runs import revoke_runs_of
+from app.services.runs import list_runs, revoke_runs_of, task_status
 from app.states import EnrichmentStatus, IssueStatus
 from pipelines.dispatch import start_enrichment
 
@@ -82,23 +83,42 @@ def create(
     return IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
 
 
+# No tag or query holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
+TagParam = Annotated[str, StringConstraints(max_length=64), BeforeValidator(storable_text)]
+SearchText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
 @router.get("", dependencies=[ReadAccess], responses=errors(400, 401, 403, 422, 503))
 def list_(
     session: SessionDep,
-    # No tag holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
-    tag: Annotated[str | None, Query(max_length=64), BeforeValidator(storable_text)] = None,
+    q: Annotated[
+        SearchText | None,
+        Query(
+            description="Full-text search over title and body, best match first: words "
+            '(all must match), "a phrase", `or`, `-word` to exclude.'
+        ),
+        BeforeValidator(storable_text),
+    ] = None,
+    tag: Annotated[
+        list[TagParam] | None,
+        Query(max_length=10, description="Repeat for several: an issue must have them all."),
+    ] = None,
     enrichment_status: EnrichmentStatus | None = None,
     status_: Annotated[IssueStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> IssuePage:
-    """Issues, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Issues, newest first (best match first with ``q``); every filter given must hold.
+
+    Pass ``next_cursor`` back as ``cursor``, with the same filters, for the next page.
+    """
     try:
         issues, next_cursor = list_issues(
             session=session,
             limit=limit,
             cursor=cursor,
-            tag=tag,
+            q=q,
+            tags=tag or (),
             enrichment_status=enrichment_status,
             status=status_,
         )
@@ -152,3 +172,24 @@ def enrich(issue_id: IssueId, session: SessionDep) -> EnrichmentStarted:
         issue = _locked_issue(session, issue_id)
         run_id = start_enrichment(session=session, issue=issue)
     return EnrichmentStarted(task_id=run_id, status_url=f"/tasks/{run_id}")
+
+
+@router.get(
+    "/{issue_id}/runs", dependencies=[ReadAccess], responses=errors(400, 401, 403, 404, 422, 503)
+)
+def runs(
+    issue_id: IssueId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> TaskPage:
+    """The issue's enrichment runs, newest first, each with its stages."""
+    if get_issue(session=session, issue_id=issue_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"issue {issue_id} not found")
+    try:
+        found, next_cursor = list_runs(
+            session=session, limit=limit, cursor=cursor, issue_id=issue_id
+        )
+    except InvalidCursor as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    return TaskPage(items=[task_status(run) for run in found], next_cursor=next_cursor)

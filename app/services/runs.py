@@ -127,12 +127,15 @@ def list_runs(
     limit: int,
     cursor: str | None = None,
     state: RunStateFilter | None = None,
+    issue_id: int | None = None,
 ) -> tuple[Sequence[EnrichmentRun], str | None]:
     """Runs newest first, optionally only those that ended in ``state`` (``PENDING``: not
-    ended yet). Raises InvalidCursor."""
+    ended yet) or of one issue. Raises InvalidCursor."""
     query = select(EnrichmentRun).order_by(EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc())
     if state is not None:
         query = query.where(EnrichmentRun.state == TaskState(state))
+    if issue_id is not None:
+        query = query.where(EnrichmentRun.issue_id == issue_id)
     if cursor is not None:
         position = decode_cursor(cursor, keys={"created_at": str, "id": str})
         try:

@@ -299,3 +299,172 @@ def test_health_endpoints(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.json()["checks"]["database"] == "ok"
     assert ready.status_code in (200, 503)
+
+
+# --- ids, runs of an issue (issue 10, item 1 and 5) ---
+
+
+def test_ids_are_never_reused_and_runs_stay_with_their_issue(client: TestClient) -> None:
+    create(client, title="first")
+    newest = create(client, title="second")  # SQLite without AUTOINCREMENT reused this id
+    deleted_id = newest["issue"]["id"]
+    assert client.delete(f"/issues/{deleted_id}").status_code == 204
+    created = create(client, title="third")
+    new_id = created["issue"]["id"]
+    assert new_id > deleted_id
+    runs = client.get(f"/issues/{new_id}/runs")
+    assert runs.status_code == 200
+    assert [run["task_id"] for run in runs.json()["items"]] == [created["task_id"]]
+    assert runs.json()["items"][0]["issue_id"] == new_id
+
+
+def test_runs_of_an_issue_newest_first_paginated(client: TestClient) -> None:
+    created = create(client)
+    issue_id = created["issue"]["id"]
+    other = create(client, title="another issue")
+    task_ids = [created["task_id"]]
+    for _ in range(2):
+        task_ids.append(client.post(f"/issues/{issue_id}/enrich").json()["task_id"])
+    first = client.get(f"/issues/{issue_id}/runs", params={"limit": 2}).json()
+    assert [run["task_id"] for run in first["items"]] == task_ids[::-1][:2]
+    assert first["items"][0]["state"] == "PENDING"
+    assert first["items"][1]["state"] == "REVOKED"  # superseded by the newest
+    second = client.get(
+        f"/issues/{issue_id}/runs", params={"limit": 2, "cursor": first["next_cursor"]}
+    ).json()
+    assert [run["task_id"] for run in second["items"]] == task_ids[:1]
+    assert second["next_cursor"] is None
+    assert other["task_id"] not in {run["task_id"] for run in first["items"] + second["items"]}
+
+
+def test_runs_of_an_unknown_issue_is_404(client: TestClient) -> None:
+    response = client.get("/issues/424242/runs")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "issue 424242 not found"}
+
+
+def test_runs_of_an_issue_with_an_invalid_cursor_is_400(client: TestClient) -> None:
+    issue_id = create(client)["issue"]["id"]
+    response = client.get(f"/issues/{issue_id}/runs", params={"cursor": "garbage"})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "invalid cursor"}
+
+
+# --- error responses (item 3) ---
+
+
+def test_a_huge_invalid_body_gives_a_small_error(client: TestClient) -> None:
+    for payload in ({"body": "x" * 60_000}, {"title": "ok", "body": "x" * 60_001}):
+        response = client.post("/issues", json=payload)
+        assert response.status_code == 422
+        assert len(response.content) < 1000, response.content[:300]
+    detail = client.post("/issues", json={"title": "ok", "body": "x" * 60_001}).json()["detail"]
+    assert detail[0]["loc"] == ["body", "body"]
+    assert detail[0]["ctx"] == {"max_length": 50_000}
+    assert "input" not in detail[0]
+
+
+def test_a_small_invalid_input_is_echoed(client: TestClient) -> None:
+    detail = client.post("/issues", json={"title": 42}).json()["detail"]
+    assert detail == [
+        {
+            "type": "string_type",
+            "loc": ["body", "title"],
+            "msg": "Input should be a valid string",
+            "input": 42,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "loc", "msg"),
+    [
+        ({"title": ""}, ["body", "title"], "String should have at least 1 character"),
+        ({"title": "  "}, ["body", "title"], "must not be empty or only whitespace"),
+        ({"title": None}, ["body", "title"], "title may be left out, but not null"),
+        ({"body": None}, ["body", "body"], "body may be left out, but not null"),
+        ({"body": 5}, ["body", "body"], "Input should be a valid string"),
+        ({"status": "archived"}, ["body", "status"], "Input should be 'open' or 'closed'"),
+    ],
+)
+def test_patch_errors_say_what_is_wrong_in_words(
+    client: TestClient, payload: dict, loc: list, msg: str
+) -> None:
+    issue_id = create(client)["issue"]["id"]
+    response = client.patch(f"/issues/{issue_id}", json=payload)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [(error["loc"], error["msg"]) for error in detail] == [(loc, msg)]
+    assert "function-" not in response.text
+    assert "Input should be None" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "says"),
+    [
+        ({"content-type": "application/x-www-form-urlencoded"}, b"title=x", "application/x-www"),
+        ({"content-type": "text/plain"}, b'{"title": "x"}', "'text/plain'"),
+        ({}, b"", "Content-Type: application/json"),
+    ],
+)
+def test_a_body_that_is_not_declared_json_says_json_is_expected(
+    client: TestClient, headers: dict, content: bytes, says: str
+) -> None:
+    response = client.post("/issues", content=content, headers=headers)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert "JSON" in error["msg"]
+    assert says in error["msg"]
+    assert "valid dictionary" not in error["msg"]
+
+
+def test_a_json_body_that_is_not_an_object_says_so(client: TestClient) -> None:
+    response = client.post(
+        "/issues", content=b"[1, 2]", headers={"content-type": "application/json"}
+    )
+    assert response.json()["detail"][0]["msg"] == "the body must be a JSON object"
+
+
+# --- body is optional (item 4) ---
+
+
+def test_the_schema_says_body_is_optional_with_an_empty_default(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["IssueCreate"]
+    assert schema["required"] == ["title"]
+    assert schema["properties"]["body"]["default"] == ""
+
+
+# --- unknown query parameters (item 5) ---
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "takes"),
+    [
+        ("/issues", {"sort": "id"}, "takes: cursor, enrichment_status, limit, q, status, tag"),
+        ("/tasks", {"issue_id": "1"}, "takes: cursor, limit, state"),
+        ("/healthz", {"verbose": "1"}, "takes no query parameters"),
+    ],
+)
+def test_unknown_query_parameters_are_422_naming_the_allowed_ones(
+    client: TestClient, path: str, params: dict, takes: str
+) -> None:
+    response = client.get(path, params=params)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    name = next(iter(params))
+    assert error["loc"] == ["query", name]
+    assert error["msg"] == f"unknown query parameter {name!r}; this route {takes}"
+
+
+def test_unknown_query_parameters_are_refused_on_writes_too(client: TestClient) -> None:
+    response = client.post("/issues", params={"notify": "no"}, json={"title": "x"})
+    assert response.status_code == 422
+    assert client.get("/issues").json()["items"] == []
+
+
+def test_every_route_declares_the_422_of_an_unknown_query_parameter(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert "422" in operation["responses"], (method, path)

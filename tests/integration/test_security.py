@@ -635,7 +635,7 @@ def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
         time.sleep(0.5)  # a few outbox sweeps fail against the database meanwhile
         _stop(group)
     output = group.log("api")
-    assert "ERROR app.main database error on POST /issues" in output, output[-2000:]
+    assert "ERROR app.api.errors database error on POST /issues" in output, output[-2000:]
     assert "pipelines.dispatch" in output, output[-2000:]  # the sweeper failed as well
     _assert_no_secrets(output, "the API's output")
     for response in responses:
