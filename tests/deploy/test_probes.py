@@ -14,9 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from app.probes import check_http, check_migrated, check_worker, main
-from tests.conftest import BROKER_URL, migrate
+from tests.conftest import BROKER_URL, ROOT, migrate
 from tests.processes import free_port, processes, wait_until
 from tests.services import require_redis
 
@@ -102,7 +104,8 @@ def test_http_probe(http_server: str) -> None:
 
 def test_migrated_probe(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'issueflow.db'}"
-    assert check_migrated(url) == "database at revision none, migrations at 0001"
+    head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    assert check_migrated(url) == f"database at revision none, migrations at {head}"
     down = check_migrated(f"postgresql+psycopg2://x@127.0.0.1:{free_port()}/x")
     assert str(down).startswith("cannot read the schema revision: OperationalError")
     migrate(url)
