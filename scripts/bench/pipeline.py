@@ -39,18 +39,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import (
+from common import (  # first: it puts the repository root on sys.path
+    BENCH_ENV,
     PYTHON,
     VENV_BIN,
     CpuMeter,
     Database,
-    Processes,
-    RedisServer,
     command_delta,
     dump_json,
     percentile,
     table,
 )
+
+from tests.support.processes import Processes
+from tests.support.servers import RedisServer
 
 QUEUES = "summarise,tag,persist"
 
@@ -106,9 +108,9 @@ class Bench:
     def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
         self.args = args
         self.log_dir = log_dir
-        self.procs = Processes(log_dir)
-        self.broker = RedisServer(self.procs, "redis-broker")
-        self.probe = RedisServer(self.procs, "redis-probe")  # bare completions, not measured
+        self.procs = Processes(BENCH_ENV, log_dir)
+        self.broker = RedisServer(self.procs, "redis-broker").start()
+        self.probe = RedisServer(self.procs, "redis-probe").start()  # bare completions
         if args.count_sql and args.db != "postgres":
             raise SystemExit("--count-sql needs --db postgres")
         # Statement counts: pg_stat_statements on the benchmark's own server (exact, no added

@@ -30,7 +30,7 @@ from app.celery_app import celery_config
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import flush_broker, migrate
-from tests.processes import BIN, Processes, answers, free_port, processes, wait_until
+from tests.support.processes import BIN, Processes, answers, free_port, processes, wait_until
 
 JSON = {"content-type": "application/json"}
 ClientFactory = Callable[..., TestClient]
