@@ -45,6 +45,7 @@ from common import (  # first: it puts the repository root on sys.path
     command_delta,
     dump_json,
     median,
+    py_spy,
     table,
 )
 
@@ -182,22 +183,8 @@ class ApiBench:
         if not self.args.profile:
             return None
         self.args.profile.mkdir(parents=True, exist_ok=True)
-        spy = self.procs.start(
-            f"py-spy-{key}",
-            self.args.py_spy,
-            "record",
-            "-p",
-            str(server.pid),
-            "--format",
-            "raw",
-            "--nolineno",
-            "--rate",
-            "200",
-            "--nonblocking",
-            "--gil",
-            "-o",
-            str(self.args.profile / f"api-{key}.txt"),
-        )
+        out = self.args.profile / f"api-{key}.txt"
+        spy = py_spy(self.procs, self.args.py_spy, f"py-spy-{key}", server.pid, out, "--gil")
         time.sleep(1.0)
         return spy
 

@@ -140,6 +140,29 @@ class CpuMeter:
         return used
 
 
+def py_spy(
+    procs: Processes, binary: str, name: str, pid: int, out: Path, *flags: str
+) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` (raw stacks, 200 Hz, without pausing it) into ``out``,
+    which it writes on SIGINT; ``flags`` such as --gil, --idle, --subprocesses."""
+    return procs.start(
+        name,
+        binary,
+        "record",
+        "-p",
+        str(pid),
+        "--format",
+        "raw",
+        "--nolineno",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "-o",
+        str(out),
+        *flags,
+    )
+
+
 # --------------------------------------------------------------------------- Redis
 
 

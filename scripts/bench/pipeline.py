@@ -48,6 +48,7 @@ from common import (  # first: it puts the repository root on sys.path
     command_delta,
     dump_json,
     percentile,
+    py_spy,
     table,
 )
 
@@ -317,25 +318,17 @@ class Bench:
         spies = []
         for name, process in {"producer": producer, **workers}.items():
             out = self.args.profile / f"{scenario.key}-{name}.txt"
-            spies.append(
-                self.procs.start(
-                    f"py-spy-{scenario.key}-{name}",
-                    self.args.py_spy,
-                    "record",
-                    "-p",
-                    str(process.pid),
-                    "--subprocesses",
-                    "--format",
-                    "raw",
-                    "--nolineno",
-                    "--rate",
-                    "200",
-                    "--nonblocking",
-                    "-o",
-                    str(out),
-                    *(["--idle"] if self.args.profile_idle else ["--gil"]),
-                )
+            mode = "--idle" if self.args.profile_idle else "--gil"
+            spy = py_spy(
+                self.procs,
+                self.args.py_spy,
+                f"py-spy-{scenario.key}-{name}",
+                process.pid,
+                out,
+                "--subprocesses",
+                mode,
             )
+            spies.append(spy)
         time.sleep(1.0)  # let py-spy attach
         return spies
 

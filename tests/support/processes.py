@@ -112,25 +112,32 @@ class Processes:
         self.started.append(process)
         return process
 
-    def api(self, port: int, *, name: str = "api") -> subprocess.Popen[bytes]:
-        """The API (uvicorn app.main:app) on ``port``, once /healthz answers."""
-        process = self.start(
-            name,
-            str(BIN / "uvicorn"),
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        )
+    def ready(
+        self,
+        name: str,
+        process: subprocess.Popen[bytes] | None,
+        check: Callable[[], object],
+        *,
+        what: str,
+        timeout: float = 30,
+    ) -> None:
+        """Wait until ``check`` passes; fail with the tail of ``name``'s log if ``process``
+        exits first."""
         wait_until(
-            lambda: answers(f"http://127.0.0.1:{port}/healthz"),
-            timeout=30,
-            what=f"the API on port {port}",
-            process=process,
-            log=self.log_dir / f"{name}.log",
+            check, timeout=timeout, what=what, process=process, log=self.log_dir / f"{name}.log"
+        )
+
+    def api(
+        self, port: int, *extra: str, name: str = "api", log_level: str | None = "warning"
+    ) -> subprocess.Popen[bytes]:
+        """The API (uvicorn app.main:app, ``extra`` options) on ``port``, once /healthz
+        answers; ``log_level=None`` leaves uvicorn's own (or a ``--log-config``'s)."""
+        levels = ("--log-level", log_level) if log_level else ()
+        host = ("--host", "127.0.0.1", "--port", str(port))
+        process = self.start(name, str(BIN / "uvicorn"), "app.main:app", *host, *levels, *extra)
+        health = f"http://127.0.0.1:{port}/healthz"
+        self.ready(
+            name, process, lambda: answers(health, timeout=2), what=f"the API on port {port}"
         )
         return process
 
@@ -188,12 +195,12 @@ class Processes:
         process: subprocess.Popen[bytes] | None = None,
     ) -> None:
         """Wait until ``text`` appears in ``name``'s log after character ``since``."""
-        wait_until(
+        self.ready(
+            name,
+            process,
             lambda: text in self.log(name)[since:],
-            timeout=timeout,
             what=f"{text!r} in {name}.log",
-            process=process,
-            log=self.log_dir / f"{name}.log",
+            timeout=timeout,
         )
 
     # -- signals ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.processes import Processes, free_port, wait_until
+from tests.support.processes import Processes, free_port
 
 
 def redis_server_binary() -> str:
@@ -80,13 +80,8 @@ class RedisServer:
             "--protected-mode",
             "no",
         )
-        wait_until(
-            self.answers,
-            timeout=30,
-            what=f"redis-server on port {self.port}",
-            process=self.process,
-            log=self.group.log_dir / f"{self.name}.log",
-        )
+        what = f"redis-server on port {self.port}"
+        self.group.ready(self.name, self.process, self.answers, what=what)
         return self
 
     def answers(self) -> bool:
@@ -230,13 +225,8 @@ class PostgresServer:
             *(arg for option in options for arg in ("-c", option)),
             cwd=self.root,
         )
-        wait_until(
-            self.answers,
-            timeout=60,
-            what=f"PostgreSQL on port {self.port}",
-            process=self.process,
-            log=self.group.log_dir / f"{self.name}.log",
-        )
+        what = f"PostgreSQL on port {self.port}"
+        self.group.ready(self.name, self.process, self.answers, what=what, timeout=60)
 
     def stop(self) -> None:
         """Fast shutdown (SIGINT): clients are disconnected, the server stops."""
