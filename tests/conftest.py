@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
+from tests.support.services import POSTGRES_URL, REDIS_URL, require_postgres, require_redis
 
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "11"))
 BROKER_URL = f"{REDIS_URL}/{TEST_REDIS_DB}"

@@ -35,22 +35,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
+from common import (  # first: it puts the repository root on sys.path
+    BENCH_ENV,
     ISSUE_BODY,
     PYTHON,
     VENV_BIN,
     CpuMeter,
     Database,
-    Processes,
-    RedisServer,
     command_delta,
     dump_json,
-    free_port,
-    listening,
     median,
+    py_spy,
     table,
-    wait_for,
 )
+
+from tests.support.processes import Processes, free_port, listening, wait_until
+from tests.support.servers import RedisServer
 
 ISSUE = {"title": "Settings page hangs on save", "body": ISSUE_BODY}
 
@@ -87,8 +87,8 @@ class ApiBench:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
         self.work = work
-        self.procs = Processes(work)
-        self.broker = RedisServer(self.procs, "redis-broker")
+        self.procs = Processes(BENCH_ENV, work)
+        self.broker = RedisServer(self.procs, "redis-broker").start()
         self.db = Database("postgres", self.procs, pg=args.pg)
         body = json.dumps(ISSUE)
         self.body_file = work / "issue.json"
@@ -133,13 +133,14 @@ class ApiBench:
             env=self.env(key),
         )
         try:
-            wait_for(
-                lambda: listening(port) or server.poll() is not None,
+            wait_until(
+                lambda: listening(port),
                 timeout=30,
+                interval=0.05,
                 what=f"{label} on port {port}",
+                process=server,
+                log=self.procs.log_dir / f"uvicorn-{key}.log",
             )
-            if server.poll() is not None:
-                raise RuntimeError(f"{label} exited:\n{self.procs.log_tail(f'uvicorn-{key}')}")
             url = f"http://127.0.0.1:{port}/issues"
             self.load(url, self.args.warmup)  # warm-up: connections, caches, JIT-less Python
             db_meter = self.db.meter_args()
@@ -182,22 +183,8 @@ class ApiBench:
         if not self.args.profile:
             return None
         self.args.profile.mkdir(parents=True, exist_ok=True)
-        spy = self.procs.start(
-            f"py-spy-{key}",
-            self.args.py_spy,
-            "record",
-            "-p",
-            str(server.pid),
-            "--format",
-            "raw",
-            "--nolineno",
-            "--rate",
-            "200",
-            "--nonblocking",
-            "--gil",
-            "-o",
-            str(self.args.profile / f"api-{key}.txt"),
-        )
+        out = self.args.profile / f"api-{key}.txt"
+        spy = py_spy(self.procs, self.args.py_spy, f"py-spy-{key}", server.pid, out, "--gil")
         time.sleep(1.0)
         return spy
 

@@ -1,8 +1,10 @@
-"""What the benchmarks share: their own Redis and database, processes, CPU and Redis accounting.
+"""What the benchmarks share beyond tests.support: a database of their own, CPU, Redis and
+SQL accounting, tables.
 
-Everything here starts services of the benchmark's own (a redis-server on a free port, a
-PostgreSQL database created for the run or a SQLite file in a temporary directory) and
-stops exactly what it started, by PID.
+Processes, free ports, the wait loop, a redis-server and a PostgreSQL server of one's own
+come from ``tests.support`` (shared with the tests); a benchmark's database is a PostgreSQL
+database created for the run (on a server of its own by default) or a SQLite file in a
+temporary directory, and it stops exactly what it started, by PID.
 
 CPU is read from /proc/<pid>/stat (utime + stime, plus cutime + cstime for the children a
 process reaped) over whole process trees, so a figure covers a Celery worker and its pool
@@ -15,16 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +32,18 @@ BENCH = Path(__file__).resolve().parent
 VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-# The project is not installed into its venv: every process finds it (and these modules)
-# on PYTHONPATH.
+# The one place that puts the repository root (tests.support, app, pipelines) and this
+# directory on sys.path: a bench script imports common before anything of the project's.
+# Every process a benchmark starts finds them on PYTHONPATH (BENCH_ENV).
 PYTHONPATH = os.pathsep.join([str(ROOT), str(BENCH)])
+BENCH_ENV = {"PYTHONPATH": PYTHONPATH}
 for _path in (str(ROOT), str(BENCH)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
+
+from tests.support.processes import Processes  # noqa: E402 (needs the sys.path above)
+from tests.support.servers import PostgresServer  # noqa: E402
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 )
@@ -51,95 +55,6 @@ ISSUE_BODY = (
     "console shows 'TypeError: cannot read properties of undefined'. Happens on "
     "Firefox 128 and Chrome 126, not on Safari. Started after the 2.3 upgrade."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    check: Callable[[], object], *, timeout: float, what: str, interval: float = 0.05
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class Processes:
-    """The processes a benchmark started; each leads its own process group."""
-
-    def __init__(self, log_dir: Path, env: dict[str, str] | None = None) -> None:
-        self.log_dir = log_dir
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": PYTHONPATH, **(env or {})}
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self,
-        name: str,
-        *args: str,
-        env: dict[str, str] | None = None,
-        stdin: int | None = None,
-        stdout: int | None = None,
-        cwd: Path = ROOT,
-        user: str | None = None,
-    ) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env={**self.env, **(env or {})},
-            stdin=stdin,
-            stdout=stdout if stdout is not None else log,
-            stderr=log,
-            start_new_session=True,
-            user=user,
-        )
-        log.close()
-        self.started.append(process)
-        return process
-
-    def stop(
-        self, process: subprocess.Popen[bytes], timeout: float = 30, sig: int = signal.SIGTERM
-    ) -> None:
-        """Signal the leader (SIGTERM), wait, then SIGKILL whatever is left of its group."""
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # pool children left behind, if any
-        if process in self.started:
-            self.started.remove(process)
-
-    def stop_all(self) -> None:
-        for process in reversed(list(self.started)):
-            self.stop(process)
-
-    def log_tail(self, name: str, chars: int = 3000) -> str:
-        path = self.log_dir / f"{name}.log"
-        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
 
 # --------------------------------------------------------------------------- CPU
@@ -225,51 +140,30 @@ class CpuMeter:
         return used
 
 
+def py_spy(
+    procs: Processes, binary: str, name: str, pid: int, out: Path, *flags: str
+) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of ``pid`` (raw stacks, 200 Hz, without pausing it) into ``out``,
+    which it writes on SIGINT; ``flags`` such as --gil, --idle, --subprocesses."""
+    return procs.start(
+        name,
+        binary,
+        "record",
+        "-p",
+        str(pid),
+        "--format",
+        "raw",
+        "--nolineno",
+        "--rate",
+        "200",
+        "--nonblocking",
+        "-o",
+        str(out),
+        *flags,
+    )
+
+
 # --------------------------------------------------------------------------- Redis
-
-
-class RedisServer:
-    """A redis-server of the benchmark's own, on a free port, without persistence."""
-
-    def __init__(self, procs: Processes, name: str = "redis") -> None:
-        binary = shutil.which("redis-server") or str(VENV_BIN / "redis-server")
-        self.port = free_port()
-        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-        self.process = procs.start(
-            name,
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-            "--protected-mode",
-            "no",
-        )
-        wait_for(lambda: listening(self.port), timeout=10, what=f"redis-server on {self.port}")
-        import redis
-
-        self.client = redis.Redis(port=self.port)
-        self.pid = self.process.pid
-
-    def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def commandstats(self) -> dict[str, int]:
-        stats = self.client.info("commandstats")
-        return {
-            key.removeprefix("cmdstat_"): int(value["calls"])
-            for key, value in stats.items()
-            if key != "cmdstat_info"  # the benchmark's own reading
-        }
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -280,91 +174,29 @@ def command_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, in
 # --------------------------------------------------------------------------- database
 
 
-def postgres_bindir() -> Path:
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+# The machine server's settings, so that database CPU compares with production's.
+PG_SETTINGS = (
+    "shared_buffers=128MB",
+    "autovacuum=off",
+    "fsync=on",
+    "synchronous_commit=on",
+    "max_connections=100",
+    "TimeZone=UTC",
+)
+PG_STAT_STATEMENTS = ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=top")
+
+
+def postgres_server(procs: Processes, stat_statements: bool = False) -> PostgresServer:
+    """A PostgreSQL server of the benchmark's own (initdb in a temporary directory, a free
+    port, ``PG_SETTINGS``), started. Its whole CPU is the postmaster's process tree,
+    backends that came and went included (the postmaster reaps them), and nobody else's
+    work is in it."""
+    server = PostgresServer(
+        procs, settings=PG_SETTINGS + (PG_STAT_STATEMENTS if stat_statements else ())
     )
-    if not found:
-        raise SystemExit("no PostgreSQL server binaries under /usr/lib/postgresql; use --pg shared")
-    return found[-1].parent
-
-
-class PostgresServer:
-    """A PostgreSQL server of the benchmark's own: initdb in a temporary directory, a free
-    port, the machine server's settings (shared_buffers 128MB, fsync and synchronous_commit
-    on, autovacuum off). Its whole CPU is the postmaster's process group, backends that
-    came and went included (the postmaster reaps them), and nobody else's work is in it."""
-
-    SETTINGS = (
-        "shared_buffers=128MB",
-        "autovacuum=off",
-        "fsync=on",
-        "synchronous_commit=on",
-        "max_connections=100",
-        "TimeZone=UTC",
-        "listen_addresses=127.0.0.1",
-    )
-
-    def __init__(self, procs: Processes, stat_statements: bool = False) -> None:
-        import pwd
-
-        bindir = postgres_bindir()
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-        data = self.dir / "data"
-        account = pwd.getpwnam("postgres")
-        os.chown(self.dir, account.pw_uid, account.pw_gid)
-        result = subprocess.run(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-sync",
-            ],
-            user="postgres",
-            cwd=self.dir,
-            capture_output=True,
-            text=True,
-        )
-        if result.returncode:
-            raise RuntimeError(f"initdb failed:\n{result.stderr[-2000:]}")
-        self.port = free_port()
-        extra = (
-            ("shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=top")
-            if stat_statements
-            else ()
-        )
-        settings = [arg for item in (*self.SETTINGS, *extra) for arg in ("-c", item)]
-        self.process = procs.start(
-            "postgres",
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(self.port),
-            "-c",
-            f"unix_socket_directories={self.dir}",
-            *settings,
-            user="postgres",
-            cwd=self.dir,
-        )
-        self.pid = self.process.pid
-        self._procs = procs
-        wait_for(lambda: listening(self.port), timeout=30, what=f"PostgreSQL on {self.port}")
-        time.sleep(0.5)  # listening comes a moment before accepting
-
-    def admin_url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
-
-    def stop(self) -> None:
-        self._procs.stop(self.process, sig=signal.SIGINT)  # fast shutdown
-        shutil.rmtree(self.dir, ignore_errors=True)
+    server.init()
+    server.start()
+    return server
 
 
 class Database:
@@ -384,8 +216,8 @@ class Database:
         self._tmp: Path | None = None
         self.server: PostgresServer | None = None
         if kind == "postgres":
-            self.server = PostgresServer(procs, stat_statements) if pg == "own" else None
-            admin_url = self.server.admin_url() if self.server else POSTGRES_ADMIN_URL
+            self.server = postgres_server(procs, stat_statements) if pg == "own" else None
+            admin_url = self.server.url if self.server else POSTGRES_ADMIN_URL
             self._admin_url = admin_url
             self.name = f"issueflow_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -505,7 +337,7 @@ class Database:
     def drop(self) -> None:
         self.engine.dispose()
         if self.server is not None:
-            self.server.stop()
+            self.server.remove()
         elif self.kind == "postgres":
             import sqlalchemy as sa
 

@@ -39,18 +39,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import (
+from common import (  # first: it puts the repository root on sys.path
+    BENCH_ENV,
     PYTHON,
     VENV_BIN,
     CpuMeter,
     Database,
-    Processes,
-    RedisServer,
     command_delta,
     dump_json,
     percentile,
+    py_spy,
     table,
 )
+
+from tests.support.processes import Processes
+from tests.support.servers import RedisServer
 
 QUEUES = "summarise,tag,persist"
 
@@ -106,9 +109,9 @@ class Bench:
     def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
         self.args = args
         self.log_dir = log_dir
-        self.procs = Processes(log_dir)
-        self.broker = RedisServer(self.procs, "redis-broker")
-        self.probe = RedisServer(self.procs, "redis-probe")  # bare completions, not measured
+        self.procs = Processes(BENCH_ENV, log_dir)
+        self.broker = RedisServer(self.procs, "redis-broker").start()
+        self.probe = RedisServer(self.procs, "redis-probe").start()  # bare completions
         if args.count_sql and args.db != "postgres":
             raise SystemExit("--count-sql needs --db postgres")
         # Statement counts: pg_stat_statements on the benchmark's own server (exact, no added
@@ -315,25 +318,17 @@ class Bench:
         spies = []
         for name, process in {"producer": producer, **workers}.items():
             out = self.args.profile / f"{scenario.key}-{name}.txt"
-            spies.append(
-                self.procs.start(
-                    f"py-spy-{scenario.key}-{name}",
-                    self.args.py_spy,
-                    "record",
-                    "-p",
-                    str(process.pid),
-                    "--subprocesses",
-                    "--format",
-                    "raw",
-                    "--nolineno",
-                    "--rate",
-                    "200",
-                    "--nonblocking",
-                    "-o",
-                    str(out),
-                    *(["--idle"] if self.args.profile_idle else ["--gil"]),
-                )
+            mode = "--idle" if self.args.profile_idle else "--gil"
+            spy = py_spy(
+                self.procs,
+                self.args.py_spy,
+                f"py-spy-{scenario.key}-{name}",
+                process.pid,
+                out,
+                "--subprocesses",
+                mode,
             )
+            spies.append(spy)
         time.sleep(1.0)  # let py-spy attach
         return spies
 

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from common import ISSUE_BODY, Database, Processes, table, tree_ticks
+from common import BENCH_ENV, ISSUE_BODY, Database, table, tree_ticks
+
+from tests.support.processes import Processes
 
 STEPS = ("producer", "summarise", "tag", "persist")
 
@@ -39,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-stages-"))
-    procs = Processes(work)
+    procs = Processes(BENCH_ENV, work)
     db = Database("postgres", procs)
     try:
         os.environ.update(

@@ -12,9 +12,10 @@ import pytest
 
 from tests.conftest import create_database, drop_database, migrate
 from tests.e2e.fake_llm import FakeLLM, fake_llm
-from tests.e2e.stack import PostgresCluster, Stack, in_ci, pg_binary, rabbitmqctl_available
-from tests.processes import Processes
-from tests.services import require_postgres, require_rabbitmq
+from tests.e2e.stack import Stack, rabbitmqctl_available
+from tests.support.processes import Processes
+from tests.support.servers import PostgresServer, pg_binary
+from tests.support.services import in_ci, require_postgres, require_rabbitmq
 
 StackFactory = Callable[..., Stack]
 
@@ -83,7 +84,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
 
 
 @pytest.fixture
-def pg_cluster(tmp_path: Path) -> Iterator[PostgresCluster]:
+def pg_cluster(tmp_path: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL cluster of the test's own (initdb + postgres on a free port), migrated."""
     missing = [name for name in ("initdb", "postgres") if pg_binary(name) is None]
     if os.geteuid() == 0 and shutil.which("setpriv") is None:
@@ -94,7 +95,7 @@ def pg_cluster(tmp_path: Path) -> Iterator[PostgresCluster]:
             pytest.fail(reason)
         pytest.skip(reason)
     group = Processes({}, tmp_path)
-    cluster = PostgresCluster(group, tmp_path)
+    cluster = PostgresServer(group, tmp_path)
     try:
         cluster.init()
         cluster.start()

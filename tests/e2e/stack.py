@@ -7,11 +7,9 @@ database / cluster of its own, a RabbitMQ vhost of its own, and processes killed
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,8 +18,13 @@ from typing import Any
 import httpx
 import redis
 
-from tests.processes import Processes, free_port, wait_until
-from tests.services import unique_prefix
+from tests.support.processes import Processes, free_port, wait_until
+from tests.support.servers import PostgresServer, RedisServer, pg_binary
+from tests.support.services import in_ci, unique_prefix
+
+# The names the tests import from here; a cluster is a PostgreSQL server of the test's own.
+PostgresCluster = PostgresServer
+__all__ = ["FINISHED", "QUEUES", "PostgresCluster", "Stack", "in_ci", "pg_binary"]
 
 QUEUES = ("summarise", "tag", "persist")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -36,10 +39,6 @@ BASE_ENV = {
     **{f"{stage}_RETRY_BACKOFF_MAX": "1" for stage in ("SUMMARISE", "TAG", "PERSIST")},
     **{f"{stage}_TIME_LIMIT": "20" for stage in ("SUMMARISE", "TAG", "PERSIST")},
 }
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 class Stack:
@@ -80,7 +79,7 @@ class Stack:
             **(env or {}),
         }
         self.group = Processes(self.env, tmp_path)
-        self.redis_process: subprocess.Popen[bytes] | None = None
+        self.redis_server = RedisServer(self.group, port=self.redis_port, workdir=self.redis_dir)
         self.api_process: subprocess.Popen[bytes] | None = None
         self.base = ""
         self.http = httpx.Client(timeout=15)
@@ -89,12 +88,11 @@ class Stack:
     # -- services ---------------------------------------------------------------------------
 
     def start_redis(self) -> None:
-        self.redis_process = self.group.redis(self.redis_port, self.redis_dir)
+        self.redis_server.start()
 
     def stop_redis(self, sig: int = signal.SIGKILL) -> None:
-        assert self.redis_process is not None
-        self.group.kill(self.redis_process, sig)
-        self.redis_process = None
+        assert self.redis_server.process is not None, "the stack's redis-server is not running"
+        self.redis_server.stop(sig)
 
     def redis(self, db: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.redis_port, db=db, socket_timeout=5)
@@ -252,6 +250,7 @@ class Stack:
 
     def close(self) -> None:
         self.http.close()
+        self.redis_server.client.close()
         for hook in self._before_stop:
             hook()
         try:
@@ -287,121 +286,3 @@ def delete_vhost(name: str) -> None:
 
 def rabbitmqctl_available() -> bool:
     return bool(shutil.which("rabbitmqctl") or Path("/usr/sbin/rabbitmqctl").exists())
-
-
-# -- PostgreSQL: a cluster of the test's own -------------------------------------------------
-
-PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def pg_binary(name: str) -> str | None:
-    candidate = PG_BIN / name
-    if candidate.exists():
-        return str(candidate)
-    return shutil.which(name)
-
-
-class PostgresCluster:
-    """``initdb`` into a directory of the test's own and a ``postgres`` on a free port.
-
-    PostgreSQL refuses to run as root; as root the cluster runs as the ``postgres`` user,
-    in a directory that user owns (pytest's tmp_path is root-only, mode 0700).
-    """
-
-    def __init__(self, group: Processes, tmp_path: Path) -> None:
-        self.group = group
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._as: list[str] = []
-        if os.geteuid() == 0:
-            self.root = Path(tempfile.mkdtemp(prefix="issueflow-pg-"))
-            shutil.chown(self.root, "postgres", "postgres")
-            self._as = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
-        else:
-            self.root = tmp_path / "pg"
-            self.root.mkdir()
-        self.data = self.root / "data"
-        self.url = f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
-
-    def init(self) -> None:
-        initdb = pg_binary("initdb")
-        assert initdb is not None
-        done = subprocess.run(
-            [
-                *self._as,
-                initdb,
-                "-D",
-                str(self.data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-
-    def start(self) -> None:
-        postgres = pg_binary("postgres")
-        assert postgres is not None
-        self.process = self.group.start(
-            "postgres",
-            *self._as,
-            postgres,
-            "-D",
-            str(self.data),
-            "-p",
-            str(self.port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "unix_socket_directories=",
-            "-c",
-            "fsync=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "synchronous_commit=off",
-        )
-        wait_until(
-            self.answers,
-            timeout=60,
-            what=f"PostgreSQL on port {self.port}",
-            process=self.process,
-            log=self.group.log_dir / "postgres.log",
-        )
-
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): clients are disconnected, the cluster stops."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self.process = None
-
-    def answers(self) -> bool:
-        import psycopg2
-
-        try:
-            psycopg2.connect(
-                host="127.0.0.1",
-                port=self.port,
-                user="postgres",
-                dbname="postgres",
-                connect_timeout=2,
-            ).close()
-            return True
-        except psycopg2.OperationalError:
-            return False
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)

@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from tests.e2e import fake_llm
 from tests.e2e.conftest import StackFactory
 from tests.e2e.fake_llm import FakeLLM
-from tests.e2e.stack import PostgresCluster, Stack
-from tests.processes import child_pids, wait_until
+from tests.e2e.stack import Stack
+from tests.support.processes import child_pids, wait_until
+from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -376,7 +377,7 @@ _RETRY_LINE = re.compile(
 
 @pytest.mark.slow
 def test_database_down_persist_retries_with_backoff_and_completes(
-    pg_cluster: PostgresCluster, make_stack: StackFactory
+    pg_cluster: PostgresServer, make_stack: StackFactory
 ) -> None:
     backoff, backoff_max = 0.5, 2.0
     stack = make_stack(

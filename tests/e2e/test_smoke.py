@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import BIN, ROOT, free_port, processes
+from tests.support.processes import BIN, ROOT, free_port, processes
 
 
 def test_migrate_start_create_and_read_over_http(tmp_path: Path) -> None:

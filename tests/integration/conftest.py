@@ -18,7 +18,7 @@ from app.db import make_engine
 from app.main import create_app
 from pipelines.context import use_context
 from tests.conftest import create_migrated_database, drop_database, flush_broker
-from tests.services import require_postgres, require_redis
+from tests.support.services import require_postgres, require_redis
 
 
 @pytest.fixture(scope="session")

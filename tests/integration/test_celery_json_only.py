@@ -21,8 +21,8 @@ from kombu import Connection
 from app.celery_app import celery_config
 from app.config import Settings
 from tests.conftest import migrate
-from tests.processes import Processes, free_port, processes, wait_until
-from tests.services import require_redis, unique_prefix
+from tests.support.processes import Processes, free_port, processes, wait_until
+from tests.support.services import require_redis, unique_prefix
 
 REDIS_DB = int(os.environ.get("TEST_CELERY_JSON_REDIS_DB", "13"))
 

@@ -26,7 +26,7 @@ from pipelines.providers.base import PermanentError, TransientError
 from pipelines.queues import Stage
 from pipelines.stage_task import RUN_VISIBILITY_WAIT
 from tests.conftest import BROKER_URL
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 
 
 def wait_for_state(api: TestClient, task_id: str, *states: str, timeout: float = 20) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from pipelines.ratelimit import TokenBucket
-from tests.services import require_redis, unique_prefix
+from tests.support.services import require_redis, unique_prefix
 
 pytestmark = pytest.mark.redis
 

@@ -28,7 +28,7 @@ from app.config import Settings
 from app.db import make_engine
 from app.main import create_app
 from tests.conftest import create_database, drop_database, flush_broker, migrate
-from tests.services import require_redis
+from tests.support.services import require_redis
 
 KEY = "schemathesis-key-1"
 SEED = 20_240_601

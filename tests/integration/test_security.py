@@ -30,7 +30,7 @@ from app.celery_app import celery_config
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import flush_broker, migrate
-from tests.processes import BIN, Processes, answers, free_port, processes, wait_until
+from tests.support.processes import Processes, answers, free_port, processes, wait_until
 
 JSON = {"content-type": "application/json"}
 ClientFactory = Callable[..., TestClient]
@@ -298,26 +298,8 @@ def server(
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
     }
     with processes(env, log_dir) as group:
-        group.start(
-            "api",
-            str(BIN / "uvicorn"),
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http",
-            request.param,
-        )
-        base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: answers(f"{base}/healthz", timeout=2),
-            timeout=30,
-            what="the API",
-            process=group.started[-1],
-            log=log_dir / "api.log",
-        )
-        yield base
+        group.api(port, "--http", request.param, log_level=None)
+        yield f"http://127.0.0.1:{port}"
 
 
 def _raw_request(base: str, request: bytes) -> tuple[int | None, bool, bytes]:
@@ -611,25 +593,8 @@ def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
     env = {**_secret_env(), "OUTBOX_SWEEP_INTERVAL": "0.2"}
     port = free_port()
     with processes(env, tmp_path) as group:
-        api = group.start(
-            "api",
-            str(BIN / "uvicorn"),
-            "app.main:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-config",
-            str(log_config),
-        )
+        group.api(port, "--log-config", str(log_config), log_level=None)
         base = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: answers(f"{base}/healthz", timeout=2),
-            timeout=30,
-            what="the API",
-            process=api,
-            log=tmp_path / "api.log",
-        )
         with httpx.Client(base_url=base, timeout=15) as http:
             responses = _failing_requests(http)
         time.sleep(0.5)  # a few outbox sweeps fail against the database meanwhile
