@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,8 +20,9 @@ from alembic.script import ScriptDirectory
 
 from app.probes import check_http, check_migrated, check_worker, main
 from tests.conftest import BROKER_URL, ROOT, migrate
-from tests.processes import free_port, processes, wait_until
-from tests.services import require_redis
+from tests.support.processes import free_port, processes, wait_until
+from tests.support.servers import RedisServer
+from tests.support.services import require_redis
 
 
 def probe(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -136,7 +138,7 @@ def test_a_real_worker_beats_while_it_consumes(tmp_path: Path, queue: str, pool:
         wait_until(check, timeout=60, what=what, process=worker, log=log)
 
     with processes(env, tmp_path) as group:
-        redis = group.redis(port, tmp_path)
+        redis = RedisServer(group, port=port, workdir=tmp_path).start()
         worker = group.worker(
             queue, "--include", "app.heartbeat", "--pool", pool, "--concurrency", "1"
         )
@@ -144,10 +146,10 @@ def test_a_real_worker_beats_while_it_consumes(tmp_path: Path, queue: str, pool:
         alive = probe("worker", env={"WORKER_HEARTBEAT_FILE": str(heartbeat)})
         assert alive.returncode == 0, alive.stderr
 
-        group.kill(redis)
+        redis.stop(signal.SIGKILL)
         wait_for(lambda: not heartbeat.exists(), "the heartbeat to stop with the broker down")
         assert probe("worker", env={"WORKER_HEARTBEAT_FILE": str(heartbeat)}).returncode == 1
-        group.redis(port, tmp_path, name="redis-again")
+        redis.start()
         wait_for(heartbeat.exists, "the heartbeat once the broker is back")
         assert probe("worker", env={"WORKER_HEARTBEAT_FILE": str(heartbeat)}).returncode == 0
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import migrate
-from tests.e2e.stack import in_ci
-from tests.processes import free_port, processes
+from tests.support.processes import free_port, processes
+from tests.support.services import in_ci
 
 pytestmark = pytest.mark.e2e
 

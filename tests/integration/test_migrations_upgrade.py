@@ -19,7 +19,7 @@ from app.config import Settings
 from app.db import make_engine
 from app.main import create_app
 from tests.conftest import create_database, drop_database, flush_broker, migrate
-from tests.services import require_postgres
+from tests.support.services import require_postgres
 
 NOW = "2026-11-01 10:00:00+00:00"
 

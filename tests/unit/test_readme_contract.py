@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.schemas import IssueCreate
-from tests.processes import ROOT
+from tests.support.processes import ROOT
 
 
 def test_readme_and_schema_agree_that_body_is_optional() -> None:
