@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,3 +95,25 @@ def test_bad_task_list_parameters_are_4xx(client: TestClient, params: dict) -> N
 
 def test_invalid_task_cursor_is_400(client: TestClient) -> None:
     assert client.get("/tasks", params={"cursor": "bogus"}).status_code == 400
+
+
+def test_every_stage_message_names_its_run_and_issue_for_flower(
+    client: TestClient, redis_url: str
+) -> None:
+    """Flower shows (and searches) a task's keyword arguments: each stage carries both ids."""
+    created = create(client, title="Crash on save")
+    run_id, issue_id = created["task_id"], created["issue"]["id"]
+    status = client.get(f"/tasks/{run_id}").json()
+    broker = redis.Redis.from_url(redis_url)
+    [raw] = broker.lrange("summarise", 0, -1)
+    message = json.loads(raw)
+    args, kwargs, embed = json.loads(base64.b64decode(message["body"]))
+    assert (args, kwargs) == ([], {"run_id": run_id, "issue_id": issue_id})
+    assert message["headers"]["task"] == "enrichment.summarise"
+    assert f"'issue_id': {issue_id}" in message["headers"]["kwargsrepr"]
+    # The rest of the chain travels with the message, with the same keyword arguments.
+    rest = embed["chain"]
+    assert [(s["task"], s["options"]["task_id"], s["kwargs"]) for s in reversed(rest)] == [
+        (f"enrichment.{stage['name']}", stage["task_id"], {"run_id": run_id, "issue_id": issue_id})
+        for stage in status["stages"][1:]
+    ]
