@@ -11,16 +11,16 @@ cost accuracy on seen and unseen repositories alike.
 Everything needed at prediction time is plain data: ``type_model.npz`` (numpy arrays,
 loaded with ``allow_pickle=False``) and ``type_model.json`` (vocabularies and settings),
 so loading a model file never executes code. Fitting lives in
-:mod:`pipelines.providers.training`; this module only predicts and does not import
+:mod:`lab.training`; this module only predicts and does not import
 scikit-learn.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
-import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -393,18 +393,7 @@ class TypeModel:
         )
 
 
-_MODEL: TypeModel | None = None
-_MODEL_LOCK = threading.Lock()
-
-
+@functools.lru_cache(maxsize=1)
 def get_model() -> TypeModel:
-    """The shipped model, loaded once per process (thread-safe lazy cache)."""
-    global _MODEL
-    model = _MODEL
-    if model is None:
-        with _MODEL_LOCK:
-            model = _MODEL
-            if model is None:
-                model = TypeModel.load(MODEL_DIR)
-                _MODEL = model
-    return model
+    """The shipped model, loaded once per process (``get_model.cache_clear()`` forgets it)."""
+    return TypeModel.load(MODEL_DIR)

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 
-from pipelines.providers import classifier
 from pipelines.providers.base import Provider
 from pipelines.providers.classifier import (
     TypeModel,
@@ -123,7 +122,7 @@ def test_model_loaded_once_and_shared() -> None:
         thread.join()
     assert all(model is first for model in seen)
     assert LocalProvider().model is LocalProvider().model is first
-    assert classifier._MODEL is first
+    assert get_model.cache_info().currsize == 1
 
 
 def test_probabilities_are_a_distribution() -> None:

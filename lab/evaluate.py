@@ -1,6 +1,6 @@
 """Evaluate the local provider on a labelled JSONL file (``title``, ``body``, ``label``).
 
-``python -m pipelines.providers.evaluate FILE [--cv]`` prints the model load time,
+``python -m lab.evaluate FILE [--cv]`` prints the model load time,
 accuracy, macro-F1, per-label precision/recall/F1, time per issue (summarise + tag) and
 the summary proxy score (ROUGE-1 F of the summary of the body alone against the title).
 With ``--cv`` it also prints the stratified 5-fold (NLBSE'24 metric) and
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     evaluate(args.file)
     if args.cv:
-        from pipelines.providers.training import cross_validate, leave_one_repo_out
+        from lab.training import cross_validate, leave_one_repo_out
 
         print("stratified 5-fold CV, macro-F1 per repo (NLBSE'24 metric)")
         for key, value in cross_validate(args.file).items():

@@ -1,15 +1,15 @@
 """Fitting and honest evaluation of the issue-type classifier.
 
-``python -m pipelines.providers.training train --data FILE --out DIR`` fits the shipped
+``python -m lab.training train --data FILE --out DIR`` fits the shipped
 model; ``cv`` and ``loro`` print the stratified 5-fold (NLBSE'24 metric: macro-F1 per
 repository, averaged over repositories) and leave-one-repository-out estimates.
-Only this module needs scikit-learn; prediction lives in :mod:`classifier`.
+Only this module needs scikit-learn; prediction lives in :mod:`pipelines.providers.classifier`.
 
 The n-gram counts of every issue are computed once (with the analysers of
-:mod:`classifier`, so training and prediction see identical features); each fit then
-selects its vocabulary (document frequency on its own training rows only), computes the
-idf and fits the logistic regression -- the same maths as scikit-learn's
-``TfidfVectorizer(sublinear_tf=True, min_df=...)`` per block.
+:mod:`pipelines.providers.classifier`, so training and prediction see identical
+features); each fit then selects its vocabulary (document frequency on its own training
+rows only), computes the idf and fits the logistic regression -- the same maths as
+scikit-learn's ``TfidfVectorizer(sublinear_tf=True, min_df=...)`` per block.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ def _print_scores(title: str, scores: dict[str, float]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.providers.training")
+    parser = argparse.ArgumentParser(prog="python -m lab.training")
     parser.add_argument("command", choices=("train", "cv", "loro"))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=MODEL_DIR)
