@@ -166,78 +166,19 @@ def heading_role(heading: str) -> str:
 
 # A tag: bounded name and attributes, so a stray "<" never makes the scan quadratic.
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]{0,15})(?=[\s/>])([^<>]{0,500})>")
-_BLOCK_TAGS = frozenset(
-    [
-        "p",
-        "div",
-        "br",
-        "li",
-        "ul",
-        "ol",
-        "tr",
-        "table",
-        "thead",
-        "tbody",
-        "tfoot",
-        "pre",
-        "blockquote",
-        "hr",
-        "details",
-        "section",
-        "article",
-        "header",
-        "footer",
-        "dl",
-        "dt",
-        "dd",
-        "center",
-        "figure",
-        "figcaption",
-        "main",
-        "nav",
-        "aside",
-        "form",
-    ]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_BLOCK_TAGS = _words(
+    "p div br li ul ol tr table thead tbody tfoot pre blockquote hr details section "
+    "article header footer dl dt dd center figure figcaption main nav aside form"
 )
-_INLINE_TAGS = frozenset(
-    [
-        "a",
-        "b",
-        "i",
-        "em",
-        "strong",
-        "span",
-        "code",
-        "kbd",
-        "sub",
-        "sup",
-        "u",
-        "s",
-        "strike",
-        "font",
-        "mark",
-        "small",
-        "big",
-        "ins",
-        "del",
-        "tt",
-        "abbr",
-        "cite",
-        "q",
-        "label",
-        "var",
-        "samp",
-        "td",
-        "th",
-        "img",
-        "picture",
-        "source",
-        "video",
-        "audio",
-        "input",
-        "button",
-        "g-emoji",
-    ]
+_INLINE_TAGS = _words(
+    "a b i em strong span code kbd sub sup u s strike font mark small big ins del tt "
+    "abbr cite q label var samp td th img picture source video audio input button g-emoji"
 )
 _HEADING_TAGS = frozenset(("h1", "h2", "h3", "h4", "h5", "h6", "summary"))
 _DROP_TAGS = frozenset(("script", "style", "noscript", "template", "head", "svg", "iframe"))
