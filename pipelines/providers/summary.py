@@ -39,7 +39,13 @@ from pipelines.providers.text import (
 
 SUMMARY_MAX = 300
 MAX_CHARS = SUMMARY_MAX  # the name earlier callers import
-MAIN_MAX = 210  # the statement's share when specifics follow
+MAIN_MAX = 210
+SENTENCE_MAX = 600  # longer sentences are cut before they are scored
+PARAGRAPH_MAX = 6_000  # what is split into sentences of one paragraph
+MAX_SENTENCES = 60  # of one section, read for the statement
+BODY_MAX = (
+    16_000  # what the summariser reads of a body  # the statement's share when specifics follow
+)
 SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
 ELLIPSIS = "…"
 EMPTY = "(no description)"
@@ -162,7 +168,7 @@ def is_prose(sentence: str) -> bool:
     compact = len(sentence) - sentence.count(" ")
     if sum(map(str.isalpha, sentence)) < 0.6 * compact:
         return False
-    if len(_CODE_CHARS.findall(sentence)) > max(2, len(sentence) // 25):
+    if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
         return False
     return not _BOILERPLATE.search(sentence)
 
@@ -238,7 +244,11 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
 def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
     out: list[str] = []
     for paragraph in paragraphs:
-        for sentence in split_sentences(paragraph):
+        if len(out) >= MAX_SENTENCES:
+            break
+        for whole in split_sentences(paragraph[:PARAGRAPH_MAX]):
+            # A "sentence" this long is a run-on paste; its start is what can be used.
+            sentence = truncate(whole, SENTENCE_MAX) if len(whole) > SENTENCE_MAX else whole
             key = sentence.lower()
             if key not in seen:
                 seen.add(key)
@@ -287,7 +297,7 @@ def _expected(parsed: ParsedIssue) -> str:
     for section in parsed.sections:
         if section.role == EXPECTED:
             for paragraph in section.paragraphs:
-                for sentence in split_sentences(paragraph):
+                for sentence in split_sentences(paragraph[:SENTENCE_MAX]):
                     if is_prose(sentence) or (cjk_count(sentence) >= 4):
                         return sentence
     return ""
@@ -303,7 +313,7 @@ def _fits(parts: list[str], extra: str, limit: int) -> bool:
 
 def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     """A summary of at most ``max_chars`` characters that is never empty."""
-    parsed = parse_issue(title or "", body or "")
+    parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
     statement, role = _statement(parsed)
     if statement and role == STEPS and title:

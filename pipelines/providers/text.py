@@ -18,9 +18,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 TITLE_MAX = 1_000
-BODY_MAX = 20_000
+BODY_MAX = 20_000  # what cleaning reads of a body: long reports say what matters first
+PROMPT_BODY_MAX = 50_000  # the API accepts no longer body
+MAX_SECTIONS = 200  # later headings are read as plain separators
 
 # Roles of sections, in the order the summariser prefers their prose.
 PROBLEM = "problem"  # what happens / what is asked
@@ -151,6 +154,7 @@ _HEADING_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+@lru_cache(maxsize=4096)
 def heading_role(heading: str) -> str:
     """The role of a section from its heading text (``OTHER`` when nothing matches)."""
     text = heading.strip().lower()[:200]
@@ -182,6 +186,11 @@ _INLINE_TAGS = _words(
 )
 _HEADING_TAGS = frozenset(("h1", "h2", "h3", "h4", "h5", "h6", "summary"))
 _DROP_TAGS = frozenset(("script", "style", "noscript", "template", "head", "svg", "iframe"))
+
+
+# A <details> block is a section of its own; after it, the enclosing section goes on.
+_DETAILS_OPEN = "\n\ue004\n"
+_DETAILS_CLOSE = "\n\ue003\n"
 
 
 def strip_html_comments(text: str) -> str:
@@ -236,6 +245,8 @@ def html_to_text(text: str) -> str:
             inline = before.strip() and after.strip() and "\n" not in text[match.start() : end]
             out.append(text[match.start() : end] if inline else "\n")
             pos = end
+        elif name == "details":
+            out.append(_DETAILS_CLOSE if closing else _DETAILS_OPEN)
         elif name in _HEADING_TAGS:
             out.append("\n" if closing else "\n### ")
         elif name in _BLOCK_TAGS:
@@ -277,9 +288,9 @@ _LOG_PREFIX = re.compile(
 _STACK_FRAME = re.compile(r"[ \t]*at[ \t]+[\w$<>/-]+(?:\.[\w$<>/-]+)*[ \t]*(?:\(|$)")
 
 # Inline Markdown.
-_IMAGE_MD = re.compile(r"!\[([^\]\n]{0,300})\]\([^)\n]{0,2000}\)")
-_LINK_MD = re.compile(r"\[([^\]\n]{0,300})\]\([^)\n]{0,2000}\)")
-_REF_LINK = re.compile(r"\[([^\]\n]{1,300})\]\[[^\]\n]{0,50}\]")
+_IMAGE_MD = re.compile(r"!\[([^\[\]\n]{0,300})\]\([^()\n]{0,2000}\)")
+_LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,2000}\)")
+_REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
 # Emphasis markers only (not the text between them): no backtracking over the content,
@@ -426,16 +437,19 @@ _ENV_KEYS = (
 )
 
 
+_ENV_KEY = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in _ENV_KEYS) + ")")
+
+
 def _is_env_key(key: str) -> bool:
     words = key.lower().strip()
     if len(words) > 60 or len(words.split()) > 8:
         return False
-    return any(re.search(rf"\b{re.escape(k)}", words) for k in _ENV_KEYS)
+    return _ENV_KEY.search(words) is not None
 
 
-def _bound(title: str, body: str) -> tuple[str, str]:
+def _bound(title: str, body: str, max_body: int) -> tuple[str, str]:
     title = _WS.sub(" ", (title or "")[:TITLE_MAX].replace("\n", " ")).strip()
-    body = (body or "")[:BODY_MAX].replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    body = (body or "")[:max_body].replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     return title, body
 
 
@@ -462,9 +476,9 @@ def _split_fences(body: str) -> tuple[list[str], list[str]]:
     return out, blocks
 
 
-def parse_issue(title: str, body: str) -> ParsedIssue:
+def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
     """Sections, prose, code and environment of an issue. Linear in the (bounded) input."""
-    title, body = _bound(title, body)
+    title, body = _bound(title, body, max_body)
     has_body = bool(body.strip())
     body = strip_html_comments(body)
     lines, blocks = _split_fences(body)
@@ -497,11 +511,21 @@ def parse_issue(title: str, body: str) -> ParsedIssue:
         sections.append(section)
         return section
 
+    outer: list[Section] = []
     for raw in text.split("\n"):
         line = raw.rstrip()
         current = sections[-1]
         if not line.strip():
             flush()
+            continue
+        if line == "\ue004":
+            outer.append(current)
+            continue
+        if line == "\ue003":
+            if outer:
+                enclosing = outer.pop()
+                flush()
+                sections.append(Section(enclosing.heading, enclosing.role))
             continue
         if line.startswith("\ue000"):
             flush()
@@ -510,6 +534,9 @@ def parse_issue(title: str, body: str) -> ParsedIssue:
                 current.code.append(blocks[int(index)])
             continue
         heading = _ATX_HEADING.match(line)
+        if heading and len(sections) >= MAX_SECTIONS:
+            flush()
+            continue
         if heading:
             start(clean_inline(heading.group(2) or "").rstrip("#").strip())
             continue
@@ -520,7 +547,7 @@ def parse_issue(title: str, body: str) -> ParsedIssue:
             flush()
             current.code.append(line)
             continue
-        label = _BOLD_LABEL.match(line) if "**" in line else None
+        label = _BOLD_LABEL.match(line) if "**" in line and len(sections) < MAX_SECTIONS else None
         if label and heading_role(label.group(1)) != OTHER:
             new = start(clean_inline(label.group(1)))
             rest = clean_inline(label.group(2))
@@ -675,7 +702,7 @@ def find_error(parsed: ParsedIssue) -> str:
         traceback = "Traceback" in chunk
         for match in _EXCEPTION.finditer(chunk):
             name = match.group(1).rsplit(".", 1)[-1]
-            message = (match.group(2) or "").strip().strip("'\"")
+            message = (match.group(2) or "").strip()
             best = f"{name}: {message}" if message else name
             if not traceback:
                 break  # the first exception outside a traceback; a traceback's last one
@@ -732,3 +759,65 @@ def environment(parsed: ParsedIssue) -> list[str]:
                     product = f"{name} {version}"
                     break
     return [fact for fact in (product, platform) if fact]
+
+
+# ---- a bounded, cleaned text for a language model -------------------------------------
+
+PROMPT_TEXT_MAX = 4_000
+TRUNCATED = " [truncated]"
+_EXCERPT_MAX = 600
+_SECTION_LABELS = {
+    PROBLEM: "Description",
+    ASK: "Proposed solution",
+    EXPECTED: "Expected behaviour",
+    STEPS: "Steps to reproduce",
+    ERROR: "Error message",
+    OTHER: "Other",
+}
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - len(TRUNCATED))]
+    space = cut.rfind(" ")
+    if space > len(cut) // 2:
+        cut = cut[:space]
+    return cut.rstrip() + TRUNCATED
+
+
+def prompt_text(title: str, body: str, limit: int = PROMPT_TEXT_MAX) -> str:
+    """The issue body as a language model should see it: cleaned, sectioned, bounded.
+
+    Prose sections keep their (normalised) headings in document order and share the
+    budget fairly, so a huge first section never crowds out "Expected behaviour" or the
+    steps; the error, the environment and a short excerpt of the first code or log
+    block follow. At most ``limit`` characters.
+    """
+    parsed = parse_issue(title, body, PROMPT_BODY_MAX)
+    tail: list[str] = []
+    error = find_error(parsed)
+    if error:
+        tail.append(f"Error: {_clip(error, 300)}")
+    env = environment(parsed)
+    if env:
+        tail.append(f"Environment: {', '.join(env)}")
+    code = next((c for s in parsed.sections for c in s.code if c.strip()), "")
+    if code:
+        excerpt = "\n".join(line[:200] for line in code.strip().split("\n")[:12])
+        tail.append(f"Code or log excerpt:\n{_clip(excerpt, _EXCERPT_MAX)}")
+    tail_text = "\n".join(tail)
+    budget = max(0, limit - len(tail_text) - 2)
+    sections = [s for s in parsed.sections if s.paragraphs and s.role in _SECTION_LABELS]
+    pieces: list[str] = []
+    for i, section in enumerate(sections):
+        label = section.heading or _SECTION_LABELS[section.role]
+        text = f"{_clip(label, 80)}: {section.prose}"
+        share = budget // (len(sections) - i)
+        clipped = _clip(text, max(share, 0))
+        if clipped:
+            pieces.append(clipped)
+            budget -= len(clipped) + 1
+    head = "\n".join(pieces)
+    result = f"{head}\n\n{tail_text}" if head and tail_text else head or tail_text
+    return result[:limit]
