@@ -81,7 +81,8 @@ def test_topic_rules_precision() -> None:
     assert tagger.tags("Build fails with undefined reference", "cmake then make") == ["build"]
     assert tagger.tags("Page is slow", "Rendering takes too long with 10k rows.") == ["performance"]
     assert tagger.tags("Button label", "Nothing else here.") == ["ui"]
-    assert tagger.tags("Add dark theme option", "Would be nice to have.") == []
+    assert tagger.tags("Add dark theme option", "Would be nice to have.") == ["ui"]
+    assert tagger.tags("Add an export option", "Would be nice to have.") == []
 
 
 def test_custom_taxonomy_respected() -> None:
