@@ -72,8 +72,8 @@ _WEAK_START = re.compile(
     re.I,
 )
 _BOILERPLATE = re.compile(
-    r"(?:do not delete this|please (?:read|search|make sure|fill|provide|go to|note|see|use"
-    r"|describe|include|ensure|check|confirm|answer|follow|attach|add|submit)|"
+    r"(?:do not delete this|please (?:read|search|make sure|fill|go to|note|ensure|confirm|"
+    r"answer|follow|attach|submit)\b|"
     r"read (?:our|the) (?:rules|guidelines|contributing|code of conduct)|"
     r"search existing issues|avoid creating duplicates|issue template|"
     r"(?:stack ?overflow|discussions? (?:forum|page)) for (?:help|support|questions)|"

@@ -24,6 +24,7 @@ TITLE_MAX = 1_000
 BODY_MAX = 20_000  # what cleaning reads of a body: long reports say what matters first
 PROMPT_BODY_MAX = 50_000  # the API accepts no longer body
 MAX_SECTIONS = 200  # later headings are read as plain separators
+TEMPLATE_SCAN = 2_000  # template instructions are short: a paragraph's start is checked
 
 # Roles of sections, in the order the summariser prefers their prose.
 PROBLEM = "problem"  # what happens / what is asked
@@ -70,6 +71,8 @@ _HEADING_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "alternatives",
             "force_builders",
             "summary (automated)",
+            "extensions (",
+            "a/b experiments",
         ),
     ),
     (ERROR, ("error message",)),
@@ -264,7 +267,9 @@ def html_to_text(text: str) -> str:
 
 _FENCE_OPEN = re.compile(r"[ \t]{0,3}(`{3,}|~{3,})")
 _ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*))?$")
-_BOLD_LABEL = re.compile(r"[ \t]*(?:[-*+][ \t]+)?\*\*([^*\n]{1,100})\*\*[ \t]*:?[ \t]*(.*)$")
+_BOLD_LABEL = re.compile(
+    r"[ \t]*(?:[-*+][ \t]+)?\*\*((?:[^*\n]|\*(?!\*)){1,100})\*\*[ \t]*:?[ \t]*(.*)$"
+)
 _KEY_VALUE = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?(?:\*\*)?([A-Za-z][\w /&().,'#-]{0,60}?)(?:\*\*)?[ \t]*"
     r"(?::|=>)[ \t]*(.*)$"
@@ -344,6 +349,35 @@ _SPAN = re.compile(r"\ue001(\d{1,6})\ue002")
 def _span(spans: list[str], index: str) -> str:
     i = int(index)
     return f"`{spans[i]}`" if i < len(spans) else ""
+
+
+# Instructions of the five projects' issue and pull-request templates (and their like):
+# sentences that a reporter left in place, never content.
+TEMPLATE_TEXT = re.compile(
+    r"(?:if the current behaviou?r is a bug|your bug will get fixed much faster|"
+    r"dependencies other than react|paste the link to your|do you want to request a|"
+    r"is your feature request related to a problem|clear and concise description|"
+    r"please make sure that this is a|as per our github policy|we only address code/doc|"
+    r"you can collect some of this information|you can obtain the tensorflow version|"
+    r"provide a reproducible test case|include any logs or source code|"
+    r"if including tracebacks|large logs and files should be attached|"
+    r"please go to stack ?overflow|here is our policy|it must be a bug, a feature request|"
+    r"the form below must be filled|shouldn't be a tensorboard issue|why we have that policy|"
+    r"developers respond to issues|work that benefits the whole community|"
+    r"support only helps individuals|notifies thousands of people|"
+    r"see you communicating an interesting problem|thanks? (?:you )?for taking the time|"
+    r"search(?:ed)? (?:the )?existing issues|avoid creating duplicates|do not delete this|"
+    r"i agree to contribute|to the best of my knowledge|i report the issue, it's not|"
+    r"i checked the problem with documentation|i updated to the latest opencv|"
+    r"there is reproducer code|the pr is proposed to the proper branch|"
+    r"there is a reference to the original bug|there is accuracy test|"
+    r"the feature is well documented and sample code|patch to opencv_extra|"
+    r"occur when all extensions are disabled|will this change the current api|"
+    r"who will benefit with this feature|describe the (?:bug|feature|problem|solution|"
+    r"alternatives?|current behaviou?r|expected behaviou?r)|for guidance on contributing|"
+    r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template)",
+    re.I,
+)
 
 
 def is_log_line(line: str) -> bool:
@@ -437,7 +471,7 @@ _ENV_KEYS = (
 )
 
 
-_ENV_KEY = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in _ENV_KEYS) + ")")
+_ENV_KEY = re.compile(r"\b(?:" + "|".join(re.escape(k) for k in _ENV_KEYS) + r")s?\b")
 
 
 def _is_env_key(key: str) -> bool:
@@ -501,6 +535,13 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
     def flush() -> None:
         if paragraph:
             joined = " ".join(paragraph).strip()
+            if TEMPLATE_TEXT.search(joined[:TEMPLATE_SCAN]):
+                kept = [
+                    p
+                    for p in split_sentences(joined)
+                    if not TEMPLATE_TEXT.search(p[:TEMPLATE_SCAN])
+                ]
+                joined = " ".join(kept)
             if joined and not is_placeholder(joined):
                 sections[-1].paragraphs.append(joined)
             paragraph.clear()
@@ -540,7 +581,12 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         if heading:
             start(clean_inline(heading.group(2) or "").rstrip("#").strip())
             continue
-        if _RULE.match(line) or _CHECKLIST.match(line) or _TABLE_ROW.match(line):
+        if (
+            _RULE.match(line)
+            or _CHECKLIST.match(line)
+            or _TABLE_ROW.match(line)
+            or line.count("|") >= 2
+        ):
             flush()
             continue
         if current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line):
@@ -700,19 +746,50 @@ def find_error(parsed: ParsedIssue) -> str:
     for chunk in ordered:
         best = ""
         traceback = "Traceback" in chunk
-        for match in _EXCEPTION.finditer(chunk):
-            name = match.group(1).rsplit(".", 1)[-1]
-            message = (match.group(2) or "").strip()
-            best = f"{name}: {message}" if message else name
-            if not traceback:
+        for line in _candidate_lines(chunk, _EXCEPTION_HINTS):
+            for match in _EXCEPTION.finditer(line):
+                name = match.group(1).rsplit(".", 1)[-1]
+                message = (match.group(2) or "").strip()
+                best = f"{name}: {message}" if message else name
+                break
+            if best and not traceback:
                 break  # the first exception outside a traceback; a traceback's last one
         if best:
             return best
     for chunk in ordered[:code_chunks]:
-        fatal = _FATAL.search(chunk)
-        if fatal:
-            return fatal.group(1).strip()
+        for line in _candidate_lines(chunk, _FATAL_HINTS):
+            fatal = _FATAL.search(line)
+            if fatal:
+                return fatal.group(1).strip()
     return ""
+
+
+_EXCEPTION_HINTS = ("Error", "Exception", "Failure", "Fault", "Violation", "Panic")
+_FATAL_HINTS = (
+    "fault",
+    "dumped",
+    "illegal",
+    "error",
+    "overflow",
+    "fatal",
+    "abort",
+    "assert",
+    "killed",
+    "err!",
+)
+_LINE_SCAN = 1_000  # of a line, what the error patterns read
+
+
+def _candidate_lines(chunk: str, hints: tuple[str, ...]) -> list[str]:
+    """Lines of ``chunk`` that contain one of ``hints`` (case-insensitive for lower-case
+    hints), each cut to :data:`_LINE_SCAN` characters: the patterns run on few, short lines."""
+    lower = hints[0].islower()
+    out: list[str] = []
+    for line in chunk.split("\n"):
+        probe = line.lower() if lower else line
+        if any(h in probe for h in hints):
+            out.append(line[:_LINE_SCAN])
+    return out
 
 
 def _version(value: str) -> str:
