@@ -863,6 +863,33 @@ def _clip(text: str, limit: int) -> str:
     return cut.rstrip() + TRUNCATED
 
 
+def _excerpt(parsed: ParsedIssue, max_lines: int = 8) -> str:
+    """What matters of the code and logs: the lines that name an error, else the first
+    distinct lines of the first block. Repeated lines appear once."""
+    chunks = [c for s in parsed.sections for c in s.code if c.strip()]
+    seen: set[str] = set()
+    telling: list[str] = []
+    for chunk in chunks:
+        for line in _candidate_lines(chunk, _FATAL_HINTS):
+            key = line.strip()[:200]
+            if key and key not in seen:
+                seen.add(key)
+                telling.append(key)
+        if len(telling) >= max_lines:
+            break
+    if telling:
+        return "\n".join(telling[-max_lines:])
+    first: list[str] = []
+    for line in chunks[0].split("\n") if chunks else []:
+        key = line.rstrip()[:200]
+        if key.strip() and key not in seen:
+            seen.add(key)
+            first.append(key)
+            if len(first) >= max_lines:
+                break
+    return "\n".join(first)
+
+
 def prompt_text(title: str, body: str, limit: int = PROMPT_TEXT_MAX) -> str:
     """The issue body as a language model should see it: cleaned, sectioned, bounded.
 
@@ -879,9 +906,8 @@ def prompt_text(title: str, body: str, limit: int = PROMPT_TEXT_MAX) -> str:
     env = environment(parsed)
     if env:
         tail.append(f"Environment: {', '.join(env)}")
-    code = next((c for s in parsed.sections for c in s.code if c.strip()), "")
-    if code:
-        excerpt = "\n".join(line[:200] for line in code.strip().split("\n")[:12])
+    excerpt = _excerpt(parsed)
+    if excerpt:
         tail.append(f"Code or log excerpt:\n{_clip(excerpt, _EXCERPT_MAX)}")
     tail_text = "\n".join(tail)
     budget = max(0, limit - len(tail_text) - 2)
