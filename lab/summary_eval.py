@@ -12,7 +12,8 @@ issue 9 asks of a summary, without a judge:
   ``NEW_TOKENS`` content words that the title does not (``adds_words``); ``adds_info`` is
   either of the two;
 - **degenerate cases**: empty, the title alone (its words are all in the title), the
-  title alone although the body has prose, a dangling first sentence ("It crashes."),
+  title alone although the body has prose (a sentence of three or more words that is
+  not code, a log line or template text), a dangling first sentence ("It crashes."),
   over :data:`SUMMARY_MAX`, a cut inside a word.
 
 It is a proxy for the 1-5 rating of issue 9, not a replacement: read the outputs too.
@@ -24,7 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.providers.summary import SUMMARY_MAX, is_dangling, tokens
+from pipelines.providers.summary import SUMMARY_MAX, is_dangling, is_prose, tokens
 from pipelines.providers.text import clean_issue_text, split_sentences
 
 NEW_TOKENS = 4
@@ -84,7 +85,7 @@ def summary_report(rows: Sequence[dict[str, Any]], summaries: Sequence[str]) -> 
         title_tokens = set(tokens(title))
         summary_tokens = set(tokens(summary))
         is_title_only = bool(summary.strip()) and summary_tokens <= title_tokens
-        prose = clean_issue_text("", body).strip()
+        prose = any(is_prose(s) for s in split_sentences(clean_issue_text("", body)[:20_000]))
         if not summary.strip():
             empty += 1
             examples["empty"].append(row.get("id", "?"))

@@ -47,6 +47,7 @@ BODY_MAX = (
     16_000  # what the summariser reads of a body  # the statement's share when specifics follow
 )
 SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
+SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 ELLIPSIS = "…"
 EMPTY = "(no description)"
 
@@ -61,13 +62,15 @@ _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
     r"error|bug)|same (?:issue|problem|here)|any (?:idea|help|suggestion)s?|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
-    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
+    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
+    r"(?:here is |here's )?(?:the |my )?(?:code|example|output|logs?|screenshots?|"
+    r"error message)(?: for| of| to| below| is| as follows)?\b[^.?!]{0,30}[:.]?$)\b",
     re.I,
 )
 # Openers that carry nothing, whatever follows them.
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
-    r"not a coder|i(?:'m| am) new to|i(?:'m| am) a beginner|first of all\b|"
+    r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
     r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b)",
     re.I,
 )
@@ -181,8 +184,8 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
         return False
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
-    if _WEAK_START.match(sentence):
-        return False
+    if _WEAK_START.match(sentence) or sentence.endswith(":"):
+        return False  # a sentence ending in ":" only introduces code or a list
     toks = tokens(sentence)
     if cjk_count(sentence) >= 4:
         return True
@@ -234,8 +237,8 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
     if _BUG_MARK in sentence:
         score += 2.0
-    if sentence.endswith(":"):
-        score -= 0.5  # it introduces code or a list that is not part of the summary
+    if _DANGLING_END.search(sentence):
+        score -= 0.5  # "… like this." points at something the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
     return score
@@ -287,9 +290,19 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             if chosen[-1].endswith(":"):
                 chosen[-1] = chosen[-1][:-1].rstrip()
             text = " ".join(_ensure_period(s.replace(_BUG_MARK, "").strip()) for s in chosen)
-            if is_dangling(chosen[0]) and role != STEPS:
+            if role != STEPS and (is_dangling(chosen[0]) or len(text) < SHORT_ALONE):
                 text = _with_context(text, parsed.title)
             return text, role
+    # Nothing informative: still never the title alone when the body has prose of its own.
+    for section in parsed.sections:
+        if section.role not in _STATEMENT_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                sentence = sentence.rstrip(":").strip()
+                if is_prose(sentence) and set(tokens(sentence)) - title_tokens:
+                    clipped = truncate(sentence, MAIN_MAX)
+                    return _with_context(_ensure_period(clipped), parsed.title), section.role
     return "", ""
 
 

@@ -275,7 +275,7 @@ _KEY_VALUE = re.compile(
     r"(?::|=>)[ \t]*(.*)$"
 )
 _RULE = re.compile(r"[ \t]*(?:={3,}|-{3,}|\*{3,}|_{3,})[ \t]*$")
-_CHECKLIST = re.compile(r"[ \t]*(?:[-*+]|\d{1,3}[.)])?[ \t]*\[[ xX]?\]")
+_CHECKLIST = re.compile(r"[ \t]*(?:[-*+]|\d{1,3}[.)])?[ \t]*\[[ xX]{0,2}\]")
 _TABLE_ROW = re.compile(r"[ \t]*\|")
 _INDENTED = re.compile(r"(?: {4}|\t)[ \t]*\S")
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d{1,3}[.)])[ \t]+")
@@ -284,6 +284,7 @@ _QUOTE = re.compile(r"^[ \t]*>[ \t]?")
 _LOG_PREFIX = re.compile(
     r"[ \t]*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
     r"|(?:INFO|WARN|WARNING|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[ \t:\]]"
+    r"|#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
     r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!"
     r"|[ \t]*\^+[ \t]*$"
     r"|(?:[a-z_]\w{0,40}\.){0,8}[A-Z]\w{0,60}?(?:Error|Exception)\b:)"
@@ -375,7 +376,8 @@ TEMPLATE_TEXT = re.compile(
     r"occur when all extensions are disabled|will this change the current api|"
     r"who will benefit with this feature|describe the (?:bug|feature|problem|solution|"
     r"alternatives?|current behaviou?r|expected behaviou?r)|for guidance on contributing|"
-    r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template)",
+    r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
+    r"be sure to convey here|describe the problem clearly here)",
     re.I,
 )
 
@@ -649,8 +651,7 @@ def clean_issue_text(title: str, body: str) -> str:
     environment lines, HTML (script/style dropped), code, stack traces and logs are removed.
     """
     parsed = parse_issue(title, body)
-    prose = parsed.prose()
-    return f"{parsed.title}\n{prose}" if prose else parsed.title
+    return "\n".join(part for part in (parsed.title, parsed.prose()) if part)
 
 
 # ---- sentences --------------------------------------------------------------------------
@@ -690,7 +691,7 @@ _EXCEPTION = re.compile(
     r"(?:Error|Exception|Failure|Fault|Violation|Panic))\b(?::[ \t]*([^\n]{0,300}))?"
 )
 _FATAL = re.compile(
-    r"\b(segmentation fault|core dumped|illegal instruction|bus error|stack overflow|"
+    r"\b(segmentation fault|core dumped|illegal instruction|bus error|"
     r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
     r"error: [^\n]{5,160})\b",
