@@ -105,6 +105,7 @@ _DANGLING_START = re.compile(
     r"keeps|kept|needs|goes|went|comes|came|includes|contains|allows|requires|helps))\b",
     re.I,
 )
+_INTRODUCES = re.compile(r"(?::|\b(?:like|following|as follows|below|this|these|here))[.…]?$", re.I)
 _DANGLING_END = re.compile(r"\b(?:it|this|that|them|these|those)[?.!…]*$", re.I)
 # "Does not happen when…", "Happens every time.": a verb with its subject left out.
 _SUBJECTLESS = re.compile(
@@ -184,14 +185,22 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
         return False
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
-    if _WEAK_START.match(sentence) or sentence.endswith(":"):
-        return False  # a sentence ending in ":" only introduces code or a list
+    if _WEAK_START.match(sentence):
+        return False
+    if _INTRODUCES.search(sentence) and len(words) < 8:
+        return False  # "Often we write something like:" only introduces code or a list
     toks = tokens(sentence)
     if cjk_count(sentence) >= 4:
         return True
     if len(toks) < 2:
         return False
     return bool(set(toks) - title_tokens)  # says something the title does not
+
+
+def _novel(text: str, title_tokens: set[str]) -> float:
+    """The share of a text's content words that the title does not have."""
+    words = set(tokens(text))
+    return len(words - title_tokens) / len(words) if words else 0.0
 
 
 def _with_context(sentence: str, title: str) -> str:
@@ -237,8 +246,8 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
     if _BUG_MARK in sentence:
         score += 2.0
-    if _DANGLING_END.search(sentence):
-        score -= 0.5  # "… like this." points at something the summary does not show
+    if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
+        score -= 0.5  # "… like this:" points at something the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
     return score
@@ -290,7 +299,8 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             if chosen[-1].endswith(":"):
                 chosen[-1] = chosen[-1][:-1].rstrip()
             text = " ".join(_ensure_period(s.replace(_BUG_MARK, "").strip()) for s in chosen)
-            if role != STEPS and (is_dangling(chosen[0]) or len(text) < SHORT_ALONE):
+            short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
+            if role != STEPS and (is_dangling(chosen[0]) or short):
                 text = _with_context(text, parsed.title)
             return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.

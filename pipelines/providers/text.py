@@ -294,8 +294,9 @@ _LOG_PREFIX = re.compile(
 _STACK_FRAME = re.compile(r"[ \t]*at[ \t]+[\w$<>/-]+(?:\.[\w$<>/-]+)*[ \t]*(?:\(|$)")
 
 # Inline Markdown.
-_IMAGE_MD = re.compile(r"!\[([^\[\]\n]{0,300})\]\([^()\n]{0,2000}\)")
-_LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,2000}\)")
+# The target class excludes "(" and ")", so a scan stops at the next one: linear.
+_IMAGE_MD = re.compile(r"!\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
+_LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
 _REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
