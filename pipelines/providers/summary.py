@@ -48,6 +48,7 @@ BODY_MAX = (
 )
 SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
+TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
 ELLIPSIS = "…"
 EMPTY = "(no description)"
 
@@ -253,6 +254,22 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     return score
 
 
+_LEAD = re.compile(
+    r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
+    r"summary:|tl;dr:?|update:|so,|then,?)[ \t]+(?=\S)",
+    re.I,
+)
+
+
+def _drop_lead(sentence: str) -> str:
+    """ "Hi, I got…" -> "I got…", "Summary: The link…" -> "The link…"."""
+    match = _LEAD.match(sentence)
+    if not match or len(sentence) - match.end() < 15:
+        return sentence
+    rest = sentence[match.end() :]
+    return rest[:1].upper() + rest[1:]
+
+
 def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
     out: list[str] = []
     for paragraph in paragraphs:
@@ -261,6 +278,7 @@ def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
         for whole in split_sentences(paragraph[:PARAGRAPH_MAX]):
             # A "sentence" this long is a run-on paste; its start is what can be used.
             sentence = truncate(whole, SENTENCE_MAX) if len(whole) > SENTENCE_MAX else whole
+            sentence = _drop_lead(sentence)
             key = sentence.lower()
             if key not in seen:
                 seen.add(key)
@@ -300,7 +318,13 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
                 chosen[-1] = chosen[-1][:-1].rstrip()
             text = " ".join(_ensure_period(s.replace(_BUG_MARK, "").strip()) for s in chosen)
             short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
-            if role != STEPS and (is_dangling(chosen[0]) or short):
+            # A statement that shares no word with the title does not say what it is about.
+            unanchored = (
+                title_tokens
+                and not set(tokens(text)) & title_tokens
+                and len(parsed.title) <= TITLE_CONTEXT_MAX
+            )
+            if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
                 text = _with_context(text, parsed.title)
             return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.

@@ -248,10 +248,16 @@ def test_feature_template_questions_and_environment_lines_skipped() -> None:
         "The exporter cannot write files larger than four gigabytes on FAT drives."
     )
     summary = summarise("Large exports", body)
+    # The sentence shares no word with the title, so the title leads as its context.
     assert summary.startswith(
-        "The exporter cannot write files larger than four gigabytes on FAT drives."
+        "Large exports: the exporter cannot write files larger than four gigabytes on FAT drives."
     )
     assert "request" not in summary
+
+
+def test_greeting_lead_is_dropped() -> None:
+    body = "Hi, I got this error when I run the Dirt model with tensorflow-gpu 1.13.1 on my GPU."
+    assert summarise("Dirt model fails", body).startswith("I got this error when I run the Dirt")
 
 
 def test_repeated_sentences_not_duplicated() -> None:
