@@ -238,6 +238,9 @@ _CUE = re.compile(
     re.I,
 )
 _BUG_MARK = "\U0001f41b"  # 🐛: VS Code's maintainers mark the faulty step with it
+_SAYS_BUG = re.compile(
+    r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
+)
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
 
 
@@ -245,7 +248,7 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
-    if _BUG_MARK in sentence:
+    if _BUG_MARK in sentence or _SAYS_BUG.search(sentence):
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show

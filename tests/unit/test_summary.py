@@ -264,3 +264,14 @@ def test_repeated_sentences_not_duplicated() -> None:
     body = "Give the build an option to produce static libraries.\n" * 3
     summary = summarise("Static libs", body)
     assert summary.count("static libraries") == 1
+
+
+def test_the_step_that_says_it_is_a_bug_is_the_statement() -> None:
+    body = (
+        "1. Use a settings file that makes every folder read-only\n"
+        "2. Create a temporary file with some content in the editor\n"
+        "3. Save it somewhere on the computer\n"
+        "4. The file written to disk is empty, this is a bug:\n"
+    )
+    summary = summarise("Saving to a read-only folder", body)
+    assert summary.startswith("The file written to disk is empty, this is a bug.")
