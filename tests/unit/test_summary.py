@@ -274,4 +274,6 @@ def test_the_step_that_says_it_is_a_bug_is_the_statement() -> None:
         "4. The file written to disk is empty, this is a bug:\n"
     )
     summary = summarise("Saving to a read-only folder", body)
-    assert summary.startswith("The file written to disk is empty, this is a bug.")
+    assert summary == (
+        "Saving to a read-only folder: the file written to disk is empty, this is a bug."
+    )
