@@ -63,9 +63,14 @@ _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
     r"error|bug)|same (?:issue|problem|here)|any (?:idea|help|suggestion)s?|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
-    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
-    r"(?:here is |here's )?(?:the |my )?(?:code|example|output|logs?|screenshots?|"
-    r"error message)(?: for| of| to| below| is| as follows)?\b[^.?!]{0,30}[:.]?$)\b",
+    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
+    re.I,
+)
+# "Code for conversion.", "Here is the full log:": a label in front of code.
+_CODE_LABEL = re.compile(
+    r"(?:here is |here's |below is )?(?:the |my |a )?(?:full |complete )?(?:code|example|"
+    r"output|logs?|screenshots?|error message|traceback|stack ?trace|snippet)\b"
+    r"[^.?!\n]{0,30}[:.]?$",
     re.I,
 )
 # Openers that carry nothing, whatever follows them.
@@ -129,6 +134,24 @@ STOPWORDS = frozenset(
     """.split()  # noqa: SIM905
 )
 
+_ENGLISH_STARTS = STOPWORDS | frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "when",
+        "if",
+        "after",
+        "while",
+        "every",
+        "sometimes",
+        "currently",
+        "since",
+        "although",
+        "however",
+    ]
+)
+
 # Section roles in the order the statement is taken from them.
 _STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS)
 
@@ -186,7 +209,7 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
         return False
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
-    if _WEAK_START.match(sentence):
+    if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
         return False
     if _INTRODUCES.search(sentence) and len(words) < 8:
         return False  # "Often we write something like:" only introduces code or a list
@@ -196,6 +219,14 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if len(toks) < 2:
         return False
     return bool(set(toks) - title_tokens)  # says something the title does not
+
+
+def _capitalise(text: str) -> str:
+    """Upper-case a plain English first word ("the view opens" -> "The view opens")."""
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower() and first in _ENGLISH_STARTS:
+        return text[:1].upper() + text[1:]
+    return text
 
 
 def _novel(text: str, title_tokens: set[str]) -> float:
@@ -238,6 +269,7 @@ _CUE = re.compile(
     re.I,
 )
 _BUG_MARK = "\U0001f41b"  # 🐛: VS Code's maintainers mark the faulty step with it
+_QUESTION_MARK = "\u2753"  # ❓: and the step whose outcome the tester doubts
 _SAYS_BUG = re.compile(
     r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
 )
@@ -248,7 +280,7 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
-    if _BUG_MARK in sentence or _SAYS_BUG.search(sentence):
+    if _BUG_MARK in sentence or _QUESTION_MARK in sentence or _SAYS_BUG.search(sentence):
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
@@ -319,7 +351,11 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
                 chosen.append(sentences[follow])
             if chosen[-1].endswith(":"):
                 chosen[-1] = chosen[-1][:-1].rstrip()
-            text = " ".join(_ensure_period(s.replace(_BUG_MARK, "").strip()) for s in chosen)
+            text = " ".join(
+                _ensure_period(s.replace(_BUG_MARK, "").replace(_QUESTION_MARK, "").strip())
+                for s in chosen
+            )
+            text = _capitalise(text)
             short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
             # A statement that shares no word with the title does not say what it is about.
             unanchored = (
@@ -337,7 +373,11 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
         for paragraph in section.paragraphs:
             for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
                 sentence = sentence.rstrip(":").strip()
-                if is_prose(sentence) and set(tokens(sentence)) - title_tokens:
+                if (
+                    is_prose(sentence)
+                    and set(tokens(sentence)) - title_tokens
+                    and not _CODE_LABEL.match(sentence)
+                ):
                     clipped = truncate(sentence, MAIN_MAX)
                     return _with_context(_ensure_period(clipped), parsed.title), section.role
     return "", ""
