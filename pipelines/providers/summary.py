@@ -245,8 +245,8 @@ def _with_context(sentence: str, title: str) -> str:
 
 def _lower_first(sentence: str) -> str:
     word = sentence.split(" ", 1)[0]
-    if word == "I" or word.startswith(("I'", "I\u2019")) or not sentence[1:2].islower():
-        return sentence
+    if word == "I" or word.lower() not in _ENGLISH_STARTS or not sentence[1:2].islower():
+        return sentence  # "I'm…", names and identifiers keep their case
     return sentence[:1].lower() + sentence[1:]
 
 
