@@ -419,6 +419,20 @@ def issue_prose(title: str, body: str) -> str:
     return "\n".join(line for line in cleaned.split("\n") if not _TEMPLATE_LINE.search(line))
 
 
+def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
+    """Whether the built-in rules of ``topic`` hold for an issue (``prose``: :func:`issue_prose`).
+
+    ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
+    :data:`MAX_BODY_CHARS`).
+    """
+    rule = TOPIC_RULES[topic]
+    return bool(
+        rule.title.search(title)
+        or rule.body.search(prose)
+        or (topic == "crash" and _CRASH_SIGNATURE.search(raw_body))
+    )
+
+
 class TopicTagger:
     """Tags the topics of ``taxonomy`` that an issue is about, in taxonomy order."""
 
@@ -440,12 +454,10 @@ class TopicTagger:
         prose = issue_prose(title, raw)
         if summary:
             prose = f"{summary[:TITLE_MAX]}\n{prose}"
-        found: list[str] = []
-        for topic, rule in self._rules.items():
-            if (
-                rule.title.search(title)
-                or rule.body.search(prose)
-                or (topic == "crash" and _CRASH_SIGNATURE.search(raw))
-            ):
-                found.append(topic)
-        return found
+        return [
+            topic
+            for topic, rule in self._rules.items()
+            if rule.title.search(title)
+            or rule.body.search(prose)
+            or (topic == "crash" and _CRASH_SIGNATURE.search(raw))
+        ]
