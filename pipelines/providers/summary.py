@@ -280,7 +280,7 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
-    if _BUG_MARK in sentence or _QUESTION_MARK in sentence or _SAYS_BUG.search(sentence):
+    if sentence.startswith((_BUG_MARK, _QUESTION_MARK)) or _SAYS_BUG.search(sentence):
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
@@ -352,8 +352,7 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             if chosen[-1].endswith(":"):
                 chosen[-1] = chosen[-1][:-1].rstrip()
             text = " ".join(
-                _ensure_period(s.replace(_BUG_MARK, "").replace(_QUESTION_MARK, "").strip())
-                for s in chosen
+                _ensure_period(s.lstrip(f"{_BUG_MARK}{_QUESTION_MARK} ").strip()) for s in chosen
             )
             text = _capitalise(text)
             short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5

@@ -398,6 +398,7 @@ def is_placeholder(text: str) -> bool:
 class Section:
     heading: str
     role: str
+    inline: bool = False  # opened by a "Steps to reproduce:" line rather than a heading
     paragraphs: list[str] = field(default_factory=list)
     code: list[str] = field(default_factory=list)  # fenced/indented code and log lines
 
@@ -556,12 +557,15 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         return section
 
     outer: list[Section] = []
+    lines_since_blank = 0
     for raw in text.split("\n"):
         line = raw.rstrip()
         current = sections[-1]
         if not line.strip():
             flush()
+            lines_since_blank = 0
             continue
+        lines_since_blank += 1
         if line == "\ue004":
             outer.append(current)
             continue
@@ -616,7 +620,7 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         if key_value and not key_value.group(2).strip():
             role = heading_role(key_value.group(1))
             if role != OTHER:  # "Steps to Reproduce:" on its own line
-                start(key_value.group(1).strip())
+                start(key_value.group(1).strip()).inline = True
                 continue
         cleaned = clean_inline(_QUOTE.sub("", _LIST_ITEM.sub("", line, count=1), count=1))
         if not cleaned:
@@ -630,6 +634,18 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             flush()  # "{", "vsliv368:30146709", "1.2.3 | x64": code or data, not prose
             current.code.append(line)
             continue
+        if (
+            current.inline
+            and current.paragraphs
+            and not paragraph
+            and not _LIST_ITEM.match(line)
+            and lines_since_blank == 1
+        ):
+            # Prose after the list of an inline "Steps to reproduce:" label describes
+            # the issue again: it is not a step.
+            flush()
+            current = Section("", PROBLEM)
+            sections.append(current)
         if _LIST_ITEM.match(line):
             flush()  # list items are sentences of their own
             paragraph.append(cleaned)

@@ -277,3 +277,13 @@ def test_the_step_that_says_it_is_a_bug_is_the_statement() -> None:
     assert summary == (
         "Saving to a read-only folder: the file written to disk is empty, this is a bug."
     )
+
+
+def test_prose_after_an_inline_steps_list_is_the_statement() -> None:
+    # The README's walk-through issue: "Steps to reproduce:" is a label, not a heading.
+    body = (
+        "Steps to reproduce:\n1. Create a file named 🐛.txt\n2. Press Ctrl+S\n\n"
+        "The app crashes with a segfault since upgrading to 2.4. It worked in 2.3."
+    )
+    summary = summarise("App crashes when saving a file with an emoji in its name", body)
+    assert summary == "The app crashes with a segfault since upgrading to 2.4."
