@@ -86,8 +86,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"typo in (?:the )?\w+",
             r"not (?:yet )?documented",
             r"undocumented",
-            r"(?:should|must|needs? to) be documented",
-            r"document (?:this|that|how|the (?:new|behaviou?r|option|flag|parameter))",
+            r"(?:should|must|needs? to) be (?:properly |better |clearly )?documented",
             r"docstrings?",
         ),
     ),
@@ -109,7 +108,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r"bottleneck",
             r"laggy|lags?|lagging",
             r"out of memory|oom",
-            r"hangs?|hanging|freezes?|freezing",
         ),
         body=_words(
             r"performance (?:issue|problem|regression|degradation|drop|hit|penalty)",
@@ -117,7 +115,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"slow(?:s)? down|slowdown",
             r"memory leaks?|leaks? memory",
             r"(?:high|excessive|huge|increased) (?:cpu|gpu|memory|ram)(?: usage)?",
-            r"(?:takes?|took|taking|waits?|waiting|waited|blocks?|blocked|freezes|hangs) "
+            r"(?:takes?|took|taking) "
             r"(?:for )?(?:about |around |over |almost |nearly |more than |up to |at least )?"
             r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?|hours?)",
             r"(?:takes?|took|taking) (?:too long|forever|ages)",
@@ -212,8 +210,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r"accessible view",
             r"context menu",
             r"tooltips?",
-            r"(?:the|a|this) (?:button|dialog|sidebar|toolbar|status bar|tab bar|menu bar)"
-            r" (?:is|does|doesn't|shows|appears|disappears|overlaps|flickers)",
             r"(?:is|are|looks?) (?:misaligned|cut off|truncated|invisible|unreadable|blurry)",
         ),
     ),
@@ -224,7 +220,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
             r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
             r"cmake",
-            r"bazel(?: build)?",
+            r"bazel build",
+            r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
             r"(?:error|problem|issue)s? (?:when )?(?:trying to )?(?:build|compil)(?:e|ing)",
             r"makefile",
             r"autotools|autoconf|automake",
@@ -295,11 +292,14 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:update|upgrade|bump)(?:s|d|ed)? (?:the )?dependenc(?:y|ies)",
             r"(?:fails?|failed|failing|unable|cannot|can't) to install (?:via|with|using) \S+",
             r"error (?:occurs )?when installing",
-            r"(?:upgrade|update|bump)(?:s|d|ed)? (?:\S+ )?(?:to|from) v?\d[\w.]*",
+            r"(?:upgrade|update|bump)(?:s|d|ed)? (?!vs ?code|vscode|to |from )\S+ (?:to|from) "
+            r"v?\d+(?:\.\d+)+",
             r"bump(?:s|ed)? \S+",
             r"requirements(?:\.txt)?",
             r"package\.json|package-lock\.json|yarn\.lock",
-            r"third[- ]party|3rd ?party|3rdparty",
+            r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
+            r"modules?|code)",
+            r"3rdparty",
             r"vendored|submodules?",
             r"peer dep(?:endency|endencies)?",
             r"version conflict",
@@ -307,7 +307,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:pip|npm|yarn|conda) install",
             r"eresolve",
             r"(?:protobuf|numpy|keras|cuda|cudnn|ffmpeg|boost|qt|openssl|onnx|node) "
-            r"(?:version|v?\d[\w.]*)",
+            r"(?:version|v?\d+(?:\.\d+)+)",
         ),
         body=_words(
             r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
@@ -318,7 +318,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r"could not resolve dependency",
             r"version conflict",
             r"(?:requires|needs|pins?) (?:\w+ )?(?:version )?(?:>=|<=|==|<|>)",
-            r"third[- ]party (?:library|libraries|dependency|dependencies|package)",
             r"3rdparty",
             r"incompatible (?:with )?(?:numpy|protobuf|keras|python|cuda|cudnn) ",
         ),
@@ -333,15 +332,20 @@ TOPIC_RULES: dict[str, Rule] = {
             r"core dump(?:ed|s)?",
             r"abort(?:s|ed|ing)?",
             r"panic(?:s|ked)?",
-            r"fatal (?:error|exception|signal)",
+            r"fatal (?:exception|signal)",
             r"access violation",
             r"dies|died",
             r"terminat(?:es|ed) unexpectedly",
             r"illegal instruction",
-            r"assertion (?:failed|failure)",
         ),
         body=_words(
-            r"crash(?:es|ed|ing)?(?! reporter)",
+            r"(?:it|app|application|process|program|server|editor|node|bitcoind|python|"
+            r"kernel|window|extension host|renderer|browser|tab) (?:crash(?:es|ed)|"
+            r"(?:is|was|keeps) crashing)",
+            r"crash(?:es|ed)? (?:with|on startup|at startup|immediately|every time|"
+            r"when (?:i|we|you|the|it|opening|running|calling|loading|starting|trying)|"
+            r"while (?:running|loading|opening|calling)|(?:the|my) (?:app|application|"
+            r"process|program|server|editor|node|kernel|browser))",
             r"segfaults?|segfaulting",
             r"segmentation fault",
             r"sigsegv|sigabrt|sigill|sigbus",
@@ -368,6 +372,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"regression",
             r"regressed",
             r"used to work",
+            r"stopped working (?:after|since|in|with|on) ",
             r"(?:was|were) working (?:fine |well |correctly )?(?:in|on|with|before|until)",
             r"worked (?:fine |well |correctly |as expected )?(?:in|on|with|before|until) "
             r"(?:v(?:ersion)?\s?)?\d[\w.]*",
@@ -375,7 +380,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r" but (?:not|fails|breaks)",
             r"(?:since|after) (?:upgrading|updating) (?:to|from)",
             r"no longer works?",
-            r"stopped working",
             r"broken since",
             r"(?:worked|works) (?:fine |well )?in (?:the )?(?:previous|older|earlier) "
             r"(?:version|release|versions|releases)",
