@@ -17,6 +17,7 @@ nested or overlapping quantifiers; titles and bodies are bounded before any matc
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -417,6 +418,7 @@ def _rule_for(word: str) -> Rule:
     return Rule(title=pattern, body=pattern)
 
 
+@functools.lru_cache(maxsize=32)  # the type classifier's bug evidence reads the same prose
 def issue_prose(title: str, body: str) -> str:
     """The body's prose that topics are read from: cleaned, template questions dropped."""
     cleaned = clean_issue_text("", (body or "")[:MAX_BODY_CHARS])[:MAX_PROSE_CHARS]
