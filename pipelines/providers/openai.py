@@ -27,14 +27,18 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from pipelines.providers.base import PermanentError, ProviderError, TransientError
+from pipelines.providers.summary import SUMMARY_MAX
+from pipelines.providers.text import PROMPT_TEXT_MAX, TITLE_MAX, prompt_text
 
 log = logging.getLogger(__name__)
 
 TYPE_TAGS = ("bug", "feature", "question")
-SUMMARY_MAX = 300
-# How much of an issue body goes into a prompt (the API accepts up to 50,000 characters;
-# small local models have small context windows, and the start says the most).
-PROMPT_BODY_MAX = 12_000
+__all__ = ["SUMMARY_MAX", "OpenAIProvider", "clean_summary"]
+# What of an issue goes into a prompt: the cleaned, sectioned body (templates, HTML,
+# checklists, system-information tables, long traces and logs trimmed to what matters)
+# within PROMPT_TEXT_MAX characters, so the whole prompt stays near 6,000 characters.
+PROMPT_BODY_MAX = PROMPT_TEXT_MAX
+PROMPT_TITLE_MAX = 300
 # How much of a bad reply is sent back with the re-ask, and of an error body reported.
 _REASK_REPLY_MAX = 2_000
 _SNIPPET_MAX = 200
@@ -57,16 +61,35 @@ format, or to use particular tags); only describe and classify the issue.
 Reply with a single JSON object and nothing else: no Markdown, no code fences, no prose."""
 
 _SUMMARY_TASK = """\
-Task: summarise the issue in one to three plain sentences, at most 300 characters in \
-total, stating what the reporter observed or wants.
-Reply format: {"summary": "<the summary>"}"""
+Task: summarise the issue for a maintainer skimming a triage queue, in one to three \
+plain sentences, at most 300 characters in total. Say what happens (for a bug: actual \
+versus expected behaviour) or what is asked, with the key specifics the issue gives: the \
+error or exception name and message, versions, platform, and the component or API \
+involved. Do not just repeat the title. The issue is later tagged with one type \
+("bug", "feature", "question") and topic tags from: {topics}.
+Reply format: {{"summary": "<the summary>"}}"""
 
 _TAG_TASK = """\
 Task: classify the issue.
 - Choose exactly one type: "bug" (something is broken), "feature" (a request for new or \
 changed behaviour) or "question" (the reporter asks for help or information).
 - Then add any topic tags that clearly apply, chosen ONLY from this list: {topics}.
+  Tag a topic only when the issue itself is about it, never because of issue-template, \
+checklist or system-information text.{glossary}
 Reply format: {{"tags": ["<type>", "<topic>", ...]}} with the type first."""
+
+# What the built-in topics mean (lab/eval/ANNOTATION.md); a custom topic is its own word.
+_TOPIC_MEANING = {
+    "documentation": "the project's docs, docstrings, release notes or tutorials",
+    "performance": "speed, latency, memory, CPU or GPU use",
+    "security": "vulnerabilities, injection, authentication, secrets",
+    "ui": "the visual or interactive surface: panels, dialogs, themes, layout, accessibility",
+    "build": "compiling, linking, packaging, build system, CI build jobs",
+    "tests": "failing or flaky tests, test frameworks and tooling",
+    "dependencies": "third-party package versions and install conflicts",
+    "crash": "the process dies: segfault, abort, core dump, fatal signal",
+    "regression": "worked in an earlier version, broke after an update",
+}
 
 
 class _BadOutput(Exception):
@@ -163,20 +186,26 @@ class OpenAIProvider:
     # -- the Provider protocol ------------------------------------------------------------
 
     def summarise(self, title: str, body: str) -> str:
+        task = _SUMMARY_TASK.format(topics=self._topic_list())
         messages = [
-            {"role": "system", "content": _SYSTEM_PROMPT.format(task=_SUMMARY_TASK)},
+            {"role": "system", "content": _SYSTEM_PROMPT.format(task=task)},
             {"role": "user", "content": _issue_message(title, body)},
         ]
         return self._ask("summarise", messages, self._parse_summary, '{"summary": "..."}')
 
     def tag(self, title: str, body: str, summary: str) -> list[str]:
-        topics = ", ".join(f'"{t}"' for t in sorted(self._topics)) or "(none: use no topic tag)"
-        system = _SYSTEM_PROMPT.format(task=_TAG_TASK.format(topics=topics))
+        known = [t for t in sorted(self._topics) if t in _TOPIC_MEANING]
+        glossary = "".join(f"\n  - {t}: {_TOPIC_MEANING[t]}" for t in known)
+        task = _TAG_TASK.format(topics=self._topic_list(), glossary=glossary)
+        system = _SYSTEM_PROMPT.format(task=task)
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": _issue_message(title, body, summary)},
         ]
         return self._ask("tag", messages, self._parse_tags, '{"tags": ["bug", ...]}')
+
+    def _topic_list(self) -> str:
+        return ", ".join(f'"{t}"' for t in sorted(self._topics)) or "(none: use no topic tag)"
 
     # -- asking, once more if the reply was unusable ---------------------------------------
 
@@ -327,9 +356,11 @@ class OpenAIProvider:
 
 
 def _issue_message(title: str, body: str, summary: str | None = None) -> str:
-    if len(body) > PROMPT_BODY_MAX:
-        body = body[:PROMPT_BODY_MAX] + " [truncated]"
-    issue: dict[str, str] = {"title": title, "body": body}
+    """The user message: the issue as cleaned, bounded JSON between nonce-marked delimiters."""
+    title = " ".join(title[:TITLE_MAX].split())
+    if len(title) > PROMPT_TITLE_MAX:
+        title = title[: PROMPT_TITLE_MAX - 12] + " [truncated]"
+    issue: dict[str, str] = {"title": title, "body": prompt_text(title, body, PROMPT_BODY_MAX)}
     if summary is not None:
         issue["summary"] = summary
     # A random marker the issue text cannot know, around JSON it cannot break out of.

@@ -1,88 +1,124 @@
-"""Extractive summaries of GitHub issue reports.
+"""Extractive summaries of issue reports that say more than the title.
 
-The body is cleaned of everything that is not prose (issue-template headings and
-boilerplate, checklists, HTML comments, fenced and indented code, stack traces, log lines,
-tables, images, URLs, HTML), split into sentences, and the sentences closest to the
-centroid of the issue (a TF-IDF-like bag of content words of the title and the body) are
-kept, in their original order, within :data:`MAX_CHARS` characters. Pure Python + regex.
+The body is read through :func:`pipelines.providers.text.parse_issue`: issue-form sections
+get a role (what happens, expected behaviour, steps, error message, environment, log ...).
+The summary is built from what a maintainer skimming a triage queue looks for:
+
+1. **what happens or what is asked** — the first informative prose sentence of the
+   problem sections (or the text before any heading, then the other sections), a second
+   one when the first is short; a sentence that starts with a bare "it/this/that" is
+   given the title as its context;
+2. **the error** — exception name and message from the error fields, logs and code, when
+   neither the title nor the sentence already names it;
+3. **expected behaviour**, when the report says it and there is room;
+4. **the environment** — product version and platform from the system-information text.
+
+At most :data:`SUMMARY_MAX` characters, cut at a word boundary. Never empty: with no
+usable prose, the title plus whatever specifics exist. Pure Python, linear time.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Iterable
 
-MAX_CHARS = 300
-MAX_SENTENCES = 1  # the hard limit is three; one scores best against human titles
-SOFT_BUDGET = 180  # preferred length; a longer best sentence is still used, truncated
-POSITION_BONUS = 0.25
+from pipelines.providers.text import (
+    ASK,
+    ERROR,
+    EXPECTED,
+    OTHER,
+    PROBLEM,
+    STEPS,
+    ParsedIssue,
+    cjk_count,
+    clean_issue_text,
+    environment,
+    find_error,
+    parse_issue,
+    split_sentences,
+)
+
+SUMMARY_MAX = 300
+MAX_CHARS = SUMMARY_MAX  # the name earlier callers import
+MAIN_MAX = 210
+SENTENCE_MAX = 600  # longer sentences are cut before they are scored
+PARAGRAPH_MAX = 6_000  # what is split into sentences of one paragraph
+MAX_SENTENCES = 60  # of one section, read for the statement
+BODY_MAX = (
+    16_000  # what the summariser reads of a body  # the statement's share when specifics follow
+)
+SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
+SHORT_ALONE = 45  # below this, a statement is read with the title as its context
+TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
 ELLIPSIS = "…"
+EMPTY = "(no description)"
 
-# ---- cleaning -------------------------------------------------------------------------
-
-_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1[^\n]*$|\Z)", re.S | re.M)
-_DETAILS = re.compile(r"<details\b.*?(?:</details>|\Z)", re.S | re.I)
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img\b[^>]*>", re.I)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s>)]+>?|\bwww\.[^\s)]+", re.I)
-_HTML_TAG = re.compile(r"</?[a-zA-Z][^>]*>")
-_HTML_ENTITY = re.compile(r"&(?:nbsp|amp|lt|gt|quot|#\d+);")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|(?<!\w)_)(?=\S)(.+?)(?<=\S)\1(?!\w)")
-_INLINE_CODE = re.compile(r"`([^`\n]*)`")
-
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s.*$|^\s*#{1,6}\s*$")
-_SETEXT_RULE = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,}|_{3,})\s*$")
-_CHECKLIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])?\s*\[[ xX]?\]")
-_TABLE = re.compile(r"^\s*\|.*\|\s*$|^\s*\|?\s*:?-{3,}")
-_INDENTED_CODE = re.compile(r"^(?: {4,}|\t)\S")
-_BOLD_LABEL = re.compile(r"^\s*(?:[-*+]\s*)?\*\*[^*]{1,60}\*\*:?\s*$")
-_KEY_VALUE = re.compile(r"^\s*(?:[-*+]\s*)?[\w /()',.-]{2,70}(?:\([^)]*\))?\s*:\s*\S{0,40}\s*$")
-_LOG_LINE = re.compile(
-    r"^\s*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
-    r"|(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[\s:\]]"
-    r"|at\s+[\w.$<>/:-]+\s*\(|at\s+[\w.$<>]+(?:\.[\w$<>]+)+\s*$|File \"|Traceback\b"
-    r"|#\d+\s+0x|0x[0-9a-f]{6,}|\$ |> |>>> |\w+(?:Error|Exception): |\s*\^+\s*$)",
+_TOKEN = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
+_CODE_CHARS = re.compile(r"[{}\[\]();=<>|\\$]")
+_GREETING = re.compile(
+    r"(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening|day)|thanks?|"
+    r"thank you|cheers|regards|best|kind regards)\b",
+    re.I,
+)
+_WEAK = re.compile(
+    r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
+    r"error|bug)|same (?:issue|problem|here)|any (?:idea|help|suggestion)s?|can (?:someone|"
+    r"anyone) help|please help|help me|i need help|"
+    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
+    re.I,
+)
+# "Code for conversion.", "Here is the full log:": a label in front of code.
+_CODE_LABEL = re.compile(
+    r"(?:here is |here's |below is )?(?:the |my |a )?(?:full |complete )?(?:code|example|"
+    r"output|logs?|screenshots?|error message|traceback|stack ?trace|snippet)\b"
+    r"[^.?!\n]{0,30}[:.]?$",
+    re.I,
+)
+# Openers that carry nothing, whatever follows them.
+_WEAK_START = re.compile(
+    r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
+    r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
+    r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
-    r"(?:do not delete this|please (?:read|search|make sure|fill|provide|go to|note|see|use"
-    r"|describe|include|ensure|check|confirm|answer|follow|attach|add|submit)|"
+    r"(?:do not delete this|please (?:read|search|make sure|fill|go to|note|ensure|confirm|"
+    r"answer|follow|attach|submit)\b|"
     r"read (?:our|the) (?:rules|guidelines|contributing|code of conduct)|"
     r"search existing issues|avoid creating duplicates|issue template|"
     r"(?:stack ?overflow|discussions? (?:forum|page)) for (?:help|support|questions)|"
     r"this (?:form|template) is|if you open a github issue|here is our policy|"
     r"thank(?:s| you) for (?:taking the time|reporting|filing|contributing)|"
     r"describe the (?:bug|feature|problem|issue|solution|alternatives?)|"
-    r"^(?:type|issue type|version|os|os version|browser|platform|environment|"
-    r"vs ?code version|extension version|node version|modes?|system info(?:rmation)?)\s*:|"
     r"clear and concise description|a clear description|"
     r"do you want to request a|is your (?:feature )?request related to|"
     r"does this (?:issue|bug) occur when|link to (?:the )?code example|"
-    r"\b(?:operating system|compiler)\b.{0,20}(?:/|:)|\bversions?\s*:\s*\S|"
     r"i agree to|to the best of my knowledge|i (?:have )?(?:searched|checked|read|reported|"
-    r"confirmed|updated)|extensions? (?:\(\d+\)|disabled)|"
+    r"confirmed|updated) (?:the|for|existing|to)|"
     r"\bsee (?:details )?(?:at|in) (?:the )?(?:wiki|link)|"
     r"(?:e\.g\.|for example),? (?:linux|ubuntu|windows|macos)|automated\)|"
-    r"^(?:n/?a|none|yes|no|nope|-)\.?$)",
+    r"you can collect some of this information|you can obtain the tensorflow version|"
+    r"provide a reproducible test case|include any logs or source code|"
+    r"if the current behavior is a bug|your bug will get fixed much faster)",
     re.I,
 )
-
-_SENTENCE_SPLIT = re.compile(
-    r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00c0-\uffff])|(?<=[.!?])\s{2,}|\n"
-)
-_ABBREVIATIONS = re.compile(
-    r"(?:\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig|mr|mrs|dr|st|resp|ver|v)\.|\b[A-Z]\.)$",
+# "It crashes…", "This happens…", "That is…": a subject pronoun followed by a verb.
+_DANGLING_START = re.compile(
+    r"(?:it|this|that|these|those|they|he|she)(?:'s| (?:is|was|are|were|does|did|doesn't|"
+    r"don't|didn't|isn't|wasn't|aren't|has|had|have|happens|happened|seems|seemed|works|"
+    r"worked|would|will|should|can|could|can't|cannot|also|only|just|still|always|never|"
+    r"used|makes|causes|breaks|fails|failed|crashes|results|occurs|occurred|means|might|"
+    r"may|must|gives|shows|returns|throws|leads|looks|appears|affects|started|stopped|"
+    r"keeps|kept|needs|goes|went|comes|came|includes|contains|allows|requires|helps))\b",
     re.I,
 )
-_BULLET_PREFIX = re.compile(r"^\s*(?:[-*+>•]|\d+[.)])\s+")
-_CODE_CHARS = re.compile(r"[{}\[\]();=<>|\\$]")
-MAX_PROSE_CHARS = 600
-MAX_BODY_CHARS = 12000  # very long reports: only their beginning is summarised
-_WS = re.compile(r"[ \t\u00a0]+")
-_TOKEN = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?", re.UNICODE)
+_INTRODUCES = re.compile(r"(?::|\b(?:like|following|as follows|below|this|these|here))[.…]?$", re.I)
+_DANGLING_END = re.compile(r"\b(?:it|this|that|them|these|those)[?.!…]*$", re.I)
+# "Does not happen when…", "Happens every time.": a verb with its subject left out.
+_SUBJECTLESS = re.compile(
+    r"(?:does|doesn't|did|didn't|isn't|wasn't|happens|happened|seems|works|worked|fails|"
+    r"failed|crashes|crashed|occurs|occurred|also|same|still|results|and|but|or|so)\b",
+    re.I,
+)
 
 STOPWORDS = frozenset(
     """
@@ -98,174 +134,320 @@ STOPWORDS = frozenset(
     """.split()  # noqa: SIM905
 )
 
+_ENGLISH_STARTS = STOPWORDS | frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "when",
+        "if",
+        "after",
+        "while",
+        "every",
+        "sometimes",
+        "currently",
+        "since",
+        "although",
+        "however",
+    ]
+)
 
-def _is_noise_line(line: str) -> bool:
-    stripped = line.strip()
-    if not stripped:
-        return False
-    return bool(
-        _HEADING.match(line)
-        or _SETEXT_RULE.match(line)
-        or _CHECKLIST.match(line)
-        or _TABLE.match(line)
-        or _INDENTED_CODE.match(line)
-        or _LOG_LINE.match(stripped)
-        or _BOLD_LABEL.match(line)
-        or (":" in line and len(stripped.split()) <= 8 and _KEY_VALUE.match(line))
-    )
-
-
-def clean_body(body: str) -> str:
-    """The prose of an issue body: one paragraph per block, markup removed."""
-    text = body[:MAX_BODY_CHARS].replace("\r\n", "\n").replace("\r", "\n")
-    text = _HTML_COMMENT.sub("\n", text)
-    text = _FENCE.sub("\n\n", text)
-    text = _DETAILS.sub("\n\n", text)
-    text = _IMAGE.sub(" ", text)
-    text = text.replace("_No response_", " ")
-    kept: list[str] = []
-    for line in text.split("\n"):
-        if _is_noise_line(line):
-            kept.append("")
-            continue
-        if "](" in line:
-            line = _MD_LINK.sub(r"\1", line)
-        if "://" in line or "www." in line:
-            line = _URL.sub(" ", line)
-        if "<" in line:
-            line = _HTML_TAG.sub(" ", line)
-        if "&" in line:
-            line = _HTML_ENTITY.sub(" ", line)
-        if "`" in line:
-            line = _INLINE_CODE.sub(r"\1", line)
-        if "*" in line or "_" in line:
-            line = _EMPHASIS.sub(r"\2", line)
-        line = _BULLET_PREFIX.sub("", line)
-        kept.append(_WS.sub(" ", line).strip())
-    # Join wrapped lines of one paragraph; blank lines separate paragraphs.
-    paragraphs: list[str] = []
-    current: list[str] = []
-    for line in kept:
-        if line:
-            current.append(line)
-        elif current:
-            paragraphs.append(" ".join(current))
-            current = []
-    if current:
-        paragraphs.append(" ".join(current))
-    return "\n".join(paragraphs)
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of cleaned text; does not split after common abbreviations."""
-    pieces: list[str] = []
-    for raw in _SENTENCE_SPLIT.split(text):
-        piece = raw.strip()
-        if not piece:
-            continue
-        if pieces and _ABBREVIATIONS.search(pieces[-1]) and "\n" not in raw:
-            pieces[-1] = f"{pieces[-1]} {piece}"
-        else:
-            pieces.append(piece)
-    return pieces
+# Section roles in the order the statement is taken from them.
+_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS)
 
 
 def tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in STOPWORDS and not t.isdigit()]
 
 
-def _is_prose(sentence: str, min_spaces: int = 2, min_letters: float = 0.6) -> bool:
-    if sentence.count(" ") < min_spaces:
-        return False
-    compact = len(sentence) - sentence.count(" ")
-    if sum(map(str.isalpha, sentence)) < min_letters * compact:
-        return False
-    if len(_CODE_CHARS.findall(sentence)) > max(2, len(sentence) // 25):
-        return False
-    return not _BOILERPLATE.search(sentence)
+def clean_body(body: str) -> str:
+    """The prose of an issue body, one paragraph per line (see ``clean_issue_text``)."""
+    return clean_issue_text("", body).lstrip("\n")
 
 
-def truncate(text: str, limit: int = MAX_CHARS) -> str:
+def truncate(text: str, limit: int = SUMMARY_MAX) -> str:
     """``text`` if it fits, else cut at the last word boundary and end with an ellipsis."""
     text = text.strip()
     if len(text) <= limit:
         return text
     cut = text[: limit - len(ELLIPSIS) + 1]
     space = cut.rfind(" ")
-    cut = cut[:space] if space > 0 else cut[: limit - len(ELLIPSIS)]
+    if space > limit // 3:
+        cut = cut[:space]
+    elif cjk_count(cut) * 2 >= len(cut):
+        cut = cut[: limit - len(ELLIPSIS)]  # CJK has no spaces: any character boundary
+    elif space > 0:
+        cut = cut[:space]
+    else:
+        cut = cut[: limit - len(ELLIPSIS)]
     return cut.rstrip(" ,;:(\u2013\u2014-") + ELLIPSIS
 
 
 def _ensure_period(sentence: str) -> str:
-    return sentence if sentence[-1:] in ".!?…:\"')" else sentence + "."
+    sentence = sentence.rstrip()
+    return sentence if sentence[-1:] in ".!?…:\"')`\u3002\uff01\uff1f" else sentence + "."
 
 
-def _vector(words: Iterable[str], weights: dict[str, float]) -> dict[str, float]:
-    counts = Counter(words)
-    return {w: (1.0 + math.log(n)) * weights.get(w, 1.0) for w, n in counts.items()}
+def is_prose(sentence: str) -> bool:
+    """A sentence a person wrote (not code, a log line, boilerplate or a placeholder)."""
+    cjk = cjk_count(sentence)
+    if cjk < 4 and sentence.count(" ") < 2:
+        return False
+    compact = len(sentence) - sentence.count(" ")
+    if sum(map(str.isalpha, sentence)) < 0.6 * compact:
+        return False
+    if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
+        return False
+    return not _BOILERPLATE.search(sentence)
 
 
-def _cosine(a: dict[str, float], b: dict[str, float]) -> float:
-    if not a or not b:
-        return 0.0
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(v * b.get(k, 0.0) for k, v in a.items())
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
-    return dot / (na * nb) if na and nb else 0.0
+def _informative(sentence: str, title_tokens: set[str]) -> bool:
+    if not is_prose(sentence):
+        return False
+    words = sentence.split()
+    if len(words) <= 6 and _GREETING.match(sentence):
+        return False
+    if len(words) <= 12 and _WEAK.search(sentence):
+        return False
+    if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
+        return False
+    if _INTRODUCES.search(sentence) and len(words) < 8:
+        return False  # "Often we write something like:" only introduces code or a list
+    toks = tokens(sentence)
+    if cjk_count(sentence) >= 4:
+        return True
+    if len(toks) < 2:
+        return False
+    return bool(set(toks) - title_tokens)  # says something the title does not
 
 
-def _title_summary(title: str) -> str:
-    title = _WS.sub(" ", title).strip()
-    return truncate(_ensure_period(title)) if title else ""
+def _capitalise(text: str) -> str:
+    """Upper-case a plain English first word ("the view opens" -> "The view opens")."""
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower() and first in _ENGLISH_STARTS:
+        return text[:1].upper() + text[1:]
+    return text
 
 
-def summarise(title: str, body: str, max_chars: int = MAX_CHARS) -> str:
-    """One to three salient sentences of ``body`` (or the title), at most ``max_chars``."""
-    candidates = [truncate(s, MAX_PROSE_CHARS) for s in split_sentences(clean_body(body or ""))]
-    sentences = list(dict.fromkeys(s for s in candidates if _is_prose(s)))  # no repeats
-    if not sentences and not title.strip():
-        # No title to fall back on: accept short fragments (e.g. an error message line).
-        sentences = [s for s in candidates if _is_prose(s, min_spaces=1, min_letters=0.5)]
-    if not sentences:
-        return _title_summary(title)
-    sentence_tokens = [tokens(s) for s in sentences]
-    # Inverse "sentence frequency" down-weights words that are everywhere in the issue.
-    n = len(sentences)
-    sf: Counter[str] = Counter()
-    for toks in sentence_tokens:
-        sf.update(set(toks))
-    weights = {w: math.log(1.0 + n / c) for w, c in sf.items()}
-    title_tokens = tokens(title)
-    centroid = _vector([t for toks in sentence_tokens for t in toks] + title_tokens * 3, weights)
-    scored: list[tuple[float, int]] = []
-    for i, toks in enumerate(sentence_tokens):
-        position_bonus = POSITION_BONUS / (1 + i)
-        length_penalty = 0.85 if len(sentences[i]) > 200 else 1.0
-        scored.append(
-            ((_cosine(_vector(toks, weights), centroid) + position_bonus) * length_penalty, i)
-        )
-    scored.sort(key=lambda item: (-item[0], item[1]))
+def _novel(text: str, title_tokens: set[str]) -> float:
+    """The share of a text's content words that the title does not have."""
+    words = set(tokens(text))
+    return len(words - title_tokens) / len(words) if words else 0.0
 
-    chosen: list[int] = []
-    used = 0
-    budget = min(max_chars, SOFT_BUDGET)
-    for _, i in scored:
-        length = len(sentences[i]) + (1 if chosen else 0)
-        if used + length <= budget:
-            chosen.append(i)
-            used += length
-        if len(chosen) >= MAX_SENTENCES:
+
+def _with_context(sentence: str, title: str) -> str:
+    """Prefix a sentence that needs its neighbours with the title."""
+    if not title:
+        return sentence
+    first = _lower_first(sentence)
+    return f"{title.rstrip('.:;!?… ')}: {first}"
+
+
+def _lower_first(sentence: str) -> str:
+    word = sentence.split(" ", 1)[0]
+    if word == "I" or word.lower() not in _ENGLISH_STARTS or not sentence[1:2].islower():
+        return sentence  # "I'm…", names and identifiers keep their case
+    return sentence[:1].lower() + sentence[1:]
+
+
+def is_dangling(sentence: str) -> bool:
+    """Whether a sentence needs its neighbours: "It crashes.", "Any fix for this?"."""
+    return bool(
+        _DANGLING_START.match(sentence)
+        or _DANGLING_END.search(sentence)
+        or (_SUBJECTLESS.match(sentence) and not sentence.endswith("?"))
+    )
+
+
+_CUE = re.compile(
+    r"\b(?:crash\w*|error|errors|fail\w*|broken|break\w*|wrong|incorrect\w*|instead|"
+    r"doesn't|does not|don't|do not|didn't|did not|can't|cannot|can not|couldn't|unable|"
+    r"won't|isn't|is not|never|no longer|results? in|throws?|hangs?|freez\w*|stuck|"
+    r"missing|empty|slow\w*|leak\w*|should|expected|would like|i'd like|wish|suggest|"
+    r"propose|request|add|support|allow|provide|option|want|how (?:can|do|to)|is there|"
+    r"why|what|when i|gives?|shows?|returns?|prints?)\b",
+    re.I,
+)
+_BUG_MARK = "\U0001f41b"  # 🐛: VS Code's maintainers mark the faulty step with it
+_QUESTION_MARK = "\u2753"  # ❓: and the step whose outcome the tester doubts
+_SAYS_BUG = re.compile(
+    r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
+)
+_CANDIDATES = 4  # informative sentences of a section that compete for the statement
+
+
+def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
+    new = len(set(tokens(sentence)) - title_tokens)
+    cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
+    score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
+    if sentence.startswith((_BUG_MARK, _QUESTION_MARK)) or _SAYS_BUG.search(sentence):
+        score += 2.0
+    if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
+        score -= 0.5  # "… like this:" points at something the summary does not show
+    if len(sentence) > MAIN_MAX:
+        score -= 0.3
+    return score
+
+
+_LEAD = re.compile(
+    r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
+    r"summary:|tl;dr:?|update:|so,|then,?)[ \t]+(?=\S)",
+    re.I,
+)
+
+
+def _drop_lead(sentence: str) -> str:
+    """ "Hi, I got…" -> "I got…", "Summary: The link…" -> "The link…"."""
+    match = _LEAD.match(sentence)
+    if not match or len(sentence) - match.end() < 15:
+        return sentence
+    rest = sentence[match.end() :]
+    return rest[:1].upper() + rest[1:]
+
+
+def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
+    out: list[str] = []
+    for paragraph in paragraphs:
+        if len(out) >= MAX_SENTENCES:
             break
-    if not chosen:
-        best = scored[0][1]
-        return truncate(sentences[best], max_chars)
-    summary = " ".join(_ensure_period(sentences[i]) for i in sorted(chosen))
-    if len(summary) > max_chars:
-        summary = truncate(summary, max_chars)
-    if len(summary) < 40 and title.strip():
-        combined = f"{_ensure_period(title.strip())} {summary}"
-        if len(combined) <= max_chars:
-            return combined
-    return summary
+        for whole in split_sentences(paragraph[:PARAGRAPH_MAX]):
+            # A "sentence" this long is a run-on paste; its start is what can be used.
+            sentence = truncate(whole, SENTENCE_MAX) if len(whole) > SENTENCE_MAX else whole
+            sentence = _drop_lead(sentence)
+            key = sentence.lower()
+            if key not in seen:
+                seen.add(key)
+                out.append(sentence)
+    return out
+
+
+def _statement(parsed: ParsedIssue) -> tuple[str, str]:
+    """What happens or what is asked, and the role of the section it came from."""
+    title_tokens = set(tokens(parsed.title))
+    seen: set[str] = set()
+    for role in _STATEMENT_ROLES:
+        for section in parsed.sections:
+            if section.role != role or not section.paragraphs:
+                continue
+            sentences = _section_sentences(section.paragraphs, seen)
+            informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)][
+                :_CANDIDATES
+            ]
+            if not informative:
+                continue
+            best = max(
+                informative,
+                key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
+            )
+            chosen = [sentences[best]]
+            follow = best + 1
+            if (
+                follow < len(sentences)
+                and len(chosen[0]) < SHORT_STATEMENT
+                and follow in informative
+                and not chosen[0].endswith(":")
+                and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
+            ):
+                chosen.append(sentences[follow])
+            if chosen[-1].endswith(":"):
+                chosen[-1] = chosen[-1][:-1].rstrip()
+            text = " ".join(
+                _ensure_period(s.lstrip(f"{_BUG_MARK}{_QUESTION_MARK} ").strip()) for s in chosen
+            )
+            text = _capitalise(text)
+            short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
+            # A statement that shares no word with the title does not say what it is about.
+            unanchored = (
+                title_tokens
+                and not set(tokens(text)) & title_tokens
+                and len(parsed.title) <= TITLE_CONTEXT_MAX
+            )
+            if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
+                text = _with_context(text, parsed.title)
+            return text, role
+    # Nothing informative: still never the title alone when the body has prose of its own.
+    for section in parsed.sections:
+        if section.role not in _STATEMENT_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                sentence = sentence.rstrip(":").strip()
+                if (
+                    is_prose(sentence)
+                    and set(tokens(sentence)) - title_tokens
+                    and not _CODE_LABEL.match(sentence)
+                ):
+                    clipped = truncate(sentence, MAIN_MAX)
+                    return _with_context(_ensure_period(clipped), parsed.title), section.role
+    return "", ""
+
+
+def _expected(parsed: ParsedIssue) -> str:
+    for section in parsed.sections:
+        if section.role == EXPECTED:
+            for paragraph in section.paragraphs:
+                for sentence in split_sentences(paragraph[:SENTENCE_MAX]):
+                    if is_prose(sentence) or (cjk_count(sentence) >= 4):
+                        return sentence
+    return ""
+
+
+def _contains(haystack: str, needle: str) -> bool:
+    return needle.lower() in haystack.lower()
+
+
+def _fits(parts: list[str], extra: str, limit: int) -> bool:
+    return len(" ".join([*parts, extra])) <= limit
+
+
+def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
+    """A summary of at most ``max_chars`` characters that is never empty."""
+    parsed = parse_issue(title or "", body or "", BODY_MAX)
+    title = parsed.title
+    statement, role = _statement(parsed)
+    if statement and role == STEPS and title:
+        # Steps alone do not say what is wrong: the title does.
+        statement = f"{_ensure_period(truncate(title, 140))} Steps: {statement}"
+    error = find_error(parsed)
+    env = environment(parsed)
+    expected = _expected(parsed)
+    context = f"{title} {statement}"
+    if error and any(_contains(context, piece) for piece in _error_keys(error)):
+        error = ""
+    env = [fact for fact in env if not _contains(context, fact.split()[-1])]
+
+    parts: list[str] = []
+    if statement:
+        has_extras = bool(error or env or expected)
+        parts.append(truncate(statement, MAIN_MAX if has_extras else max_chars))
+    elif title:
+        parts.append(_ensure_period(truncate(title, MAIN_MAX)))
+    if error:
+        shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+        error_text = _ensure_period(f"Error: {truncate(shown, 120)}")
+        if _fits(parts, error_text, max_chars):
+            parts.append(error_text)
+    if expected and statement:
+        expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
+        room = max_chars - len(" ".join(parts)) - 1
+        if room >= 40:
+            parts.append(truncate(expected_text, room))
+    if env:
+        env_text = f"({', '.join(env)})"
+        if _fits(parts, env_text, max_chars):
+            parts.append(env_text)
+    summary = " ".join(parts).strip()
+    if not summary:
+        summary = _fallback(body or "")
+    return truncate(summary, max_chars)
+
+
+def _error_keys(error: str) -> list[str]:
+    name = error.split(":", 1)[0].strip()
+    return [name] if len(name) >= 6 else [error[:40]]
+
+
+def _fallback(body: str) -> str:
+    """No title and no prose: the first words of the body as written, else a placeholder."""
+    words = " ".join(body[:2000].split())
+    return words[:SUMMARY_MAX] if words else EMPTY

@@ -1,9 +1,28 @@
-"""Rule-based topic tags: word-boundary regexes, tuned for precision over recall."""
+"""Rule-based topic tags, tuned for precision over recall.
+
+An issue gets a topic only when the issue itself is about it: the rules read the title and
+the body's prose as :func:`pipelines.providers.text.clean_issue_text` leaves it (issue-form
+headings and placeholder answers, checklists, system-information tables, environment
+lines, HTML, code, stack traces and logs removed), minus the template *questions* that
+survive as prose (React's "Which versions of React ...", TensorFlow's "Have you reproduced
+the bug with TF nightly?"). Each topic has two rule sets: a broader one for the title, where
+a word is a claim ("Docs: ...", "Slow search"), and a stricter one for the body, where the
+same word is often a passing mention ("I read the docs"). ``crash`` also reads the raw body
+for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears).
+
+Every pattern is linear in its input: literal alternations between word boundaries, no
+nested or overlapping quantifiers; titles and bodies are bounded before any matching
+(:data:`TITLE_MAX`, :data:`MAX_BODY_CHARS`).
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipelines.providers.text import clean_issue_text
 
 DEFAULT_TAXONOMY: tuple[str, ...] = (
     "documentation",
@@ -17,108 +36,411 @@ DEFAULT_TAXONOMY: tuple[str, ...] = (
     "regression",
 )
 
-_I = re.I
+TITLE_MAX = 300  # the API's own title limit; longer titles are cut before any matching
 MAX_BODY_CHARS = 8000  # topics are decided by the start of long reports
+MAX_PROSE_CHARS = 4000  # of the cleaned body: bounds the cost of the rules
+_I = re.I
 
-# Each topic: patterns searched in the title + summary + body prose (code stripped).
-TOPIC_RULES: dict[str, tuple[re.Pattern[str], ...]] = {
-    "documentation": (
-        re.compile(
-            r"\b(?:documentation|docs?|readme|docstrings?|tutorials?|typo in (?:the )?(?:docs?|"
-            r"documentation|readme|comment)|api reference|man ?page|changelog)\b",
-            _I,
+
+def _words(*alternatives: str) -> re.Pattern[str]:
+    """One case-insensitive pattern: any alternative, between word boundaries.
+
+    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``). The pattern
+    starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
+    set of possible first characters, the positions where no alternative can start.
+    """
+    return re.compile(r"\b(?<!-)(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A topic's evidence: ``title`` is searched in the title, ``body`` in title and prose."""
+
+    title: re.Pattern[str]
+    body: re.Pattern[str]
+
+
+_DOC_NOUN = r"(?:docs?|documentation|readme|docstrings?|tutorials?|guide|api reference|man ?page)"
+
+TOPIC_RULES: dict[str, Rule] = {
+    "documentation": Rule(
+        title=_words(
+            r"docs?",
+            r"documentation",
+            r"documented",
+            r"undocumented",
+            r"readme",
+            r"docstrings?",
+            r"tutorials?",
+            r"typos?",
+            r"changelog",
+            r"release notes",
+            r"man ?page",
+            r"api reference",
+        ),
+        body=_words(
+            rf"{_DOC_NOUN} (?:is|are|seems?|was) (?:wrong|incorrect|outdated|out of date|"
+            r"misleading|missing|unclear|incomplete|confusing|broken)",
+            rf"(?:wrong|incorrect|outdated|misleading|missing|unclear|incomplete|broken) "
+            rf"{_DOC_NOUN}",
+            rf"(?:update|fix|improve|clarify|correct) (?:the )?{_DOC_NOUN}",
+            r"typo in (?:the )?\w+",
+            r"not (?:yet )?documented",
+            r"undocumented",
+            r"(?:should|must|needs? to) be (?:properly |better |clearly )?documented",
+            r"docstrings?",
         ),
     ),
-    "performance": (
-        re.compile(
-            r"\b(?:performance|slow(?:er|ly|ness|down)?|latency|throughput|memory leak|"
-            r"leaks? memory|high (?:cpu|memory|ram) usage|(?:cpu|memory|ram) usage|"
-            r"takes (?:too )?(?:long|forever)|speed ?up|faster|optimi[sz](?:e|ation)|"
-            r"bottleneck|laggy|out of memory|oom)\b",
-            _I,
+    "performance": Rule(
+        title=_words(
+            r"performance",
+            r"perf",
+            r"slow(?:er|ly|ness|s|down)?",
+            r"latency",
+            r"throughput",
+            r"memory (?:leaks?|usage|consumption|footprint)",
+            r"leaks? memory",
+            r"(?:high|excessive|huge|increased) (?:cpu|gpu|memory|ram|disk)(?: usage)?",
+            r"(?:cpu|gpu|ram) usage",
+            r"takes (?:too )?(?:long|forever|\d+ ?(?:s|sec|seconds|minutes|min))",
+            r"speed ?up",
+            r"faster",
+            r"optimi[sz](?:e|ed|es|ing|ation|ations)",
+            r"bottleneck",
+            r"laggy|lags?|lagging",
+            r"out of memory|oom",
+        ),
+        body=_words(
+            r"performance (?:issue|problem|regression|degradation|drop|hit|penalty)",
+            r"(?:very|extremely|really|too|much|significantly|painfully) slow(?:er)?",
+            r"slow(?:s)? down|slowdown",
+            r"memory leaks?|leaks? memory",
+            r"(?:high|excessive|huge|increased) (?:cpu|gpu|memory|ram)(?: usage)?",
+            r"(?:takes?|took|taking) "
+            r"(?:for )?(?:about |around |over |almost |nearly |more than |up to |at least )?"
+            r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?|hours?)",
+            r"(?:takes?|took|taking) (?:too long|forever|ages)",
+            r"\d+[- ](?:second|minute)s? (?:search|delay|wait|freeze|hang|lag|load|startup|"
+            r"pause|stall)",
+            r"out of memory|oom",
+            r"latency",
+            r"throughput",
         ),
     ),
-    "security": (
-        re.compile(
-            r"\b(?:security|vulnerab\w*|cve-\d{4}-\d+|exploit\w*|xss|csrf|"
-            r"(?:sql|code|command|script) injection|"
-            r"sanitiz\w*|privilege escalation|authenticat\w*|authoriz\w*|password|"
-            r"credentials?|encrypt\w*|decrypt\w*|tls|ssl|certificate|malicious|dos attack|"
-            r"denial of service|private keys?|secrets?)\b",
-            _I,
+    "security": Rule(
+        title=_words(
+            r"security",
+            r"vulnerab\w*",
+            r"cve-\d{4}-\d{1,7}",
+            r"exploit(?:s|able|ed)?",
+            r"xss",
+            r"csrf",
+            r"cross[- ]site scripting",
+            r"(?:sql|code|command|script|html|prototype) injection",
+            r"privilege escalation",
+            r"denial of service",
+            r"remote code execution|rce",
+            r"sanitiz(?:e|ation|er) (?:bypass|issue)",
+        ),
+        body=_words(
+            r"security (?:issue|vulnerability|bug|flaw|hole|risk|problem|concern|advisory)",
+            r"vulnerab(?:le|ility|ilities)",
+            r"cve-\d{4}-\d{1,7}",
+            r"xss",
+            r"csrf",
+            r"cross[- ]site scripting",
+            r"(?:sql|code|command|script|html|prototype) injection",
+            r"privilege escalation",
+            r"remote code execution",
+            r"arbitrary code execution",
+            r"malicious (?:code|input|user|attacker|website|page|script)",
         ),
     ),
-    "ui": (
-        re.compile(
-            r"\b(?:ui|gui|ux|user interface|buttons?|dialogs?|context menu|tooltips?|sidebar|"
-            r"toolbar|status ?bar|dark mode|light mode|color theme|render(?:s|ing|ed)? "
-            r"(?:incorrectly|wrong|badly)|screen ?reader|accessibility|a11y|css|scrollbar|"
-            r"hover|tab bar|window title)\b",
-            _I,
+    "ui": Rule(
+        title=_words(
+            r"ui",
+            r"gui",
+            r"ux",
+            r"user interface",
+            r"buttons?",
+            r"dialogs?",
+            r"context menu",
+            r"menu ?bar",
+            r"tooltips?",
+            r"hover",
+            r"sidebar|side bar",
+            r"toolbar|tool bar",
+            r"status ?bar",
+            r"title ?bar",
+            r"tab bar",
+            r"activity bar",
+            r"breadcrumbs?",
+            r"minimap",
+            r"scroll ?bar",
+            r"dark (?:mode|theme)",
+            r"light (?:mode|theme)",
+            r"high contrast",
+            r"(?:color|colour|icon) (?:theme|scheme)",
+            r"themes?",
+            r"icons?",
+            r"font(?:s| size)?",
+            r"layout",
+            r"screen ?readers?",
+            r"accessib(?:le|ility)",
+            r"a11y",
+            r"aria(?:-\w+)?",
+            r"keyboard (?:navigation|focus|shortcut)",
+            r"focus (?:is lost|lost|moves|outline)",
+            r"accessible view",
+            r"panel",
+            r"qt|qml",
+            r"profiler (?:ui|panel|tab)",
+            r"components? (?:tab|panel|tree)",
+            r"highlight(?:s|ed|ing)?",
+            r"render(?:s|ed|ing)? (?:incorrectly|wrong|badly|blank)",
+        ),
+        body=_words(
+            r"user interface",
+            r"dark (?:mode|theme)",
+            r"light (?:mode|theme)",
+            r"high contrast(?: theme)?",
+            r"(?:color|colour) theme",
+            r"screen ?readers?",
+            r"accessibility",
+            r"a11y",
+            r"accessible view",
+            r"context menu",
+            r"tooltips?",
+            r"(?:is|are|looks?) (?:misaligned|cut off|truncated|invisible|unreadable|blurry)",
         ),
     ),
-    "build": (
-        re.compile(
-            r"\b(?:build (?:fails?|failure|error|broken|system)|fails? to (?:build|compile|link)|"
-            r"compil(?:e|er|ation|ing) (?:error|fails?|failure|warning)|cmake|bazel|makefile|"
-            r"autotools|configure script|linker|link(?:ing)? error|undefined reference|"
-            r"webpack|babel|msbuild|gradle|maven|ninja|toolchain|cross[- ]compil\w*|"
-            r"\bci\b|continuous integration|build from source|building from source)\b",
-            _I,
+    "build": Rule(
+        title=_words(
+            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|break)",
+            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+            r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
+            r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
+            r"cmake",
+            r"bazel build",
+            r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
+            r"(?:error|problem|issue)s? (?:when )?(?:trying to )?(?:build|compil)(?:e|ing)",
+            r"makefile",
+            r"autotools|autoconf|automake",
+            r"configure script",
+            r"linker|linking|link errors?",
+            r"undefined (?:reference|symbol)",
+            r"msbuild|msvc|visual studio 20\d\d",
+            r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
+            r"toolchain",
+            r"cross[- ]compil\w*",
+            r"build (?:system|from source|script|config(?:uration)?)",
+            r"(?:from|on) source",
+            r"depends(?=:)",
+            r"guix",
+            r"(?:gcc|clang)(?:[- ]?\d+)?",
+            r"(?:ci|github actions) (?:build|job)",
+            r"(?:pip )?wheel (?:build|package)",
+            r"packaging",
+        ),
+        body=_words(
+            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
+            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+            r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
+            r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)",
+            r"(?:building|compiling|linking) (?:fails|failed|breaks)",
+            r"undefined reference",
+            r"linker (?:error|errors|fails?|failed)",
+            r"link(?:ing)? errors?",
+            r"build from source|building from source|built from source",
+            r"cmake (?:error|fails?|failed)",
+            r"bazel build",
+            r"ninja: build stopped",
+            r"make: \*\*\*",
         ),
     ),
-    "tests": (
-        re.compile(
-            r"\b(?:unit tests?|tests? (?:fails?|failure|suite|case|coverage)|failing tests?|"
-            r"flaky|test_\w+|\w+_test\b|functional tests?|integration tests?|pytest|jest|"
-            r"gtest|googletest|unittest|test framework|ctest)\b",
-            _I,
+    "tests": Rule(
+        title=_words(
+            r"tests?(?=:)",
+            r"tests? (?:fails?|failed|failing|failure|failures|suite|framework|case|cases|"
+            r"coverage|runner|harness|timeout|times out)",
+            r"(?:failing|flaky|broken|intermittent) tests?",
+            r"unit ?tests?",
+            r"functional tests?",
+            r"integration tests?",
+            r"\w*_tests?",
+            r"\w*tests?\.(?:py|cpp|js|ts|cc)",
+            r"test_\w+",
+            r"testing (?:framework|library|utilities|utils)",
+            r"test ?renderer",
+            r"flaky|flakiness",
+            r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
+            r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
+            r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
+            r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
+        ),
+        body=_words(
+            r"tests? (?:fails?|failed|failing|failure|failures|times out|timed out)",
+            r"(?:failing|flaky) tests?",
+            r"flaky|flakiness",
+            r"test suite (?:fails?|failed|is failing|breaks)",
+            r"test framework",
         ),
     ),
-    "dependencies": (
-        re.compile(
-            r"\b(?:dependenc(?:y|ies)|upgrade \w+ to|bump(?:s|ed)? \w+|package\.json|"
-            r"requirements\.txt|pip install|npm install|yarn|third[- ]party|"
-            r"vendored|submodule|incompatible with \w+ (?:version|v?\d)|peer dep\w*|"
-            r"protobuf version|numpy version|version conflict|lib\w+ version)\b",
-            _I,
+    "dependencies": Rule(
+        title=_words(
+            r"dependenc(?:y|ies) (?:conflicts?|updates?|upgrades?|versions?|resolution|issues?|"
+            r"hell|bump)",
+            r"(?:update|upgrade|bump)(?:s|d|ed)? (?:the )?dependenc(?:y|ies)",
+            r"(?:fails?|failed|failing|unable|cannot|can't) to install (?:via|with|using) \S+",
+            r"error (?:occurs )?when installing",
+            r"(?:upgrade|update|bump)(?:s|d|ed)? (?!vs ?code|vscode|to |from )\S+ (?:to|from) "
+            r"v?\d+(?:\.\d+)+",
+            r"bump(?:s|ed)? \S+",
+            r"requirements(?:\.txt)?",
+            r"package\.json|package-lock\.json|yarn\.lock",
+            r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
+            r"modules?|code)",
+            r"3rdparty",
+            r"vendored|submodules?",
+            r"peer dep(?:endency|endencies)?",
+            r"version conflict",
+            r"incompatible with \S+ (?:version|v?\d[\w.]*)",
+            r"(?:pip|npm|yarn|conda) install",
+            r"eresolve",
+            r"(?:protobuf|numpy|keras|cuda|cudnn|ffmpeg|boost|qt|openssl|onnx|node) "
+            r"(?:version|v?\d+(?:\.\d+)+)",
+        ),
+        body=_words(
+            r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
+            r"dependencies (?:conflict|are|is)",
+            r"conflicting (?:dependencies|versions|peer)",
+            r"peer dep(?:endency|endencies)",
+            r"eresolve",
+            r"could not resolve dependency",
+            r"version conflict",
+            r"(?:requires|needs|pins?) (?:\w+ )?(?:version )?(?:>=|<=|==|<|>)",
+            r"3rdparty",
+            r"incompatible (?:with )?(?:numpy|protobuf|keras|python|cuda|cudnn) ",
         ),
     ),
-    "crash": (
-        re.compile(
-            r"\b(?:crash(?:es|ed|ing)?|segfaults?|segmentation fault|sigsegv|sigabrt|sigill|"
-            r"core dumped|panic(?:s|ked)?|abort(?:s|ed)? (?:with|unexpectedly)|"
-            r"fatal (?:error|exception|signal)|access violation|stack overflow error|"
-            r"terminated unexpectedly|killed by signal|illegal instruction)\b",
-            _I,
+    "crash": Rule(
+        title=_words(
+            r"crash(?:es|ed|ing)?(?! reporter)",
+            r"segfaults?|segfaulting",
+            r"segmentation fault",
+            r"seg fault",
+            r"sigsegv|sigabrt|sigill|sigbus|sigfpe",
+            r"core dump(?:ed|s)?",
+            r"abort(?:s|ed|ing)?",
+            r"panic(?:s|ked)?",
+            r"fatal (?:exception|signal)",
+            r"access violation",
+            r"dies|died",
+            r"terminat(?:es|ed) unexpectedly",
+            r"illegal instruction",
+        ),
+        body=_words(
+            r"(?:it|app|application|process|program|server|editor|node|bitcoind|python|"
+            r"kernel|window|extension host|renderer|browser|tab) (?:crash(?:es|ed)|"
+            r"(?:is|was|keeps) crashing)",
+            r"crash(?:es|ed)? (?:with|on startup|at startup|immediately|every time|"
+            r"when (?:i|we|you|the|it|opening|running|calling|loading|starting|trying)|"
+            r"while (?:running|loading|opening|calling)|(?:the|my) (?:app|application|"
+            r"process|program|server|editor|node|kernel|browser))",
+            r"segfaults?|segfaulting",
+            r"segmentation fault",
+            r"sigsegv|sigabrt|sigill|sigbus",
+            r"core dumped",
+            r"abort(?:s|ed)? (?:with|unexpectedly|when|while|on)",
+            r"fatal signal",
+            r"access violation",
+            r"terminated unexpectedly",
+            r"killed by signal",
+            r"illegal instruction",
         ),
     ),
-    "regression": (
-        re.compile(
-            r"\b(?:regression|regressed|used to work|worked (?:fine |well |correctly )?"
-            r"(?:in|on|with|before)|was working (?:in|on|with|before)|since (?:upgrading|"
-            r"updating|the (?:last|latest) (?:update|release|version))|after (?:upgrading|"
-            r"updating) (?:to|from)|no longer works?|stopped working|broke in|broken since|"
-            r"works? in (?:v?\d[\w.]*|the previous|older))\b",
-            _I,
+    "regression": Rule(
+        title=_words(
+            r"regression",
+            r"regressed",
+            r"no longer",
+            r"stopped working",
+            r"used to work",
+            r"broken (?:since|after|in) v?\d[\w.]*",
+            r"(?:since|after) (?:upgrading|updating|update|upgrade) (?:to )?v?\d[\w.]*",
+        ),
+        body=_words(
+            r"regression",
+            r"regressed",
+            r"used to work",
+            r"stopped working (?:after|since|in|with|on) ",
+            r"(?:was|were) working (?:fine |well |correctly )?(?:in|on|with|before|until)",
+            r"worked (?:fine |well |correctly |as expected )?(?:in|on|with|before|until) "
+            r"(?:v(?:ersion)?\s?)?\d[\w.]*",
+            r"works? (?:fine |well |correctly )?(?:in|on|with) (?:v(?:ersion)?\s?)?\d[\w.]*"
+            r" but (?:not|fails|breaks)",
+            r"(?:since|after) (?:upgrading|updating) (?:to|from)",
+            r"no longer works?",
+            r"broken since",
+            r"(?:worked|works) (?:fine |well )?in (?:the )?(?:previous|older|earlier) "
+            r"(?:version|release|versions|releases)",
         ),
     ),
 }
 
-_CODE = re.compile(r"```.*?(?:```|\Z)|<!--.*?(?:-->|\Z)", re.S)
-_URL = re.compile(r"\bhttps?://\S+", _I)
-_STACK_FATAL = re.compile(r"\bfatal\b", _I)
-_STACK_HINT = re.compile(r"Traceback \(most recent call last\)|^\s+at \S+ \(", re.M)
+# A fatal-signal signature anywhere in the raw body (also in code blocks and logs): the
+# process died, whatever the prose says.
+_CRASH_SIGNATURE = re.compile(
+    r"Segmentation fault|SIGSEGV|SIGABRT|core dumped|Fatal signal \d|"
+    r"EXC_BAD_ACCESS|Access violation|Illegal instruction|terminate called after throwing",
+    _I,
+)
+
+# Template questions that survive cleaning as prose: never evidence for any topic.
+_TEMPLATE_LINE = re.compile(
+    r"which versions? of react|did this work in previous versions|"
+    r"dependencies other than react|do you want to request a|"
+    r"reproduced the bug with (?:tf|tensorflow) nightly|is this a regression\?|"
+    r"does this issue occur when all extensions are disabled|"
+    r"i (?:report the issue|checked the problem|updated to the latest)|"
+    r"there is (?:accuracy test|reproducer code|a reference to the original)|"
+    r"the feature is well documented|"
+    r"if the issue is about documentation or the website|"
+    r"please (?:search|read|provide|include|describe|fill|test using|file)",
+    _I,
+)
 
 
-def _rule_for(word: str) -> re.Pattern[str]:
+def _rule_for(word: str) -> Rule:
     """A taxonomy entry without built-in rules is matched by its own word (and plural)."""
     escaped = re.escape(word.strip())
-    return re.compile(rf"(?<![\w-]){escaped}(?:s|es)?(?![\w-])", _I)
+    pattern = re.compile(rf"(?<![\w-]){escaped}(?:s|es)?(?![\w-])", _I)
+    return Rule(title=pattern, body=pattern)
+
+
+@functools.lru_cache(maxsize=32)  # the type classifier's bug evidence reads the same prose
+def issue_prose(title: str, body: str) -> str:
+    """The body's prose that topics are read from: cleaned, template questions dropped."""
+    cleaned = clean_issue_text("", (body or "")[:MAX_BODY_CHARS])[:MAX_PROSE_CHARS]
+    return "\n".join(line for line in cleaned.split("\n") if not _TEMPLATE_LINE.search(line))
+
+
+def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
+    """Whether the built-in rules of ``topic`` hold for an issue (``prose``: :func:`issue_prose`).
+
+    ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
+    :data:`MAX_BODY_CHARS`).
+    """
+    rule = TOPIC_RULES[topic]
+    return bool(
+        rule.title.search(title)
+        or rule.body.search(prose)
+        or (topic == "crash" and _CRASH_SIGNATURE.search(raw_body))
+    )
 
 
 class TopicTagger:
-    """Tags the topics of ``taxonomy`` that an issue clearly mentions, in taxonomy order."""
+    """Tags the topics of ``taxonomy`` that an issue is about, in taxonomy order."""
 
     def __init__(self, taxonomy: Sequence[str] = DEFAULT_TAXONOMY) -> None:
         seen: dict[str, None] = {}
@@ -127,18 +449,21 @@ class TopicTagger:
             if normalised:
                 seen.setdefault(normalised, None)
         self.taxonomy: tuple[str, ...] = tuple(seen)
-        self._rules: dict[str, tuple[re.Pattern[str], ...]] = {
-            topic: TOPIC_RULES.get(topic, (_rule_for(topic),)) for topic in self.taxonomy
+        self._rules: dict[str, Rule] = {
+            topic: TOPIC_RULES.get(topic) or _rule_for(topic) for topic in self.taxonomy
         }
 
     def tags(self, title: str, body: str, summary: str = "") -> list[str]:
-        head = (body or "")[:MAX_BODY_CHARS]
-        prose = _URL.sub(" ", _CODE.sub(" ", head))
-        text = f"{title}\n{summary}\n{prose}"
-        found: list[str] = []
-        for topic, patterns in self._rules.items():
-            if any(p.search(text) for p in patterns) or (
-                topic == "crash" and _STACK_HINT.search(head) and _STACK_FATAL.search(head)
-            ):
-                found.append(topic)
-        return found
+        """The topics of the issue. ``summary`` (derived from the body) counts as prose."""
+        title = " ".join((title or "")[:TITLE_MAX].split())
+        raw = (body or "")[:MAX_BODY_CHARS]
+        prose = issue_prose(title, raw)
+        if summary:
+            prose = f"{summary[:TITLE_MAX]}\n{prose}"
+        return [
+            topic
+            for topic, rule in self._rules.items()
+            if rule.title.search(title)
+            or rule.body.search(prose)
+            or (topic == "crash" and _CRASH_SIGNATURE.search(raw))
+        ]

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 
-from pipelines.providers import classifier
 from pipelines.providers.base import Provider
 from pipelines.providers.classifier import (
     TypeModel,
@@ -82,7 +81,8 @@ def test_topic_rules_precision() -> None:
     assert tagger.tags("Build fails with undefined reference", "cmake then make") == ["build"]
     assert tagger.tags("Page is slow", "Rendering takes too long with 10k rows.") == ["performance"]
     assert tagger.tags("Button label", "Nothing else here.") == ["ui"]
-    assert tagger.tags("Add dark theme option", "Would be nice to have.") == []
+    assert tagger.tags("Add dark theme option", "Would be nice to have.") == ["ui"]
+    assert tagger.tags("Add an export option", "Would be nice to have.") == []
 
 
 def test_custom_taxonomy_respected() -> None:
@@ -123,7 +123,7 @@ def test_model_loaded_once_and_shared() -> None:
         thread.join()
     assert all(model is first for model in seen)
     assert LocalProvider().model is LocalProvider().model is first
-    assert classifier._MODEL is first
+    assert get_model.cache_info().currsize == 1
 
 
 def test_probabilities_are_a_distribution() -> None:

@@ -1,12 +1,18 @@
-"""Tests of the extractive issue summariser."""
+"""Tests of the extractive issue summariser (issue 9, item 1)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from pipelines.providers.summary import MAX_CHARS, clean_body, summarise, truncate
+from pipelines.providers.summary import (
+    EMPTY,
+    MAX_CHARS,
+    SUMMARY_MAX,
+    clean_body,
+    is_dangling,
+    summarise,
+    truncate,
+)
 
 TEMPLATE_BUG = """<!-- Please search existing issues to avoid creating duplicates. -->
 ### Is there an existing issue for this?
@@ -37,11 +43,37 @@ ValueError: bad handle
 """
 
 
-def test_template_boilerplate_and_code_are_removed() -> None:
+def test_template_boilerplate_removed_and_the_error_kept() -> None:
     summary = summarise("Export dialog closes", TEMPLATE_BUG)
-    assert "export dialog closes immediately" in summary
-    for junk in ("###", "searched", "No response", "Traceback", "ValueError", "<!--", "[X]"):
+    assert summary.startswith("The export dialog closes immediately when I press the Save")
+    assert "Error: ValueError: bad handle." in summary
+    for junk in ("###", "searched", "No response", "Traceback", "<!--", "[X]", "export.py"):
         assert junk not in summary
+
+
+def test_issue_form_gives_statement_expected_and_environment() -> None:
+    body = (
+        "### Describe the bug\n\nSaving a file over SSH silently truncates it to zero bytes.\n\n"
+        "### Expected behavior\n\nThe file keeps its content.\n\n"
+        "### System information\n\n- OS: Ubuntu 22.04\n- App version: 1.82.2\n"
+    )
+    summary = summarise("Save over SSH truncates", body)
+    assert summary.startswith("Saving a file over SSH silently truncates it to zero bytes.")
+    assert "Expected: the file keeps its content." in summary
+    assert "Ubuntu 22.04" in summary
+
+
+def test_tensorflow_style_form_fields_become_the_environment() -> None:
+    body = (
+        "### Issue type\n\nBug\n\n### TensorFlow version\n\n2.13.0\n\n### Bazel version\n\n-\n\n"
+        "### OS platform and distribution\n\nLinux Ubuntu 20.04\n\n### Current behavior?\n\n"
+        "Calling tf.image.rot90 with k=-1 rotates the image clockwise without any warning.\n"
+    )
+    summary = summarise("rot90 with negative k", body)
+    assert summary.startswith("Calling tf.image.rot90 with k=-1 rotates the image clockwise")
+    assert "TensorFlow 2.13.0" in summary
+    assert "Ubuntu 20.04" in summary
+    assert "Bazel" not in summary
 
 
 def test_stack_trace_and_log_lines_skipped() -> None:
@@ -57,6 +89,14 @@ def test_stack_trace_and_log_lines_skipped() -> None:
     assert "connection reset" not in summary
 
 
+def test_only_a_stack_trace_gives_the_title_and_the_error() -> None:
+    body = (
+        '```\nTraceback (most recent call last):\n  File "a.py", line 1, in <module>\n'
+        "KeyError: 'user_id'\n```"
+    )
+    assert summarise("Login fails", body) == "Login fails. Error: KeyError: 'user_id'"
+
+
 def test_cap_and_no_mid_word_cut() -> None:
     long_sentence = "The renderer " + " ".join(["repaints"] * 120) + " forever."
     summary = summarise("Renderer loops", long_sentence)
@@ -65,26 +105,72 @@ def test_cap_and_no_mid_word_cut() -> None:
     assert summary[:-1].rstrip().split()[-1] in {"renderer", "repaints", "The"}
 
 
-def test_many_sentences_stay_within_limit_and_in_order() -> None:
-    body = " ".join(
-        f"Sentence number {word} talks about the cache eviction policy and memory."
-        for word in ["one", "two", "three", "four", "five", "six", "seven", "eight"]
-    )
-    summary = summarise("Cache eviction policy", body)
-    assert 0 < len(summary) <= MAX_CHARS
-    positions = [
-        body.index(s.strip()) for s in summary.split(". ") if s.strip() and s.strip() in body
-    ]
-    assert positions == sorted(positions)
+def test_one_limit_for_summaries() -> None:
+    from pipelines.providers import openai
+
+    assert SUMMARY_MAX == MAX_CHARS == 300
+    assert openai.SUMMARY_MAX is SUMMARY_MAX
 
 
 @pytest.mark.parametrize("body", ["", "   ", "```\ncode only\n```", "<!-- nothing -->"])
-def test_empty_body_falls_back_to_title(body: str) -> None:
+def test_no_prose_falls_back_to_title(body: str) -> None:
     assert summarise("Search box ignores accents", body) == "Search box ignores accents."
 
 
-def test_empty_everything_gives_empty_string() -> None:
-    assert summarise("", "") == ""
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [("", ""), ("", "   "), ("", "🎉🎉🎉"), ("", "<div><img src=x></div>"), ("   ", "```\n```")],
+)
+def test_never_empty(title: str, body: str) -> None:
+    summary = summarise(title, body)
+    assert summary.strip()
+    assert len(summary) <= SUMMARY_MAX
+
+
+def test_empty_issue_says_so() -> None:
+    assert summarise("", "") == EMPTY
+
+
+def test_not_the_title_alone_when_the_body_has_prose() -> None:
+    body = "When the list has more than 500 rows, scrolling jumps back to the top every time."
+    summary = summarise("Scrolling jumps", body)
+    assert summary == body
+
+
+def test_dangling_sentence_gets_the_title_as_context() -> None:
+    summary = summarise("Settings editor", "It crashes whenever I search for a setting name.")
+    assert summary == "Settings editor: it crashes whenever I search for a setting name."
+    assert not is_dangling(summary)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "dangling"),
+    [
+        ("It crashes on start.", True),
+        ("This happens every time.", True),
+        ("Is there an environment variable for it?", True),
+        ("Does not happen when building just the package.", True),
+        ("This function returns None on Windows.", False),
+        ("The cursor jumps to the end of the line.", False),
+    ],
+)
+def test_dangling_detection(sentence: str, dangling: bool) -> None:
+    assert is_dangling(sentence) is dangling
+
+
+def test_greetings_and_weak_openers_are_not_the_summary() -> None:
+    body = (
+        "Hi team,\n\nI have a question.\n\n"
+        "How can I run the node without downloading the whole 350GB blockchain?"
+    )
+    summary = summarise("Blockchain download alternative", body)
+    assert summary.startswith("How can I run the node without downloading the whole 350GB")
+
+
+def test_cjk_body_is_summarised() -> None:
+    body = "保存ボタンを押すとアプリがクラッシュします。設定ファイルが壊れてしまいます。"
+    summary = summarise("保存時の問題", body)
+    assert "クラッシュします" in summary
 
 
 def test_unicode_preserved() -> None:
@@ -92,6 +178,18 @@ def test_unicode_preserved() -> None:
     summary = summarise("Übersetzung fehlt", body)
     assert "Übersetzung" in summary
     assert "Größe" in summary
+
+
+def test_html_element_becomes_its_text_without_holes() -> None:
+    body = (
+        "<p>A comment containing <script>alert(1)</script> executes JavaScript "
+        "in the <b>preview</b> pane.</p>\n<script>\nwindow.x = 1;\n</script>\n"
+    )
+    summary = summarise("XSS in comments", body)
+    assert "containing <script>alert(1)</script> executes JavaScript in the preview pane" in (
+        summary
+    )
+    assert "window.x" not in summary
 
 
 def test_urls_images_and_html_removed() -> None:
@@ -108,6 +206,21 @@ def test_urls_images_and_html_removed() -> None:
     assert "sidebar flickers when resizing the window" in summary
 
 
+def test_link_keeps_a_short_reference_instead_of_a_hole() -> None:
+    body = "This error happened in a push in https://github.com/bitcoin/bitcoin/pull/24897 today."
+    summary = summarise("CI error", body)
+    assert "in a push in bitcoin/bitcoin#24897 today" in summary
+
+
+def test_bug_marker_step_is_the_statement() -> None:
+    body = "1. create a terminal\n2. quickly, use `alt+f1`\n3. 🐛 the accessible view opens instead"
+    summary = summarise("Terminal accessible view", body)
+    assert summary.startswith("the accessible view opens instead") or (
+        "the accessible view opens instead" in summary
+    )
+    assert "🐛" not in summary
+
+
 def test_truncate_helper() -> None:
     assert truncate("short text", 300) == "short text"
     cut = truncate("alpha beta gamma delta", 12)
@@ -115,33 +228,62 @@ def test_truncate_helper() -> None:
     assert len(cut) <= 12
 
 
+def test_truncate_cjk_cuts_between_characters() -> None:
+    text = "あ" * 400
+    cut = truncate(text, 300)
+    assert len(cut) == 300
+    assert cut.endswith("…")
+
+
 def test_clean_body_drops_checklists_and_headings() -> None:
     cleaned = clean_body("## Heading\n- [ ] I agree\n- [x] Done\nReal prose here.")
     assert cleaned == "Real prose here."
-
-
-def test_speed_under_one_millisecond_for_2kb_body() -> None:
-    body = (TEMPLATE_BUG + "\nThe dialog also flickers on resize. It happens every time.\n") * 3
-    body = body[:2048]
-    summarise("warm up", body)
-    start = time.perf_counter()
-    for _ in range(50):
-        summarise("Export dialog", body)
-    assert (time.perf_counter() - start) / 50 < 0.005
 
 
 def test_feature_template_questions_and_environment_lines_skipped() -> None:
     body = (
         "**Is your feature request related to a problem? Please describe.**\n"
         "Do you want to request a *feature* or report a *bug*?\n"
-        "OpenCV version: 4.x Operating System / Platform: Ubuntu 20.04\n\n"
+        "OpenCV version: 4.x\nOperating System / Platform: Ubuntu 20.04\n\n"
         "The exporter cannot write files larger than four gigabytes on FAT drives."
     )
     summary = summarise("Large exports", body)
-    assert summary == "The exporter cannot write files larger than four gigabytes on FAT drives."
+    # The sentence shares no word with the title, so the title leads as its context.
+    assert summary.startswith(
+        "Large exports: the exporter cannot write files larger than four gigabytes on FAT drives."
+    )
+    assert "request" not in summary
+
+
+def test_greeting_lead_is_dropped() -> None:
+    body = "Hi, I got this error when I run the Dirt model with tensorflow-gpu 1.13.1 on my GPU."
+    assert summarise("Dirt model fails", body).startswith("I got this error when I run the Dirt")
 
 
 def test_repeated_sentences_not_duplicated() -> None:
     body = "Give the build an option to produce static libraries.\n" * 3
     summary = summarise("Static libs", body)
     assert summary.count("static libraries") == 1
+
+
+def test_the_step_that_says_it_is_a_bug_is_the_statement() -> None:
+    body = (
+        "1. Use a settings file that makes every folder read-only\n"
+        "2. Create a temporary file with some content in the editor\n"
+        "3. Save it somewhere on the computer\n"
+        "4. The file written to disk is empty, this is a bug:\n"
+    )
+    summary = summarise("Saving to a read-only folder", body)
+    assert summary == (
+        "Saving to a read-only folder: the file written to disk is empty, this is a bug."
+    )
+
+
+def test_prose_after_an_inline_steps_list_is_the_statement() -> None:
+    # The README's walk-through issue: "Steps to reproduce:" is a label, not a heading.
+    body = (
+        "Steps to reproduce:\n1. Create a file named 🐛.txt\n2. Press Ctrl+S\n\n"
+        "The app crashes with a segfault since upgrading to 2.4. It worked in 2.3."
+    )
+    summary = summarise("App crashes when saving a file with an emoji in its name", body)
+    assert summary == "The app crashes with a segfault since upgrading to 2.4."

@@ -1,15 +1,15 @@
 """Fitting and honest evaluation of the issue-type classifier.
 
-``python -m pipelines.providers.training train --data FILE --out DIR`` fits the shipped
+``python -m lab.training train --data FILE --out DIR`` fits the shipped
 model; ``cv`` and ``loro`` print the stratified 5-fold (NLBSE'24 metric: macro-F1 per
 repository, averaged over repositories) and leave-one-repository-out estimates.
-Only this module needs scikit-learn; prediction lives in :mod:`classifier`.
+Only this module needs scikit-learn; prediction lives in :mod:`pipelines.providers.classifier`.
 
 The n-gram counts of every issue are computed once (with the analysers of
-:mod:`classifier`, so training and prediction see identical features); each fit then
-selects its vocabulary (document frequency on its own training rows only), computes the
-idf and fits the logistic regression -- the same maths as scikit-learn's
-``TfidfVectorizer(sublinear_tf=True, min_df=...)`` per block.
+:mod:`pipelines.providers.classifier`, so training and prediction see identical
+features); each fit then selects its vocabulary (document frequency on its own training
+rows only), computes the idf and fits the logistic regression -- the same maths as
+scikit-learn's ``TfidfVectorizer(sublinear_tf=True, min_df=...)`` per block.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pipelines.providers.classifier import (
     FeatureConfig,
     TypeModel,
     analyse,
+    bug_evidence,
     dense_cues,
 )
 
@@ -95,6 +96,7 @@ class Featurised:
     counts: dict[str, sp.csr_matrix]
     terms: dict[str, list[str]]
     dense: FloatArray
+    evidence: FloatArray  # 1.0 where classifier.bug_evidence holds
     labels: StrArray
     repos: StrArray
 
@@ -105,6 +107,7 @@ def featurise(issues: Sequence[Issue], config: FeatureConfig) -> Featurised:
         block: ([], [], []) for block in BLOCKS
     }
     dense: list[list[float]] = []
+    evidence: list[float] = []
     for row, issue in enumerate(issues):
         grams = analyse(issue.title, issue.body, config)
         for block in BLOCKS:
@@ -116,6 +119,7 @@ def featurise(issues: Sequence[Issue], config: FeatureConfig) -> Featurised:
                 cols.append(col)
                 vals.append(n)
         dense.append(dense_cues(issue.title, issue.body[: config.body_limit]))
+        evidence.append(1.0 if bug_evidence(issue.title, issue.body) else 0.0)
     counts = {
         block: sp.csr_matrix(
             (np.asarray(cells[block][2], dtype=np.float64), (cells[block][0], cells[block][1])),
@@ -127,6 +131,7 @@ def featurise(issues: Sequence[Issue], config: FeatureConfig) -> Featurised:
         counts=counts,
         terms={block: list(vocab[block]) for block in BLOCKS},
         dense=np.asarray(dense, dtype=np.float64).reshape(len(issues), -1),
+        evidence=np.asarray(evidence, dtype=np.float64),
         labels=np.array([i.label for i in issues]),
         repos=np.array([i.repo for i in issues]),
     )
@@ -157,8 +162,15 @@ class Fitted:
         parts.append(sp.csr_matrix(data.dense[rows] * cfg.dense_weight))
         return sp.csr_matrix(sp.hstack(parts))
 
+    def decision(self, data: Featurised, rows: IntArray) -> FloatArray:
+        """The model's scores for ``rows``: the linear part plus the bug-evidence prior."""
+        scores = np.asarray(self.design(data, rows) @ self.model.coef.T + self.model.intercept)
+        bug = self.model.labels.index("bug")
+        scores[:, bug] += self.model.config.bug_evidence_weight * data.evidence[rows]
+        return scores
+
     def predict(self, data: Featurised, rows: IntArray) -> StrArray:
-        scores = self.design(data, rows) @ self.model.coef.T + self.model.intercept
+        scores = self.decision(data, rows)
         best = np.asarray(np.argmax(scores, axis=1), dtype=np.int64)
         return np.asarray([self.model.labels[i] for i in best], dtype=np.str_)
 
@@ -254,7 +266,7 @@ def train(path: Path, params: TrainParams = DEFAULT_PARAMS) -> TypeModel:
     fitted = fit(data, rows, params)
     # The numpy-only predictor must reproduce the training design matrix exactly.
     sample = rows[:: max(1, len(rows) // 50)]
-    expected = fitted.design(data, sample) @ fitted.model.coef.T + fitted.model.intercept
+    expected = fitted.decision(data, sample)
     got = np.array([fitted.model.decision(issues[i].title, issues[i].body) for i in sample])
     if not np.allclose(expected, got, atol=1e-8):
         raise AssertionError("prediction features differ from training features")
@@ -268,7 +280,7 @@ def _print_scores(title: str, scores: dict[str, float]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.providers.training")
+    parser = argparse.ArgumentParser(prog="python -m lab.training")
     parser.add_argument("command", choices=("train", "cv", "loro"))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=MODEL_DIR)

@@ -1,0 +1,96 @@
+"""Hostile inputs finish in linear time (issue 9, item 4).
+
+Each named pattern of the issue gets its hostile input, and each must finish within
+50 ms: the issue's explicit requirement and the only timed assertion of the suite. The
+time is the best of three runs measured with ``time.perf_counter`` (other tests share the
+CPU); the quadratic versions took 1-2 s, so the bound separates them by far.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pipelines.providers.summary import SUMMARY_MAX, summarise
+from pipelines.providers.text import clean_issue_text, prompt_text
+
+LIMIT_SECONDS = 0.05
+BODY = 50_000  # the longest body the API accepts
+
+HOSTILE_BODIES: dict[str, str] = {
+    # The four of the issue.
+    "10,000 blank lines in the stack-trace check": (
+        "Traceback (most recent call last):\n" + "\n" * 10_000 + "    at x (y.js:1)"
+    ),
+    "10,000 whitespace-only lines": " \t\n" * 10_000 + "  at Foo.bar (Foo.java:1)",
+    "a long *a*a*a line for the emphasis pattern": ("*a" * BODY)[:BODY],
+    "at a.a.a... for the log-line pattern": ("at " + "a." * BODY)[:BODY],
+    "many at a.a.a... log lines": (("    at " + "a." * 400 + "a!\n") * 100)[:BODY],
+    # Their relatives: every other pattern's worst case.
+    "_a_a_a emphasis": ("_a" * BODY)[:BODY],
+    "unclosed tags": ("<a " * BODY)[:BODY],
+    "unclosed scripts": ("<script>" * BODY)[:BODY],
+    "inline styles": ("x <style>a</style> y " * BODY)[:BODY],
+    "unclosed links": ("[" * 20_000 + "](" * 15_000)[:BODY],
+    "unclosed images": ("![" * BODY)[:BODY],
+    "reference links": ("[a][" * BODY)[:BODY],
+    "backticks": "`" * BODY,
+    "headings": ("#\n" * BODY)[:BODY],
+    "bold labels": "**" + "a" * (BODY - 2),
+    "key-value pairs": ("a: " * BODY)[:BODY],
+    "environment lines": ("OS version: x\n" * BODY)[:BODY],
+    "exception-like words": ("AError " * BODY)[:BODY],
+    "dotted names": ("a." * BODY)[:BODY],
+    "fences": ("```\n" * BODY)[:BODY],
+    "comments": ("<!--" * BODY)[:BODY],
+    "sentences": (". A" * BODY)[:BODY],
+    "CJK sentences": ("中文。" * BODY)[:BODY],
+    "spaces after a full stop": "a." + " " * (BODY - 3) + "b",
+    "fatal words": ("error: assertion " * BODY)[:BODY],
+    "version digits": ("OS version: " + "1." * BODY)[:BODY],
+    "urls": ("http://" * BODY)[:BODY],
+    "pipes": ("|" * BODY),
+}
+
+
+def _best_of_three(work: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_summarise_is_linear_on_hostile_input(name: str) -> None:
+    body = HOSTILE_BODIES[name]
+    summary = summarise("Hostile input", body)
+    assert 0 < len(summary) <= SUMMARY_MAX
+    elapsed = _best_of_three(lambda: summarise("Hostile input", body))
+    assert elapsed < LIMIT_SECONDS, f"{name}: {elapsed * 1000:.1f} ms"
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_clean_issue_text_is_linear_on_hostile_input(name: str) -> None:
+    body = HOSTILE_BODIES[name]
+    assert clean_issue_text("Hostile input", body).startswith("Hostile input")
+    elapsed = _best_of_three(lambda: clean_issue_text("Hostile input", body))
+    assert elapsed < LIMIT_SECONDS, f"{name}: {elapsed * 1000:.1f} ms"
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+def test_prompt_text_is_bounded_on_hostile_input(name: str) -> None:
+    body = HOSTILE_BODIES[name]
+    assert len(prompt_text("Hostile input", body)) <= 4_000
+
+
+def test_a_50000_character_title_is_bounded_before_processing() -> None:
+    title = "x" * 50_000
+    summary = summarise(title, "")
+    assert len(summary) <= SUMMARY_MAX
+    assert summary.endswith("…")
+    elapsed = _best_of_three(lambda: summarise(title, "Short body sentence here."))
+    assert elapsed < LIMIT_SECONDS
