@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from pipelines.providers.topics import MAX_BODY_CHARS, TITLE_MAX, issue_prose, mentions
+from app.config import TITLE_MAX
+from pipelines.providers.topics import MAX_BODY_CHARS, issue_prose, mentions
 
 LABELS: tuple[str, ...] = ("bug", "feature", "question")
 MODEL_DIR = Path(__file__).resolve().parent / "models"

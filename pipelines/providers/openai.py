@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from app.config import SUMMARY_MAX
 from pipelines.providers.base import PermanentError, ProviderError, TransientError
-from pipelines.providers.summary import SUMMARY_MAX
 from pipelines.providers.text import PROMPT_TEXT_MAX, TITLE_MAX, prompt_text
 
 log = logging.getLogger(__name__)

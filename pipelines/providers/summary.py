@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
     ASK,
     ERROR,
@@ -37,8 +38,6 @@ from pipelines.providers.text import (
     split_sentences,
 )
 
-SUMMARY_MAX = 300
-MAX_CHARS = SUMMARY_MAX  # the name earlier callers import
 MAIN_MAX = 210
 SENTENCE_MAX = 600  # longer sentences are cut before they are scored
 PARAGRAPH_MAX = 6_000  # what is split into sentences of one paragraph

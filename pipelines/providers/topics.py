@@ -22,21 +22,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.config import DEFAULT_TAXONOMY, TITLE_MAX
 from pipelines.providers.text import clean_issue_text
 
-DEFAULT_TAXONOMY: tuple[str, ...] = (
-    "documentation",
-    "performance",
-    "security",
-    "ui",
-    "build",
-    "tests",
-    "dependencies",
-    "crash",
-    "regression",
-)
+__all__ = ["DEFAULT_TAXONOMY", "MAX_BODY_CHARS", "TopicTagger", "issue_prose", "mentions"]
 
-TITLE_MAX = 300  # the API's own title limit; longer titles are cut before any matching
+# Titles longer than the API's own limit are cut to TITLE_MAX before any matching.
 MAX_BODY_CHARS = 8000  # topics are decided by the start of long reports
 MAX_PROSE_CHARS = 4000  # of the cleaned body: bounds the cost of the rules
 _I = re.I

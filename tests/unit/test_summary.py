@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.config import SUMMARY_MAX
 from pipelines.providers.summary import (
     EMPTY,
-    MAX_CHARS,
-    SUMMARY_MAX,
     clean_body,
     is_dangling,
     summarise,
@@ -100,7 +99,7 @@ def test_only_a_stack_trace_gives_the_title_and_the_error() -> None:
 def test_cap_and_no_mid_word_cut() -> None:
     long_sentence = "The renderer " + " ".join(["repaints"] * 120) + " forever."
     summary = summarise("Renderer loops", long_sentence)
-    assert len(summary) <= MAX_CHARS
+    assert len(summary) <= SUMMARY_MAX
     assert summary.endswith("…")
     assert summary[:-1].rstrip().split()[-1] in {"renderer", "repaints", "The"}
 
@@ -108,7 +107,7 @@ def test_cap_and_no_mid_word_cut() -> None:
 def test_one_limit_for_summaries() -> None:
     from pipelines.providers import openai
 
-    assert SUMMARY_MAX == MAX_CHARS == 300
+    assert SUMMARY_MAX == 300
     assert openai.SUMMARY_MAX is SUMMARY_MAX
 
 
