@@ -42,11 +42,11 @@ def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
     )
 
 
-def start_enrichment(*, session: Session, issue: Issue) -> str:
+def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> str:
     """Record a run for ``issue`` and send its chain, inside the caller's transaction.
 
     Returns the run id: the chain's root (summarise) task id. A run still going for the
-    issue is superseded.
+    issue is superseded. ``force``: call the provider even if the text was enriched before.
 
     The chain is published before the caller commits, so a crash in between leaves a
     message whose run never appears (the worker drops it after a few seconds) rather than
@@ -62,6 +62,7 @@ def start_enrichment(*, session: Session, issue: Issue) -> str:
             StageSpec(stage.value, stage.queue.value, task_id)
             for stage, task_id in zip(Stage, task_ids, strict=True)
         ],
+        force=force,
     )
     try:
         build_chain(issue.id, task_ids).apply_async()

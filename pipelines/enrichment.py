@@ -12,21 +12,32 @@ from typing import Any
 
 from app.celery_app import celery_app
 from pipelines.bookkeeping import persist_result
+from pipelines.cache import fingerprint
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
 
 
 @celery_app.task(base=StageTask, bind=True, name=Stage.SUMMARISE.task_name, stage=Stage.SUMMARISE)
 def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, str]:
+    """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it."""
     issue = self.issue
-    return {"summary": self.provider().summarise(issue.title, issue.body)}
+    key = fingerprint(self.context.provider, issue.title, issue.body)
+    earlier = self.reuse(key)
+    if earlier is not None:
+        return {"summary": earlier["ai_summary"], "fingerprint": key}
+    return {"summary": self.provider().summarise(issue.title, issue.body), "fingerprint": key}
 
 
 @celery_app.task(base=StageTask, bind=True, name=Stage.TAG.task_name, stage=Stage.TAG)
 def tag(self: StageTask, previous: dict[str, str], *, run_id: str, issue_id: int) -> dict[str, Any]:
     issue = self.issue
     summary = previous["summary"]
-    return {"summary": summary, "tags": self.provider().tag(issue.title, issue.body, summary)}
+    key = previous.get("fingerprint")
+    earlier = self.reuse(key)
+    tags = earlier["tags"] if earlier is not None else None
+    if tags is None:
+        tags = self.provider().tag(issue.title, issue.body, summary)
+    return {"summary": summary, "tags": tags, "fingerprint": key}
 
 
 @celery_app.task(
@@ -45,4 +56,5 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
             issue_id=issue_id,
             summary=previous["summary"],
             tags=previous["tags"],
+            fingerprint=previous.get("fingerprint"),
         )

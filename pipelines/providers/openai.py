@@ -12,6 +12,7 @@ policy's job (see ``TransientError.retry_after``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from pipelines.providers.base import PermanentError, ProviderError, TransientError
+from pipelines.usage import record_usage
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,11 @@ class OpenAIProvider:
     """Summarises and tags issues with a Chat Completions model. Safe to share by threads."""
 
     name = "openai"
+
+    @property
+    def prompt_version(self) -> str:
+        """Changes whenever the prompts do: results cached under the old ones are not reused."""
+        return _prompt_version()
 
     def __init__(
         self,
@@ -251,6 +258,7 @@ class OpenAIProvider:
             del payload["response_format"]
             response = self._post(op, payload)
         self._raise_for_status(op, response)
+        record_usage(_json_or_none(response))  # what the call cost (pipelines.usage)
         return self._content(op, response)
 
     def _post(self, op: str, payload: dict[str, Any]) -> httpx.Response:
@@ -324,6 +332,18 @@ class OpenAIProvider:
 
 
 # -- prompts ------------------------------------------------------------------------------
+
+
+def _prompt_version() -> str:
+    text = _SYSTEM_PROMPT + _SUMMARY_TASK + _TAG_TASK + str(PROMPT_BODY_MAX)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _issue_message(title: str, body: str, summary: str | None = None) -> str:
