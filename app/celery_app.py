@@ -76,7 +76,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
-    app = Celery("issueflow", include=["pipelines.enrichment"])
+    # pipelines.metrics: the task metrics' signal handlers and the worker's metrics port.
+    app = Celery("issueflow", include=["pipelines.enrichment", "pipelines.metrics"])
     app.conf.update(celery_config(settings or get_settings()))
     return app
 

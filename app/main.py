@@ -15,6 +15,7 @@ from fastapi.exception_handlers import (
 )
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -22,8 +23,11 @@ from starlette.types import Scope
 
 from app.api import health, issues, tasks
 from app.api.errors import errors
+from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
+from app.metrics import ClusterCollector, HttpMetrics
+from app.metrics import router as metrics_router
 from app.middleware import BodySizeLimit, HeaderSizeLimit
 from pipelines.dispatch import OutboxSweeper
 
@@ -59,9 +63,15 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
     app.state.session_factory = make_session_factory(engine)
     app.add_middleware(BodySizeLimit, max_bytes=REQUEST_MAX_BYTES)
     app.add_middleware(HeaderSizeLimit)
+    app.add_middleware(HttpMetrics)  # outermost: refused requests are counted too
     app.include_router(issues.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.state.cluster_registry = CollectorRegistry(auto_describe=False)
+    app.state.cluster_registry.register(
+        ClusterCollector(engine, celery_app, settings.metrics_cache_seconds)
+    )
 
     _describe_security(app, settings)
 
