@@ -15,6 +15,7 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from app.config import Settings, get_settings
+from app.logs import hook_handlers as _hook_log_handlers  # noqa: F401 (connects log signals)
 from pipelines.policies import policies_for
 from pipelines.queues import TASK_ROUTES, Queue
 

@@ -26,6 +26,7 @@ from app.api.errors import errors
 from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
+from app.logs import configure_logging
 from app.metrics import ClusterCollector, HttpMetrics
 from app.metrics import router as metrics_router
 from app.middleware import BodySizeLimit, HeaderSizeLimit
@@ -144,4 +145,5 @@ def _describe_security(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+configure_logging()
 app = create_app()

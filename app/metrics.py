@@ -351,8 +351,9 @@ def _route_template(scope: Scope) -> str:
     # Refused before routing (413, 431) or no route: find the template, never the raw path.
     app = scope.get("app")
     for candidate in getattr(getattr(app, "router", None), "routes", ()):
-        if candidate.matches(scope)[0] != Match.NONE and isinstance(candidate.path, str):
-            return str(candidate.path)
+        template = getattr(candidate, "path", None)
+        if isinstance(template, str) and candidate.matches(scope)[0] != Match.NONE:
+            return template
     return "unmatched"
 
 

@@ -67,7 +67,12 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
     try:
         build_chain(issue.id, task_ids).apply_async()
     except BROKER_ERRORS as exc:
-        log.warning("broker unreachable; run %s kept in the outbox: %s", run_id, exc)
+        log.warning(
+            "broker unreachable; run %s kept in the outbox: %s",
+            run_id,
+            exc,
+            extra={"run_id": run_id, "issue_id": issue.id},
+        )
         mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
     return run_id
 

@@ -8,7 +8,9 @@ Completions server on loopback that reports ``usage`` and counts its calls; the 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
 from app.config import Settings
+from app.logs import ContextFilter, JsonFormatter
 from app.main import create_app
 from pipelines.context import WorkerContext, use_context
 from pipelines.policies import policies_for
@@ -308,3 +311,31 @@ def test_metrics_answer_with_the_database_down(worker_database_url: str) -> None
         samples = scrape(client)
     assert value(samples, "issueflow_database_up") == 0
     assert not any(name == "issueflow_runs_total" for name, _ in samples)
+
+
+def test_worker_log_records_carry_the_run_fields(ops_api: TestClient, calls: Calls) -> None:
+    calls.rate_limited_once.add("Logged crash")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("pipelines")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the embedded worker sets the root logger to ERROR
+    try:
+        status = finished(ops_api, create(ops_api, "Logged crash"))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert status["state"] == "SUCCESS"
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    retry = next(r for r in records if "retry 1/" in r["message"])
+    assert retry["run_id"] == status["task_id"]
+    assert retry["issue_id"] == status["issue_id"]
+    assert retry["stage"] == "summarise"
+    assert retry["task_id"] == status["stages"][0]["task_id"]
+    calls_logged = [r for r in records if r["message"].startswith("openai tag")]
+    assert calls_logged, records
+    assert {r["stage"] for r in calls_logged} == {"tag"}
+    assert {r["task_id"] for r in calls_logged} == {status["stages"][1]["task_id"]}
