@@ -16,6 +16,7 @@ from kombu import Queue as KombuQueue
 
 from app.config import Settings, get_settings
 from app.logs import hook_handlers as _hook_log_handlers  # noqa: F401 (connects log signals)
+from app.tracing import setup_tracing as _setup_tracing  # noqa: F401 (connects worker tracing)
 from pipelines.policies import policies_for
 from pipelines.queues import TASK_ROUTES, Queue
 

@@ -125,6 +125,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # A worker serves its own task metrics on this port (prometheus_client); none if unset.
     worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
     # The API's GET /metrics answers from the database at most this often (seconds).
     metrics_cache_seconds: float = Field(default=5.0, ge=0)
 

@@ -30,6 +30,7 @@ from app.logs import configure_logging
 from app.metrics import ClusterCollector, HttpMetrics
 from app.metrics import router as metrics_router
 from app.middleware import BodySizeLimit, HeaderSizeLimit
+from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             sweeper.stop()
         engine.dispose()
 
+    tracing = setup_tracing("issueflow-api")  # before the engine: its statements are traced
     engine = make_engine(settings.database_url)
     app = FastAPI(
         title="issueflow",
@@ -60,6 +62,8 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         responses=errors(431),
     )
     app.state.settings = settings
+    if tracing:
+        trace_app(app)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.add_middleware(BodySizeLimit, max_bytes=REQUEST_MAX_BYTES)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import aliased
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import errors
 from app.deps import ReadAccess
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage
 from app.states import FINISHED_STATES, TaskState
@@ -364,7 +365,10 @@ router = APIRouter(tags=["operations"])
     "/metrics",
     dependencies=[ReadAccess],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
+        **errors(401, 403, 422, 503),
+    },
 )
 def metrics(request: Request) -> Response:
     """Prometheus text: the cluster view (``issueflow_*``, ``celery_queue_length``) and this

@@ -15,29 +15,33 @@ from pipelines.bookkeeping import persist_result
 from pipelines.cache import fingerprint
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
+from pipelines.usage import mark_cached
 
 
 @celery_app.task(base=StageTask, bind=True, name=Stage.SUMMARISE.task_name, stage=Stage.SUMMARISE)
-def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, str]:
-    """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it."""
+def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, Any]:
+    """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it.
+
+    When an earlier run's result is reused, its tags travel along for the tag stage.
+    """
     issue = self.issue
     key = fingerprint(self.context.provider, issue.title, issue.body)
     earlier = self.reuse(key)
     if earlier is not None:
-        return {"summary": earlier["ai_summary"], "fingerprint": key}
+        return {"summary": earlier["ai_summary"], "tags": earlier["tags"], "fingerprint": key}
     return {"summary": self.provider().summarise(issue.title, issue.body), "fingerprint": key}
 
 
 @celery_app.task(base=StageTask, bind=True, name=Stage.TAG.task_name, stage=Stage.TAG)
-def tag(self: StageTask, previous: dict[str, str], *, run_id: str, issue_id: int) -> dict[str, Any]:
+def tag(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int) -> dict[str, Any]:
     issue = self.issue
     summary = previous["summary"]
-    key = previous.get("fingerprint")
-    earlier = self.reuse(key)
-    tags = earlier["tags"] if earlier is not None else None
-    if tags is None:
+    tags = previous.get("tags")
+    if tags is not None:
+        mark_cached()  # summarise reused an earlier result; its tags come with it
+    else:
         tags = self.provider().tag(issue.title, issue.body, summary)
-    return {"summary": summary, "tags": tags, "fingerprint": key}
+    return {"summary": summary, "tags": tags, "fingerprint": previous.get("fingerprint")}
 
 
 @celery_app.task(

@@ -170,7 +170,8 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
                     shutil.rmtree(child)
         else:
             path.mkdir(parents=True)
-    port = get_settings().worker_metrics_port
+    settings = get_settings()
+    port = settings.worker_metrics_port
     if port is None:
         return
     pool = getattr(sender, "pool_cls", None)  # a name such as "prefork", or the class
@@ -182,8 +183,8 @@ def _worker_init(sender: Any = None, **_: Any) -> None:
             "pool processes' task counts are not served",
             MULTIPROC_ENV,
         )
-    bound = serve_worker_metrics(port)
-    log.info("task metrics on http://0.0.0.0:%d/metrics", bound)
+    bound = serve_worker_metrics(port, addr=settings.worker_metrics_host)
+    log.info("task metrics on http://%s:%d/metrics", settings.worker_metrics_host, bound)
 
 
 @signals.worker_ready.connect

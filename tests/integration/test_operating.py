@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import Engine
 from app.config import Settings
 from app.logs import ContextFilter, JsonFormatter
 from app.main import create_app
+from app.tracing import setup_tracing, teardown_tracing
 from pipelines.context import WorkerContext, use_context
 from pipelines.policies import policies_for
 from pipelines.providers.openai import OpenAIProvider
@@ -99,10 +101,10 @@ def calls(chat_server: FakeChatServer) -> Calls:
     return chat_server.calls
 
 
-@pytest.fixture
-def openai_worker(worker_database_url: str, chat_server: FakeChatServer) -> Iterator[None]:
+@contextmanager
+def openai_context(database_url: str, chat_server: FakeChatServer) -> Iterator[None]:
     """The embedded worker with the real OpenAI provider on the fake server, short backoffs."""
-    settings = Settings(database_url=worker_database_url)
+    settings = Settings(database_url=database_url)
     provider = OpenAIProvider(
         base_url=f"http://127.0.0.1:{chat_server.server_port}/v1",
         api_key="sk-test",
@@ -116,22 +118,43 @@ def openai_worker(worker_database_url: str, chat_server: FakeChatServer) -> Iter
     }
     context = WorkerContext.build(settings, provider=provider, policies=policies)
     previous = use_context(context)
-    yield
-    use_context(previous)
-    context.close()
-    provider.close()
+    try:
+        yield
+    finally:
+        use_context(previous)
+        context.close()
+        provider.close()
+
+
+def api_client(database_url: str) -> TestClient:
+    settings = Settings(
+        database_url=database_url,
+        provider_price_per_1k_tokens=PRICE_PER_1K,
+        metrics_cache_seconds=0,
+    )
+    return TestClient(create_app(settings, sweep_outbox=False))
 
 
 @pytest.fixture
 def ops_api(
-    worker_engine: Engine, worker_database_url: str, openai_worker: None
+    worker_engine: Engine, worker_database_url: str, chat_server: FakeChatServer
 ) -> Iterator[TestClient]:
-    settings = Settings(
-        database_url=worker_database_url,
-        provider_price_per_1k_tokens=PRICE_PER_1K,
-        metrics_cache_seconds=0,
-    )
-    with TestClient(create_app(settings, sweep_outbox=False)) as client:
+    with (
+        openai_context(worker_database_url, chat_server),
+        api_client(worker_database_url) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def traced_api(
+    spans: Any, worker_engine: Engine, worker_database_url: str, chat_server: FakeChatServer
+) -> Iterator[TestClient]:
+    """As ``ops_api``, built after tracing started: its engines and app are traced."""
+    with (
+        openai_context(worker_database_url, chat_server),
+        api_client(worker_database_url) as client,
+    ):
         yield client
 
 
@@ -339,3 +362,62 @@ def test_worker_log_records_carry_the_run_fields(ops_api: TestClient, calls: Cal
     assert calls_logged, records
     assert {r["stage"] for r in calls_logged} == {"tag"}
     assert {r["task_id"] for r in calls_logged} == {status["stages"][1]["task_id"]}
+
+
+@pytest.fixture
+def spans(worker_database_url: str) -> Iterator[Any]:
+    """Tracing on, into an in-memory exporter (the ``otel`` extra is part of ``dev``)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert setup_tracing("issueflow-test", tracer_provider=provider)
+    yield exporter
+    teardown_tracing()
+    provider.shutdown()
+
+
+def test_one_trace_spans_the_request_all_three_stages_the_provider_and_the_database(
+    spans: Any, traced_api: TestClient, calls: Calls
+) -> None:
+    ops_api = traced_api
+    task_id = create(ops_api, "Traced crash")
+    assert finished(ops_api, task_id)["state"] == "SUCCESS"
+    # persist's span ends just after its commit, which the status may show first.
+    wait_until(
+        lambda: any(s.name == "run/enrichment.persist" for s in spans.get_finished_spans()),
+        timeout=10,
+        what="the persist span",
+    )
+    finished_spans = spans.get_finished_spans()
+    post = next(s for s in finished_spans if s.name == "POST /issues" and s.parent is None)
+    trace_id = post.context.trace_id
+    in_trace = [s for s in finished_spans if s.context.trace_id == trace_id]
+    names = {s.name for s in in_trace}
+    for stage in ("summarise", "tag", "persist"):
+        assert f"apply_async/enrichment.{stage}" in names, names
+        assert f"run/enrichment.{stage}" in names, names
+    kinds = {
+        s.attributes.get("http.request.method") or s.attributes.get("http.method") for s in in_trace
+    }
+    assert "POST" in kinds  # the provider's HTTP calls
+    provider_calls = [
+        s
+        for s in in_trace
+        if "127.0.0.1" in str(s.attributes.get("url.full") or s.attributes.get("http.url") or "")
+    ]
+    assert len(provider_calls) == 2, names
+    database = [
+        s for s in in_trace if s.attributes.get("db.system") or s.attributes.get("db.system.name")
+    ]
+    assert database, names
+    statements = " ".join(
+        str(s.attributes.get("db.statement") or s.attributes.get("db.query.text")) for s in database
+    )
+    assert "INSERT INTO enrichment_runs" in statements
+    assert "UPDATE issues SET ai_summary" in statements
+    # Polling the status is other traces: one run is one trace.
+    assert all(s.name != "GET /tasks/{task_id}" for s in in_trace)
