@@ -23,12 +23,12 @@ from starlette.types import Scope
 
 from app.api import health, issues, tasks
 from app.api.errors import errors
+from app.api.metrics import ClusterCollector, HttpMetrics
+from app.api.metrics import router as metrics_router
 from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.logs import configure_logging
-from app.metrics import ClusterCollector, HttpMetrics
-from app.metrics import router as metrics_router
 from app.middleware import BodySizeLimit, HeaderSizeLimit
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper

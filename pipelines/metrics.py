@@ -6,7 +6,7 @@ persist tasks it sends as the chain moves on). A worker serves its counts on
 ``WORKER_METRICS_PORT``; with the prefork pool, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
 directory of its own so the pool processes' counts add up (prometheus_client's multiprocess
 mode). The cluster-wide ``issueflow_*`` figures come from the database instead
-(``app.metrics``), so they do not depend on which process is scraped.
+(``app.api.metrics``), so they do not depend on which process is scraped.
 
 Nothing here is inside a task's logic: the stage tasks know nothing about metrics.
 """

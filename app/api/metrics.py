@@ -124,7 +124,7 @@ def queue_lengths(celery_app: Celery) -> list[tuple[str, int]]:
     """Each stage queue's length, as the broker reports it (0 for a queue not declared yet)."""
     lengths = []
     with celery_app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, timeout=2)
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
         for queue in Queue:
             channel: Any = connection.channel()
             try:
