@@ -149,6 +149,7 @@ class EnrichmentRun(Base):
         Index("ix_enrichment_runs_issue_id", "issue_id"),
         Index("ix_enrichment_runs_dispatched", "dispatched"),
         Index("ix_enrichment_runs_fingerprint", "fingerprint", "finished_at"),
+        Index("ix_enrichment_runs_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -177,6 +178,7 @@ class EnrichmentRun(Base):
 
 class EnrichmentStage(Base):
     __tablename__ = "enrichment_stages"
+    __table_args__ = (Index("ix_enrichment_stages_finished_at", "finished_at"),)
 
     run_id: Mapped[str] = mapped_column(
         ForeignKey("enrichment_runs.id", ondelete="CASCADE"), primary_key=True

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery
@@ -76,6 +77,9 @@ class ClusterCollector(Collector):
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
+        # The totals of rows that ended before ``_horizon``: read once, then extended.
+        self._sealed: Totals = {}
+        self._horizon: datetime | None = None
 
     def collect(self) -> Iterable[Metric]:
         with self._lock:
@@ -90,7 +94,7 @@ class ClusterCollector(Collector):
         )
         try:
             with self.engine.connect() as connection:
-                metrics = list(_run_metrics(connection))
+                metrics = list(_run_metrics(connection, self._ended(connection)))
         except Exception as exc:  # the scrape must answer even with the database down
             log.warning("metrics: cannot read the database: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -99,6 +103,21 @@ class ClusterCollector(Collector):
         up.add_metric([], 1)
         yield up
         yield from metrics
+
+    def _ended(self, connection: Any) -> Totals:
+        """The totals of every run and stage that ended: the sealed part is read once per
+        process (the first scrape reads the whole table), later scrapes read only what
+        ended since the horizon."""
+        horizon = datetime.now(UTC) - SEAL_AFTER
+        if self._horizon is None:
+            sealed = _ended_rows(connection, None, horizon)
+        elif horizon > self._horizon:
+            sealed = _add(self._sealed, _ended_rows(connection, self._horizon, horizon))
+        else:
+            sealed, horizon = self._sealed, self._horizon
+        live = _ended_rows(connection, horizon, None)
+        self._sealed, self._horizon = sealed, horizon
+        return _add(sealed, live)
 
     def _queues(self) -> Iterator[Metric]:
         if self.celery_app is None:
@@ -139,50 +158,141 @@ def queue_lengths(celery_app: Celery) -> list[tuple[str, int]]:
 
 def _seconds(later: Any, earlier: Any, dialect: str) -> ColumnElement[Any]:
     if dialect == "postgresql":
-        return func.extract("epoch", later - earlier)
+        return func.date_part("epoch", later - earlier)  # double precision; extract is numeric
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
-def _histogram_query(
-    value: ColumnElement[Any], label: Any, buckets: Sequence[float], *where: Any
-) -> Select[Any]:
-    columns = [
-        func.sum(case((value <= bound, 1), else_=0)).label(f"b{n}")
-        for n, bound in enumerate(buckets)
-    ]
-    return (
-        select(
-            label.label("label"), func.count().label("n"), func.sum(value).label("total"), *columns
-        )
-        .where(*where)
-        .group_by(label)
-    )
+def _bucket_index(value: ColumnElement[Any], buckets: Sequence[float]) -> ColumnElement[int]:
+    """The index of the first bucket whose bound holds ``value`` (``len(buckets)``: none)."""
+    return case(*((value <= bound, n) for n, bound in enumerate(buckets)), else_=len(buckets))
 
 
-def _histogram(
-    connection: Any,
-    name: str,
-    documentation: str,
-    label_name: str,
-    query: Select[Any],
-    buckets: Sequence[float],
-) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, documentation, labels=[label_name])
-    for row in connection.execute(query):
-        cumulative = [(_bound(bound), float(row[3 + n] or 0)) for n, bound in enumerate(buckets)]
-        cumulative.append(("+Inf", float(row.n)))
-        family.add_metric([str(row.label)], cumulative, float(row.total or 0))
-    return family
+# Additive totals of rows that will not change any more, keyed (family, label value): a
+# vector of per-bucket counts and the sum for histograms, plain sums otherwise. Totals of
+# two disjoint sets of rows add up to the totals of their union.
+Totals = dict[tuple[str, str], list[float]]
+HISTOGRAMS = {
+    "issueflow_run_duration_seconds": RUN_BUCKETS,
+    "issueflow_stage_duration_seconds": STAGE_BUCKETS,
+    "issueflow_stage_queue_wait_seconds": WAIT_BUCKETS,
+}
+# Rows that ended this long ago are aggregated once and remembered; younger ones at each
+# scrape. A row is final when it ends (its finished_at is set in the same statement), and
+# commits follow their timestamps by milliseconds, so no row lands behind this horizon.
+SEAL_AFTER = timedelta(minutes=10)
 
 
-def _bound(bound: float) -> str:
-    return str(float(bound))
+def _add(totals: Totals, more: Totals) -> Totals:
+    merged = {key: list(vector) for key, vector in totals.items()}
+    for key, vector in more.items():
+        mine = merged.setdefault(key, [0.0] * len(vector))
+        for n, value in enumerate(vector):
+            mine[n] += value
+    return merged
 
 
-def _run_metrics(connection: Any) -> Iterator[Metric]:
+def _ended_rows(connection: Any, after: datetime | None, until: datetime | None) -> Totals:
+    """The totals of the runs and stages that ended in ``(after, until]`` (None: open)."""
     dialect = connection.dialect.name
     runs = EnrichmentRun.__table__
     stages = EnrichmentStage.__table__
+    totals: Totals = {}
+
+    def window(column: Any) -> list[Any]:
+        where = [column.is_not(None)]
+        if after is not None:
+            where.append(column > after)
+        if until is not None:
+            where.append(column <= until)
+        return where
+
+    def histogram(family: str, value: ColumnElement[Any], label: Any, query: Select[Any]) -> None:
+        buckets = HISTOGRAMS[family]
+        index = _bucket_index(value, buckets).label("bucket")
+        grouped = query.add_columns(label.label("label"), index, func.count(), func.sum(value))
+        for row_label, bucket, count, total in connection.execute(grouped.group_by(label, index)):
+            vector = totals.setdefault((family, str(row_label)), [0.0] * (len(buckets) + 2))
+            vector[int(bucket)] += count
+            vector[-1] += float(total or 0)
+
+    ended = [TaskState.SUCCESS, TaskState.FAILURE]
+    histogram(
+        "issueflow_run_duration_seconds",
+        _seconds(runs.c.finished_at, runs.c.created_at, dialect),
+        runs.c.state,
+        select().select_from(runs).where(*window(runs.c.finished_at), runs.c.state.in_(ended)),
+    )
+    histogram(
+        "issueflow_stage_duration_seconds",
+        _seconds(stages.c.finished_at, stages.c.started_at, dialect),
+        stages.c.name,
+        select()
+        .select_from(stages)
+        .where(
+            *window(stages.c.finished_at),
+            stages.c.started_at.is_not(None),
+            stages.c.state.in_(ended),
+        ),
+    )
+    previous = aliased(EnrichmentStage)
+    enqueued = case((stages.c.position == 0, runs.c.created_at), else_=previous.finished_at)
+    histogram(
+        "issueflow_stage_queue_wait_seconds",
+        _seconds(stages.c.started_at, enqueued, dialect),
+        stages.c.name,
+        select()
+        .select_from(stages)
+        .join(runs, runs.c.id == stages.c.run_id)
+        .outerjoin(
+            previous,
+            and_(previous.run_id == stages.c.run_id, previous.position == stages.c.position - 1),
+        )
+        .where(
+            *window(stages.c.finished_at),
+            stages.c.started_at.is_not(None),
+            stages.c.state.in_(ended),
+            enqueued.is_not(None),
+        ),
+    )
+    provider_rows = connection.execute(
+        select(
+            stages.c.name,
+            func.sum(func.coalesce(stages.c.prompt_tokens, 0)),
+            func.sum(func.coalesce(stages.c.completion_tokens, 0)),
+            func.sum(
+                case((and_(stages.c.state == TaskState.SUCCESS, ~stages.c.cached), 1), else_=0)
+            ),
+            func.sum(case((stages.c.cached, 1), else_=0)),
+            func.sum(case((stages.c.state == TaskState.FAILURE, 1), else_=0)),
+        )
+        .where(*window(stages.c.finished_at), stages.c.name.in_(PROVIDER_STAGES))
+        .group_by(stages.c.name)
+    )
+    for name, *sums in provider_rows:
+        totals[("provider", str(name))] = [float(value or 0) for value in sums]
+    return totals
+
+
+def _histogram_family(
+    name: str, documentation: str, label_name: str, totals: Totals
+) -> HistogramMetricFamily:
+    buckets = HISTOGRAMS[name]
+    family = HistogramMetricFamily(name, documentation, labels=[label_name])
+    for (family_name, label), vector in sorted(totals.items()):
+        if family_name != name:
+            continue
+        cumulative, running = [], 0.0
+        for bound, count in zip((*map(str, map(float, buckets)), "+Inf"), vector, strict=False):
+            running += count
+            cumulative.append((bound, running))
+        family.add_metric([label], cumulative, vector[-1])
+    return family
+
+
+def _run_metrics(connection: Any, ended: Totals) -> Iterator[Metric]:
+    """Every ``issueflow_*`` family: counts of the run tables now, and ``ended`` (the
+    totals of the runs and stages that ended)."""
+    runs = EnrichmentRun.__table__
     retries = EnrichmentRetry.__table__
 
     by_state = dict(
@@ -211,56 +321,24 @@ def _run_metrics(connection: Any) -> Iterator[Metric]:
     )
     yield outbox
 
-    yield _histogram(
-        connection,
+    yield _histogram_family(
         "issueflow_run_duration_seconds",
         "Seconds from a run's creation to its final state, by final state.",
         "state",
-        _histogram_query(
-            _seconds(runs.c.finished_at, runs.c.created_at, dialect),
-            runs.c.state,
-            RUN_BUCKETS,
-            runs.c.finished_at.is_not(None),
-            runs.c.state.in_([TaskState.SUCCESS, TaskState.FAILURE]),
-        ),
-        RUN_BUCKETS,
+        ended,
     )
-    yield _histogram(
-        connection,
+    yield _histogram_family(
         "issueflow_stage_duration_seconds",
         "Seconds a stage's last attempt ran (started to succeeded or failed).",
         "stage",
-        _histogram_query(
-            _seconds(stages.c.finished_at, stages.c.started_at, dialect),
-            stages.c.name,
-            STAGE_BUCKETS,
-            stages.c.started_at.is_not(None),
-            stages.c.finished_at.is_not(None),
-            stages.c.state.in_([TaskState.SUCCESS, TaskState.FAILURE]),
-        ),
-        STAGE_BUCKETS,
+        ended,
     )
-    previous = aliased(EnrichmentStage)
-    enqueued = case((stages.c.position == 0, runs.c.created_at), else_=previous.finished_at)
-    wait = _seconds(stages.c.started_at, enqueued, dialect)
-    wait_query = (
-        _histogram_query(wait, stages.c.name, WAIT_BUCKETS, stages.c.started_at.is_not(None))
-        .select_from(stages)
-        .join(runs, runs.c.id == stages.c.run_id)
-        .outerjoin(
-            previous,
-            and_(previous.run_id == stages.c.run_id, previous.position == stages.c.position - 1),
-        )
-        .where(enqueued.is_not(None))
-    )
-    yield _histogram(
-        connection,
+    yield _histogram_family(
         "issueflow_stage_queue_wait_seconds",
-        "Seconds a stage waited for a worker: from its enqueueing (the run's creation, or the "
-        "previous stage's end) to its start. High: that stage needs more workers.",
+        "Seconds an ended stage waited for a worker: from its enqueueing (the run's creation, "
+        "or the previous stage's end) to its last start. High: that stage needs more workers.",
         "stage",
-        wait_query,
-        WAIT_BUCKETS,
+        ended,
     )
 
     retried = CounterMetricFamily(
@@ -277,7 +355,7 @@ def _run_metrics(connection: Any) -> Iterator[Metric]:
 
     tokens = CounterMetricFamily(
         "issueflow_provider_tokens",
-        "Tokens the provider reported, by stage and kind.",
+        "Tokens the provider reported for stages that ended, by stage and kind.",
         labels=["stage", "kind"],
     )
     requests = CounterMetricFamily(
@@ -286,26 +364,15 @@ def _run_metrics(connection: Any) -> Iterator[Metric]:
         "result was reused), failed (the stage failed), or the reason of a retry.",
         labels=["stage", "outcome"],
     )
-    stage_rows = connection.execute(
-        select(
-            stages.c.name,
-            func.sum(func.coalesce(stages.c.prompt_tokens, 0)),
-            func.sum(func.coalesce(stages.c.completion_tokens, 0)),
-            func.sum(
-                case((and_(stages.c.state == TaskState.SUCCESS, ~stages.c.cached), 1), else_=0)
-            ),
-            func.sum(case((stages.c.cached, 1), else_=0)),
-            func.sum(case((stages.c.state == TaskState.FAILURE, 1), else_=0)),
-        )
-        .where(stages.c.name.in_(PROVIDER_STAGES))
-        .group_by(stages.c.name)
-    ).all()
-    for name, prompt, completion, ok, cached, failed in stage_rows:
-        tokens.add_metric([name, "prompt"], prompt or 0)
-        tokens.add_metric([name, "completion"], completion or 0)
-        requests.add_metric([name, "ok"], ok or 0)
-        requests.add_metric([name, "cached"], cached or 0)
-        requests.add_metric([name, "failed"], failed or 0)
+    for (family_name, stage), sums in sorted(ended.items()):
+        if family_name != "provider":
+            continue
+        prompt, completion, ok, cached, failed = sums
+        tokens.add_metric([stage, "prompt"], prompt)
+        tokens.add_metric([stage, "completion"], completion)
+        requests.add_metric([stage, "ok"], ok)
+        requests.add_metric([stage, "cached"], cached)
+        requests.add_metric([stage, "failed"], failed)
     for stage, reason, count in retry_counts:
         if stage in PROVIDER_STAGES and reason in PROVIDER_REASONS:
             requests.add_metric([stage, reason], count)

@@ -94,3 +94,41 @@ def test_durations_and_waits_come_from_the_timestamps(
     found = samples(client)
     assert value("issueflow_outbox_runs") == 1
     assert value("issueflow_runs_in_progress") == 1
+
+
+def test_rows_are_counted_once_as_the_horizon_moves(
+    sqlite_api: tuple[TestClient, sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old rows are read once and remembered, younger ones at every scrape: a row is never
+    missed nor counted twice as it ages past the horizon."""
+    import app.api.metrics
+
+    client, engine = sqlite_api
+    now = datetime.now(UTC)
+
+    def ended_run(run_id: str, ago: timedelta) -> None:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO enrichment_runs (id, issue_id, state, dispatched, force,"
+                    " created_at, finished_at) VALUES (:id, 1, 'SUCCESS', 1, 0, :c, :f)"
+                ),
+                {"id": run_id, "c": now - ago - timedelta(seconds=1), "f": now - ago},
+            )
+
+    def ended() -> float:
+        return samples(client)[
+            ("issueflow_run_duration_seconds_count", frozenset({("state", "SUCCESS")}))
+        ]
+
+    ended_run("old", timedelta(hours=2))
+    ended_run("recent", timedelta(minutes=5))
+    monkeypatch.setattr(app.api.metrics, "SEAL_AFTER", timedelta(minutes=10))
+    assert ended() == 2  # "old" sealed, "recent" live
+    monkeypatch.setattr(app.api.metrics, "SEAL_AFTER", timedelta(minutes=1))
+    assert ended() == 2  # "recent" moved into the sealed totals, once
+    ended_run("just now", timedelta(0))
+    assert ended() == 3
+    assert ended() == 3
+    monkeypatch.setattr(app.api.metrics, "SEAL_AFTER", timedelta(minutes=30))
+    assert ended() == 3  # a horizon that would go back stays where it was

@@ -25,6 +25,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_enrichment_runs_fingerprint", "enrichment_runs", ["fingerprint", "finished_at"]
     )
+    # GET /metrics reads what ended since its last scrape.
+    op.create_index("ix_enrichment_runs_finished_at", "enrichment_runs", ["finished_at"])
+    op.create_index("ix_enrichment_stages_finished_at", "enrichment_stages", ["finished_at"])
     with op.batch_alter_table("enrichment_stages") as batch:
         batch.add_column(sa.Column("prompt_tokens", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("completion_tokens", sa.Integer(), nullable=True))
@@ -56,6 +59,8 @@ def downgrade() -> None:
         batch.drop_column("cached")
         batch.drop_column("completion_tokens")
         batch.drop_column("prompt_tokens")
+    op.drop_index("ix_enrichment_stages_finished_at", table_name="enrichment_stages")
+    op.drop_index("ix_enrichment_runs_finished_at", table_name="enrichment_runs")
     op.drop_index("ix_enrichment_runs_fingerprint", table_name="enrichment_runs")
     with op.batch_alter_table("enrichment_runs") as batch:
         batch.drop_column("force")
