@@ -12,21 +12,26 @@ from typing import Any
 
 from app.celery_app import celery_app
 from pipelines.bookkeeping import persist_result
-from pipelines.cache import fingerprint
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
 from pipelines.usage import mark_cached
 
 
-@celery_app.task(base=StageTask, bind=True, name=Stage.SUMMARISE.task_name, stage=Stage.SUMMARISE)
+@celery_app.task(
+    base=StageTask,
+    bind=True,
+    name=Stage.SUMMARISE.task_name,
+    stage=Stage.SUMMARISE,
+    reuses_results=True,
+)
 def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, Any]:
     """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it.
 
     When an earlier run's result is reused, its tags travel along for the tag stage.
     """
     issue = self.issue
-    key = fingerprint(self.context.provider, issue.title, issue.body)
-    earlier = self.reuse(key)
+    key = self.fingerprint
+    earlier = self.earlier_result()
     if earlier is not None:
         return {"summary": earlier["ai_summary"], "tags": earlier["tags"], "fingerprint": key}
     return {"summary": self.provider().summarise(issue.title, issue.body), "fingerprint": key}

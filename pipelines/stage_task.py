@@ -34,7 +34,7 @@ from pipelines.bookkeeping import (
     retry_stage,
     stop_run,
 )
-from pipelines.cache import earlier_result
+from pipelines.cache import earlier_result, fingerprint
 from pipelines.context import WorkerContext, forget_context_after_fork, get_context
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
@@ -93,6 +93,9 @@ class StageTask(Task[Any, Any]):
     # summarise and tag read the issue and mark their progress; persist does both inside
     # its own transaction.
     tracks_progress: bool = True
+    # Look for an earlier result of the same input as the stage begins, in the same
+    # transaction (``fingerprint``, ``earlier_result()``).
+    reuses_results: bool = False
 
     acks_late = True
     reject_on_worker_lost = True
@@ -118,13 +121,16 @@ class StageTask(Task[Any, Any]):
         self._take_provider_slot()
         return self.context.provider
 
-    def reuse(self, fingerprint: str | None) -> dict[str, Any] | None:
-        """An earlier run's result for the same input (``pipelines.cache``), unless this
-        run was started with ``force``; the stage is then marked cached."""
-        if fingerprint is None or self.issue.force:
-            return None
-        with self.context.marks_engine.connect() as connection:
-            result = earlier_result(connection, fingerprint)
+    @property
+    def fingerprint(self) -> str | None:
+        """What this stage's result depends on (``pipelines.cache``); with ``reuses_results``."""
+        key: str | None = self.request.get("fingerprint")
+        return key
+
+    def earlier_result(self) -> dict[str, Any] | None:
+        """An earlier run's result for the same input, found when the stage began (never
+        for a run started with ``force``); the stage is then marked cached."""
+        result: dict[str, Any] | None = self.request.get("earlier_result")
         if result is not None:
             mark_cached()
         return result
@@ -202,7 +208,12 @@ class StageTask(Task[Any, Any]):
         while True:
             try:
                 with self.context.marks_engine.begin() as connection:
-                    return begin_stage(connection, run_id=run_id, stage=self.stage)
+                    issue = begin_stage(connection, run_id=run_id, stage=self.stage)
+                    if self.reuses_results:
+                        key = fingerprint(self.context.provider, issue.title, issue.body)
+                        earlier = None if issue.force else earlier_result(connection, key)
+                        self.request.update(fingerprint=key, earlier_result=earlier)
+                    return issue
             except RunNotFound:
                 if time.monotonic() >= deadline:
                     raise
