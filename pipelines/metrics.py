@@ -38,6 +38,9 @@ from pipelines.queues import TASK_ROUTES
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROC_ENV):
+    # prometheus_client writes each process's values there, and fails if it is missing.
+    Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
 TASK_LABELS = ("name", "queue_name", "hostname")
 # celery-exporter's buckets, so its dashboards' heatmaps look the same.
 RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
