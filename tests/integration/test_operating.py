@@ -44,6 +44,10 @@ class Calls:
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: {"summarise": 0, "tag": 0})
     rate_limited_once: set[str] = dataclasses.field(default_factory=set)
     refused_tags: set[str] = dataclasses.field(default_factory=set)
+    # Tag calls for these titles wait for ``release`` (``held`` is set when one arrives).
+    held_tags: set[str] = dataclasses.field(default_factory=set)
+    held: threading.Event = dataclasses.field(default_factory=threading.Event)
+    release: threading.Event = dataclasses.field(default_factory=threading.Event)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -71,6 +75,9 @@ class FakeChatHandler(JsonHandler):
         if limited is not None and op == "summarise":
             self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
             return
+        if op == "tag" and any(title in issue for title in calls.held_tags):
+            calls.held.set()
+            assert calls.release.wait(20), "the test never released the tag call"
         if op == "tag" and any(title in issue for title in calls.refused_tags):
             self._send(400, {"error": {"message": "this model cannot tag that"}})
             return
@@ -91,6 +98,7 @@ def chat_server() -> Iterator[FakeChatServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
+    server.calls.release.set()
     server.shutdown()
     server.server_close()
     thread.join(5)
@@ -421,3 +429,32 @@ def test_one_trace_spans_the_request_all_three_stages_the_provider_and_the_datab
     assert "UPDATE issues SET ai_summary" in statements
     # Polling the status is other traces: one run is one trace.
     assert all(s.name != "GET /tasks/{task_id}" for s in in_trace)
+
+
+def test_a_stage_of_a_superseded_run_counts_as_revoked(ops_api: TestClient, calls: Calls) -> None:
+    from prometheus_client import REGISTRY
+
+    def revoked() -> float:
+        return sum(
+            sample.value
+            for family in REGISTRY.collect()
+            if family.name == "celery_task_revoked"
+            for sample in family.samples
+            if sample.name == "celery_task_revoked_total"
+            and sample.labels["name"] == "enrichment.persist"
+        )
+
+    before = revoked()
+    calls.held_tags.add("Superseded crash")
+    old = create(ops_api, "Superseded crash")
+    assert calls.held.wait(20), "the tag call never arrived"
+    issue_id = ops_api.get(f"/tasks/{old}").json()["issue_id"]
+    assert ops_api.patch(f"/issues/{issue_id}", json={"body": "Edited"}).status_code == 200
+    calls.release.set()  # the old run's tag finishes; its persist finds the run superseded
+    assert finished(ops_api, old)["state"] == "REVOKED"
+    wait_until(lambda: revoked() == before + 1, timeout=20, what="the revoked persist counted")
+    new = ops_api.get(f"/issues/{issue_id}").json()["enrichment"]["task_id"]
+    assert finished(ops_api, new)["state"] == "SUCCESS"
+    metrics = scrape(ops_api)
+    assert value(metrics, "issueflow_runs_total", state="REVOKED") == 1
+    assert value(metrics, "issueflow_runs_total", state="SUCCESS") == 1
