@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     # Operating (README "Operating issueflow").
     # What 1,000 tokens (prompt or completion) cost, in your currency: GET /tasks shows cost.
     provider_price_per_1k_tokens: float | None = Field(default=None, ge=0)
+    # Prompt and completion tokens at prices of their own (each overrides the one above).
+    provider_price_per_1k_prompt_tokens: float | None = Field(default=None, ge=0)
+    provider_price_per_1k_completion_tokens: float | None = Field(default=None, ge=0)
     # ``text`` (one human line per record) or ``json`` (one JSON object per line).
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -137,7 +140,13 @@ class Settings(BaseSettings):
             return value.upper() if value.lower() in _LOG_LEVELS else value.lower()
         return value
 
-    @field_validator("provider_price_per_1k_tokens", "worker_metrics_port", mode="before")
+    @field_validator(
+        "provider_price_per_1k_tokens",
+        "provider_price_per_1k_prompt_tokens",
+        "provider_price_per_1k_completion_tokens",
+        "worker_metrics_port",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -198,6 +207,19 @@ class Settings(BaseSettings):
             ),
         }
         return stages[name]
+
+    @property
+    def token_prices(self) -> tuple[float, float] | None:
+        """(prompt, completion) price per 1,000 tokens, or None when either is unknown."""
+        prompt = self.provider_price_per_1k_prompt_tokens
+        completion = self.provider_price_per_1k_completion_tokens
+        if prompt is None:
+            prompt = self.provider_price_per_1k_tokens
+        if completion is None:
+            completion = self.provider_price_per_1k_tokens
+        if prompt is None or completion is None:
+            return None
+        return prompt, completion
 
     @property
     def rate_limiter_redis_url(self) -> str | None:

@@ -28,7 +28,7 @@ def read(
     run = get_run(session=session, task_id=task_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
-    return task_status(run, price_per_1k_tokens=settings.provider_price_per_1k_tokens)
+    return task_status(run, prices=settings.token_prices)
 
 
 @router.get("", responses=errors(400, 401, 403, 422, 503))
@@ -47,6 +47,5 @@ def list_(
         runs, next_cursor = list_runs(session=session, limit=limit, cursor=cursor, state=state)
     except InvalidCursor as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    price = settings.provider_price_per_1k_tokens
-    items = [task_status(run, price_per_1k_tokens=price) for run in runs]
+    items = [task_status(run, prices=settings.token_prices) for run in runs]
     return TaskPage(items=items, next_cursor=next_cursor)

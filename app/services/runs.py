@@ -178,10 +178,11 @@ def chain_state(run: EnrichmentRun) -> TaskState:
     return TaskState.STARTED  # every stage done, the run not yet marked: persist is committing
 
 
-def task_status(run: EnrichmentRun, *, price_per_1k_tokens: float | None = None) -> TaskStatusRead:
+def task_status(run: EnrichmentRun, *, prices: tuple[float, float] | None = None) -> TaskStatusRead:
     """The whole chain's status (``GET /tasks/<id>``): Celery has no chain-level state.
 
-    Token usage is shown per stage and summed; with a price, its cost too.
+    Token usage is shown per stage and summed; with ``prices`` (prompt and completion
+    tokens, per 1,000), its cost too.
     """
     stages = [
         StageRead(
@@ -194,7 +195,7 @@ def task_status(run: EnrichmentRun, *, price_per_1k_tokens: float | None = None)
             started_at=stage.started_at,
             finished_at=stage.finished_at,
             cached=bool(stage.cached),
-            usage=_usage(stage, price_per_1k_tokens),
+            usage=_usage(stage, prices),
         )
         for stage in run.stages
     ]
@@ -212,23 +213,25 @@ def task_status(run: EnrichmentRun, *, price_per_1k_tokens: float | None = None)
         error=run.error,
         created_at=run.created_at,
         finished_at=run.finished_at,
-        usage=_total(metered, price_per_1k_tokens) if metered else None,
+        usage=_total(metered, prices) if metered else None,
     )
 
 
-def _usage(stage: EnrichmentStage, price_per_1k_tokens: float | None) -> Usage | None:
+def _usage(stage: EnrichmentStage, prices: tuple[float, float] | None) -> Usage | None:
     if stage.prompt_tokens is None and stage.completion_tokens is None:
         return None
-    return _priced(stage.prompt_tokens or 0, stage.completion_tokens or 0, price_per_1k_tokens)
+    return _priced(stage.prompt_tokens or 0, stage.completion_tokens or 0, prices)
 
 
-def _total(usages: Sequence[Usage], price_per_1k_tokens: float | None) -> Usage:
+def _total(usages: Sequence[Usage], prices: tuple[float, float] | None) -> Usage:
     prompt = sum(usage.prompt_tokens for usage in usages)
     completion = sum(usage.completion_tokens for usage in usages)
-    return _priced(prompt, completion, price_per_1k_tokens)
+    return _priced(prompt, completion, prices)
 
 
-def _priced(prompt: int, completion: int, price_per_1k_tokens: float | None) -> Usage:
+def _priced(prompt: int, completion: int, prices: tuple[float, float] | None) -> Usage:
     total = prompt + completion
-    cost = None if price_per_1k_tokens is None else round(total * price_per_1k_tokens / 1000, 6)
+    cost = None
+    if prices is not None:
+        cost = round((prompt * prices[0] + completion * prices[1]) / 1000, 6)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cost=cost)

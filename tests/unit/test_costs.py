@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import exc as sa_exc
 
+from app.config import Settings
+from app.models import EnrichmentRun, EnrichmentStage
+from app.services.runs import task_status
 from pipelines.cache import fingerprint
 from pipelines.outcomes import failure_reason
 from pipelines.providers import NoopProvider
@@ -122,3 +126,47 @@ def test_the_prompt_version_follows_the_prompts(monkeypatch: pytest.MonkeyPatch)
     before = chat.prompt_version
     monkeypatch.setattr(openai_module, "_SUMMARY_TASK", openai_module._SUMMARY_TASK + " Be brief.")
     assert chat.prompt_version != before
+
+
+def _run_with_usage() -> EnrichmentRun:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    stages = [
+        EnrichmentStage(
+            position=n,
+            name=name,
+            queue=name,
+            task_id=f"t{n}",
+            state="SUCCESS",
+            retries=0,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cached=False,
+        )
+        for n, (name, prompt, completion) in enumerate(
+            [("summarise", 1000, 100), ("tag", 500, 10), ("persist", None, None)]
+        )
+    ]
+    return EnrichmentRun(id="t0", issue_id=1, state="SUCCESS", created_at=now, stages=stages)
+
+
+def test_prompt_and_completion_tokens_have_prices_of_their_own() -> None:
+    settings = Settings(
+        provider_price_per_1k_tokens=1.0, provider_price_per_1k_completion_tokens=4.0
+    )
+    assert settings.token_prices == (1.0, 4.0)
+    status = task_status(_run_with_usage(), prices=settings.token_prices)
+    summarise, _tag, persist = status.stages
+    assert summarise.usage is not None
+    assert summarise.usage.cost == pytest.approx(1000 * 1.0 / 1000 + 100 * 4.0 / 1000)
+    assert persist.usage is None
+    assert status.usage is not None
+    assert (status.usage.prompt_tokens, status.usage.completion_tokens) == (1500, 110)
+    assert status.usage.cost == pytest.approx(1.5 + 0.44)
+
+
+def test_without_a_price_for_each_kind_there_is_no_cost() -> None:
+    assert Settings(provider_price_per_1k_prompt_tokens=1.0).token_prices is None
+    status = task_status(_run_with_usage(), prices=None)
+    assert status.usage is not None
+    assert status.usage.total_tokens == 1610
+    assert status.usage.cost is None
