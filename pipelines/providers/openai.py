@@ -22,6 +22,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -334,9 +336,11 @@ class OpenAIProvider:
 # -- prompts ------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=1)
 def _prompt_version() -> str:
-    text = _SYSTEM_PROMPT + _SUMMARY_TASK + _TAG_TASK + str(PROMPT_BODY_MAX)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """A digest of this module: any change to how prompts are built or replies are read
+    is a new version (pipelines.cache then never reuses a result made the old way)."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 def _json_or_none(response: httpx.Response) -> object:

@@ -119,13 +119,17 @@ def test_the_local_providers_fingerprint_covers_its_model_files() -> None:
     assert fingerprint(local, "t", "b") != fingerprint(LocalProvider(["ui"]), "t", "b")
 
 
-def test_the_prompt_version_follows_the_prompts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_prompt_version_is_the_providers_source() -> None:
+    """Any change to the module that builds the prompts and reads the replies is a new
+    prompt version, so no result made the old way is reused."""
+    import hashlib
+    from pathlib import Path
+
     import pipelines.providers.openai as openai_module
 
-    chat = provider()
-    before = chat.prompt_version
-    monkeypatch.setattr(openai_module, "_SUMMARY_TASK", openai_module._SUMMARY_TASK + " Be brief.")
-    assert chat.prompt_version != before
+    source = Path(openai_module.__file__).read_bytes()
+    assert provider().prompt_version == hashlib.sha256(source).hexdigest()[:12]
+    assert fingerprint(provider(), "t", "b") == fingerprint(provider(), "t", "b")
 
 
 def _run_with_usage() -> EnrichmentRun:
