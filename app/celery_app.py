@@ -15,6 +15,8 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from app.config import Settings, get_settings
+from app.logs import hook_handlers as _hook_log_handlers  # noqa: F401 (connects log signals)
+from app.tracing import setup_tracing as _setup_tracing  # noqa: F401 (connects worker tracing)
 from pipelines.policies import policies_for
 from pipelines.queues import TASK_ROUTES, Queue
 
@@ -76,7 +78,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
-    app = Celery("issueflow", include=["pipelines.enrichment"])
+    # pipelines.metrics: the task metrics' signal handlers and the worker's metrics port.
+    app = Celery("issueflow", include=["pipelines.enrichment", "pipelines.metrics"])
     app.conf.update(celery_config(settings or get_settings()))
     return app
 

@@ -27,6 +27,7 @@ DEFAULT_TAXONOMY: tuple[str, ...] = (
     "regression",
 )
 
+_LOG_LEVELS = {"debug", "info", "warning", "error", "critical"}
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*$")
 
@@ -116,6 +117,40 @@ class Settings(BaseSettings):
     # Seconds between sweeps of runs that could not be sent to the broker (the outbox).
     outbox_sweep_interval: float = Field(default=10.0, gt=0)
 
+    # Operating (README "Operating issueflow").
+    # What 1,000 tokens (prompt or completion) cost, in your currency: GET /tasks shows cost.
+    provider_price_per_1k_tokens: float | None = Field(default=None, ge=0)
+    # Prompt and completion tokens at prices of their own (each overrides the one above).
+    provider_price_per_1k_prompt_tokens: float | None = Field(default=None, ge=0)
+    provider_price_per_1k_completion_tokens: float | None = Field(default=None, ge=0)
+    # ``text`` (one human line per record) or ``json`` (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # A worker serves its own task metrics on this port (prometheus_client); none if unset.
+    worker_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_metrics_host: str = "0.0.0.0"
+    # The API's GET /metrics answers from the database at most this often (seconds).
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _fold_case(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            return value.upper() if value.lower() in _LOG_LEVELS else value.lower()
+        return value
+
+    @field_validator(
+        "provider_price_per_1k_tokens",
+        "provider_price_per_1k_prompt_tokens",
+        "provider_price_per_1k_completion_tokens",
+        "worker_metrics_port",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
@@ -172,6 +207,19 @@ class Settings(BaseSettings):
             ),
         }
         return stages[name]
+
+    @property
+    def token_prices(self) -> tuple[float, float] | None:
+        """(prompt, completion) price per 1,000 tokens, or None when either is unknown."""
+        prompt = self.provider_price_per_1k_prompt_tokens
+        completion = self.provider_price_per_1k_completion_tokens
+        if prompt is None:
+            prompt = self.provider_price_per_1k_tokens
+        if completion is None:
+            completion = self.provider_price_per_1k_tokens
+        if prompt is None or completion is None:
+            return None
+        return prompt, completion
 
     @property
     def rate_limiter_redis_url(self) -> str | None:

@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.tracing import trace_engine
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -28,7 +30,9 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
         # connection, none is opened and closed per request. Connections open lazily.
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 20)
-        return create_engine(url, **kwargs)
+        engine = create_engine(url, **kwargs)
+        trace_engine(engine)
+        return engine
 
     engine = create_engine(
         url,
@@ -54,6 +58,7 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
         # locked" when another process committed in between, whatever the busy timeout.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    trace_engine(engine)
     return engine
 
 

@@ -9,13 +9,19 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CollectorRegistry
 
 from app.api import health, issues, tasks
 from app.api.errors import errors, install_error_handlers
+from app.api.metrics import ClusterCollector, HttpMetrics
+from app.api.metrics import router as metrics_router
 from app.api.query import reject_unknown_query_parameters
+from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
+from app.logs import configure_logging
 from app.middleware import BodySizeLimit, HeaderSizeLimit
+from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             sweeper.stop()
         engine.dispose()
 
+    tracing = setup_tracing("issueflow-api")  # before the engine: its statements are traced
     engine = make_engine(settings.database_url)
     # /docs and /redoc load Swagger UI and ReDoc from the installed fastapi-offline package
     # (served under /static-offline-docs), never from a CDN: they work offline.
@@ -48,13 +55,21 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         dependencies=[Depends(reject_unknown_query_parameters)],
     )
     app.state.settings = settings
+    if tracing:
+        trace_app(app)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.add_middleware(BodySizeLimit, max_bytes=REQUEST_MAX_BYTES)
     app.add_middleware(HeaderSizeLimit)
+    app.add_middleware(HttpMetrics)  # outermost: refused requests are counted too
     app.include_router(issues.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.state.cluster_registry = CollectorRegistry(auto_describe=False)
+    app.state.cluster_registry.register(
+        ClusterCollector(engine, celery_app, settings.metrics_cache_seconds)
+    )
 
     _describe_security(app, settings)
 
@@ -84,4 +99,5 @@ def _describe_security(app: FastAPI, settings: Settings) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+configure_logging()
 app = create_app()

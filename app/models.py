@@ -150,6 +150,8 @@ class EnrichmentRun(Base):
         Index("ix_enrichment_runs_created_at", "created_at", "id"),
         Index("ix_enrichment_runs_issue_id", "issue_id"),
         Index("ix_enrichment_runs_dispatched", "dispatched"),
+        Index("ix_enrichment_runs_fingerprint", "fingerprint", "finished_at"),
+        Index("ix_enrichment_runs_finished_at", "finished_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -160,6 +162,10 @@ class EnrichmentRun(Base):
     # The outbox: False while the chain still has to reach the broker.
     dispatched: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
     dispatch_error: Mapped[str | None] = mapped_column(Text)
+    # What the result depends on (text, provider, model, prompt version): a later run with
+    # the same fingerprint reuses this run's result unless it was started with ``force``.
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+    force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -174,6 +180,7 @@ class EnrichmentRun(Base):
 
 class EnrichmentStage(Base):
     __tablename__ = "enrichment_stages"
+    __table_args__ = (Index("ix_enrichment_stages_finished_at", "finished_at"),)
 
     run_id: Mapped[str] = mapped_column(
         ForeignKey("enrichment_runs.id", ondelete="CASCADE"), primary_key=True
@@ -187,5 +194,23 @@ class EnrichmentStage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The provider's token counts, every attempt's added up (None: the provider reports none).
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    # True when the stage reused an earlier run's result instead of calling the provider.
+    cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     run: Mapped[EnrichmentRun] = relationship(back_populates="stages")
+
+
+class EnrichmentRetry(Base):
+    """One retry of one stage and why (``timeout``, ``429``, ``5xx``, ``database``, ...)."""
+
+    __tablename__ = "enrichment_retries"
+    __table_args__ = (Index("ix_enrichment_retries_run_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("enrichment_runs.id", ondelete="CASCADE"))
+    stage: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -123,6 +123,15 @@ class IssuePage(BaseModel):
     next_cursor: str | None
 
 
+class Usage(BaseModel):
+    """Tokens the provider reported; ``cost`` when ``PROVIDER_PRICE_PER_1K_TOKENS`` is set."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None = None
+
+
 class StageRead(BaseModel):
     name: str
     queue: str
@@ -132,6 +141,10 @@ class StageRead(BaseModel):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    # True when the stage reused an earlier run's result (same text, provider, model, prompts).
+    cached: bool = False
+    # None when the provider reported no token counts (the local provider).
+    usage: Usage | None = None
 
 
 class Progress(BaseModel):
@@ -154,6 +167,8 @@ class TaskStatusRead(BaseModel):
     error: str | None
     created_at: datetime
     finished_at: datetime | None
+    # The stages' usage summed; None when no stage reported any.
+    usage: Usage | None = None
 
 
 class TaskPage(BaseModel):

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
+from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
 from pipelines.queues import Stage
+from pipelines.usage import StageUsage
 
 
 class StaleRun(Exception):
@@ -36,6 +37,8 @@ class StageInput:
     issue_id: int
     title: str
     body: str
+    # Started with ?force=true: call the provider even if an earlier result would do.
+    force: bool = False
 
 
 # Statements run for every chain, built once: building a statement costs more Python time
@@ -47,6 +50,7 @@ _STAGE_INPUT = (
         Issue.enrichment_task_id,
         Issue.title,
         Issue.body,
+        EnrichmentRun.force,
     )
     .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
     .where(EnrichmentRun.id == bindparam("p_run"))
@@ -68,9 +72,18 @@ _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     finished_at=bindparam("p_now"),
     started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
 )
+# An attempt's tokens are added to the stage's (a retried stage paid for every attempt).
+_ADD_TOKENS = {
+    "prompt_tokens": func.coalesce(EnrichmentStage.prompt_tokens, 0) + bindparam("p_prompt"),
+    "completion_tokens": func.coalesce(EnrichmentStage.completion_tokens, 0)
+    + bindparam("p_completion"),
+}
+_STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED.values(_ADD_TOKENS)
+_STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED.values(cached=True)
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     state=TaskState.RETRY, retries=bindparam("p_retries"), error=bindparam("p_error")
 )
+_STAGE_RETRYING_METERED = _STAGE_RETRYING.values(_ADD_TOKENS)
 _STAGE_FAILED = _UNFINISHED_STAGE.values(
     state=TaskState.FAILURE, error=bindparam("p_error"), finished_at=bindparam("p_now")
 )
@@ -114,6 +127,7 @@ _RUN_SUCCEEDED = (
         state=TaskState.SUCCESS,
         error=None,
         result=bindparam("p_result"),
+        fingerprint=bindparam("p_fingerprint"),
         finished_at=bindparam("p_now"),
     )
 )
@@ -129,7 +143,7 @@ def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageIn
     row = connection.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
-    state, issue_id, current_run, title, body = row
+    state, issue_id, current_run, title, body, force = row
     if state in FINISHED_STATES:
         raise StaleRun(f"run {run_id} already ended {state}")
     if current_run != run_id:
@@ -141,23 +155,54 @@ def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageIn
     connection.execute(
         _STAGE_STARTED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
     )
-    return StageInput(issue_id=issue_id, title=title, body=body)
+    return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
 
 
-def finish_stage(connection: Connection, *, run_id: str, stage: Stage) -> None:
-    connection.execute(
-        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
-    )
+def finish_stage(
+    connection: Connection, *, run_id: str, stage: Stage, usage: StageUsage | None = None
+) -> None:
+    """The stage succeeded; ``usage`` says what its attempt spent or that it was cached."""
+    params: dict[str, object] = {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
+    statement = _STAGE_SUCCEEDED
+    if usage is not None and usage.cached:
+        statement = _STAGE_SUCCEEDED_CACHED
+    elif usage is not None and usage.metered:
+        statement = _STAGE_SUCCEEDED_METERED
+        params.update(_token_params(usage))
+    connection.execute(statement, params)
 
 
 def retry_stage(
-    connection: Connection, *, run_id: str, stage: Stage, retries: int, error: str
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    retries: int,
+    error: str,
+    reason: str = "other",
+    usage: StageUsage | None = None,
 ) -> None:
-    """The stage waits for retry number ``retries`` after ``error``."""
+    """The stage waits for retry number ``retries`` after ``error``; ``reason`` is its
+    short name (``pipelines.outcomes``), kept for the metrics."""
+    params: dict[str, object] = {
+        "p_run": run_id,
+        "p_position": stage.position,
+        "p_retries": retries,
+        "p_error": error,
+    }
+    statement = _STAGE_RETRYING
+    if usage is not None and usage.metered:
+        statement = _STAGE_RETRYING_METERED
+        params.update(_token_params(usage))
+    connection.execute(statement, params)
     connection.execute(
-        _STAGE_RETRYING,
-        {"p_run": run_id, "p_position": stage.position, "p_retries": retries, "p_error": error},
+        insert(EnrichmentRetry),
+        {"run_id": run_id, "stage": stage.value, "reason": reason, "created_at": utcnow()},
     )
+
+
+def _token_params(usage: StageUsage) -> dict[str, int]:
+    return {"p_prompt": usage.prompt_tokens or 0, "p_completion": usage.completion_tokens or 0}
 
 
 def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -> bool:
@@ -194,6 +239,7 @@ def persist_result(
     issue_id: int,
     summary: str,
     tags: Sequence[str],
+    fingerprint: str | None = None,
 ) -> bool:
     """Write the run's result onto its issue, once. False when there was nothing to do.
 
@@ -223,7 +269,12 @@ def persist_result(
         )
     connection.execute(
         _RUN_SUCCEEDED,
-        {"p_run": run_id, "p_now": now, "p_result": {"ai_summary": summary, "tags": unique}},
+        {
+            "p_run": run_id,
+            "p_now": now,
+            "p_result": {"ai_summary": summary, "tags": unique},
+            "p_fingerprint": fingerprint,
+        },
     )
     connection.execute(
         _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now}

@@ -50,11 +50,11 @@ def stage_specs(task_ids: list[str]) -> list[StageSpec]:
     ]
 
 
-def start_enrichment(*, session: Session, issue: Issue) -> str:
+def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> str:
     """Record a run for ``issue`` and send its chain, inside the caller's transaction.
 
     Returns the run id: the chain's root (summarise) task id. A run still going for the
-    issue is superseded.
+    issue is superseded. ``force``: call the provider even if the text was enriched before.
 
     The chain is published before the caller commits, so a crash in between leaves a
     message whose run never appears (the worker drops it after a few seconds) rather than
@@ -62,11 +62,18 @@ def start_enrichment(*, session: Session, issue: Issue) -> str:
     """
     task_ids = [str(uuid4()) for _ in Stage]
     run_id = task_ids[0]
-    record_run(session=session, issue=issue, run_id=run_id, stages=stage_specs(task_ids))
+    record_run(
+        session=session, issue=issue, run_id=run_id, stages=stage_specs(task_ids), force=force
+    )
     try:
         build_chain(issue.id, task_ids).apply_async()
     except BROKER_ERRORS as exc:
-        log.warning("broker unreachable; run %s kept in the outbox: %s", run_id, exc)
+        log.warning(
+            "broker unreachable; run %s kept in the outbox: %s",
+            run_id,
+            exc,
+            extra={"run_id": run_id, "issue_id": issue.id},
+        )
         mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
     return run_id
 

@@ -14,19 +14,39 @@ from app.celery_app import celery_app
 from pipelines.bookkeeping import persist_result
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
+from pipelines.usage import mark_cached
 
 
-@celery_app.task(base=StageTask, bind=True, name=Stage.SUMMARISE.task_name, stage=Stage.SUMMARISE)
-def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, str]:
+@celery_app.task(
+    base=StageTask,
+    bind=True,
+    name=Stage.SUMMARISE.task_name,
+    stage=Stage.SUMMARISE,
+    reuses_results=True,
+)
+def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, Any]:
+    """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it.
+
+    When an earlier run's result is reused, its tags travel along for the tag stage.
+    """
     issue = self.issue
-    return {"summary": self.provider().summarise(issue.title, issue.body)}
+    key = self.fingerprint
+    earlier = self.earlier_result()
+    if earlier is not None:
+        return {"summary": earlier["ai_summary"], "tags": earlier["tags"], "fingerprint": key}
+    return {"summary": self.provider().summarise(issue.title, issue.body), "fingerprint": key}
 
 
 @celery_app.task(base=StageTask, bind=True, name=Stage.TAG.task_name, stage=Stage.TAG)
-def tag(self: StageTask, previous: dict[str, str], *, run_id: str, issue_id: int) -> dict[str, Any]:
+def tag(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int) -> dict[str, Any]:
     issue = self.issue
     summary = previous["summary"]
-    return {"summary": summary, "tags": self.provider().tag(issue.title, issue.body, summary)}
+    tags = previous.get("tags")
+    if tags is not None:
+        mark_cached()  # summarise reused an earlier result; its tags come with it
+    else:
+        tags = self.provider().tag(issue.title, issue.body, summary)
+    return {"summary": summary, "tags": tags, "fingerprint": previous.get("fingerprint")}
 
 
 @celery_app.task(
@@ -45,4 +65,5 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
             issue_id=issue_id,
             summary=previous["summary"],
             tags=previous["tags"],
+            fingerprint=previous.get("fingerprint"),
         )

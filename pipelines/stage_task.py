@@ -34,11 +34,14 @@ from pipelines.bookkeeping import (
     retry_stage,
     stop_run,
 )
+from pipelines.cache import earlier_result, fingerprint
 from pipelines.context import WorkerContext, forget_context_after_fork, get_context
+from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
 from pipelines.providers.base import TransientError
 from pipelines.queues import Stage
+from pipelines.usage import StageUsage, mark_cached, metering
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,9 @@ class StageTask(Task[Any, Any]):
     # summarise and tag read the issue and mark their progress; persist does both inside
     # its own transaction.
     tracks_progress: bool = True
+    # Look for an earlier result of the same input as the stage begins, in the same
+    # transaction (``fingerprint``, ``earlier_result()``).
+    reuses_results: bool = False
 
     acks_late = True
     reject_on_worker_lost = True
@@ -115,7 +121,25 @@ class StageTask(Task[Any, Any]):
         self._take_provider_slot()
         return self.context.provider
 
+    @property
+    def fingerprint(self) -> str | None:
+        """What this stage's result depends on (``pipelines.cache``); with ``reuses_results``."""
+        key: str | None = self.request.get("fingerprint")
+        return key
+
+    def earlier_result(self) -> dict[str, Any] | None:
+        """An earlier run's result for the same input, found when the stage began (never
+        for a run started with ``force``); the stage is then marked cached."""
+        result: dict[str, Any] | None = self.request.get("earlier_result")
+        if result is not None:
+            mark_cached()
+        return result
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with metering() as usage:
+            return self._run(usage, args, kwargs)
+
+    def _run(self, usage: StageUsage, args: Any, kwargs: Any) -> Any:
         run_id: str = kwargs["run_id"]
         try:
             self._hold_until_not_before()
@@ -124,7 +148,7 @@ class StageTask(Task[Any, Any]):
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
                 with self.context.marks_engine.begin() as connection:
-                    finish_stage(connection, run_id=run_id, stage=self.stage)
+                    finish_stage(connection, run_id=run_id, stage=self.stage, usage=usage)
             return result
         except (Retry, Ignore):
             raise
@@ -139,7 +163,7 @@ class StageTask(Task[Any, Any]):
             raise Ignore() from exc
         except TRANSIENT_ERRORS as exc:
             if self.request.retries < self.policy.max_retries:
-                self._retry(run_id, exc)
+                self._retry(run_id, exc, usage)
             raise  # retries exhausted: on_failure records it
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
@@ -184,21 +208,32 @@ class StageTask(Task[Any, Any]):
         while True:
             try:
                 with self.context.marks_engine.begin() as connection:
-                    return begin_stage(connection, run_id=run_id, stage=self.stage)
+                    issue = begin_stage(connection, run_id=run_id, stage=self.stage)
+                    if self.reuses_results:
+                        key = fingerprint(self.context.provider, issue.title, issue.body)
+                        earlier = None if issue.force else earlier_result(connection, key)
+                        self.request.update(fingerprint=key, earlier_result=earlier)
+                    return issue
             except RunNotFound:
                 if time.monotonic() >= deadline:
                     raise
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
 
-    def _retry(self, run_id: str, exc: Exception) -> NoReturn:
+    def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
         reason = describe(exc)
         wait = self.policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
         try:
             with self.context.marks_engine.begin() as connection:
                 retry_stage(
-                    connection, run_id=run_id, stage=self.stage, retries=retries + 1, error=reason
+                    connection,
+                    run_id=run_id,
+                    stage=self.stage,
+                    retries=retries + 1,
+                    error=reason,
+                    reason=failure_reason(exc),
+                    usage=usage,
                 )
         except sa_exc.SQLAlchemyError:
             log.exception("could not record the retry of run %s", run_id)
@@ -241,6 +276,7 @@ class StageTask(Task[Any, Any]):
         """The run was superseded, cancelled or its issue deleted: end it REVOKED, tell
         monitors (Flower) this task is revoked, and stop the chain."""
         log.info("%s run %s stopped: %s", self.name, run_id, reason)
+        self.request.update(issueflow_stopped=True)  # for pipelines.metrics: a revoked task
         try:
             with self.context.marks_engine.begin() as connection:
                 stop_run(connection, run_id=run_id, reason=reason)

@@ -166,11 +166,20 @@ def delete(issue_id: IssueId, session: SessionDep) -> Response:
     dependencies=[WriteAccess],
     responses=errors(404, *WRITE_ERRORS),
 )
-def enrich(issue_id: IssueId, session: SessionDep) -> EnrichmentStarted:
-    """Run the enrichment again (after a failure, say); supersedes a run still going."""
+def enrich(
+    issue_id: IssueId,
+    session: SessionDep,
+    force: Annotated[
+        bool, Query(description="call the provider even if this text was enriched before")
+    ] = False,
+) -> EnrichmentStarted:
+    """Run the enrichment again (after a failure, say); supersedes a run still going.
+
+    Unchanged text reuses the last result (stages show ``cached: true``) unless ``force``.
+    """
     with session.begin():
         issue = _locked_issue(session, issue_id)
-        run_id = start_enrichment(session=session, issue=issue)
+        run_id = start_enrichment(session=session, issue=issue, force=force)
     return EnrichmentStarted(task_id=run_id, status_url=f"/tasks/{run_id}")
 
 

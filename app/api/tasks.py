@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BeforeValidator
 
 from app.api.errors import errors
-from app.deps import ReadAccess, SessionDep
+from app.deps import ReadAccess, SessionDep, SettingsDep
 from app.pagination import InvalidCursor
 from app.schemas import TaskPage, TaskStatusRead, storable_text
 from app.services.runs import get_run, list_runs, task_status
@@ -22,17 +22,19 @@ def read(
     # No task id holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
     task_id: Annotated[str, Path(max_length=64), BeforeValidator(storable_text)],
     session: SessionDep,
+    settings: SettingsDep,
 ) -> TaskStatusRead:
     """The whole chain's state from its root task id (a stage's own id works too)."""
     run = get_run(session=session, task_id=task_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
-    return task_status(run)
+    return task_status(run, prices=settings.token_prices)
 
 
 @router.get("", responses=errors(400, 401, 403, 422, 503))
 def list_(
     session: SessionDep,
+    settings: SettingsDep,
     state: RunStateFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
@@ -45,4 +47,5 @@ def list_(
         runs, next_cursor = list_runs(session=session, limit=limit, cursor=cursor, state=state)
     except InvalidCursor as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
-    return TaskPage(items=[task_status(run) for run in runs], next_cursor=next_cursor)
+    items = [task_status(run, prices=settings.token_prices) for run in runs]
+    return TaskPage(items=items, next_cursor=next_cursor)

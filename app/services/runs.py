@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
 from app.pagination import InvalidCursor, decode_cursor, encode_cursor
-from app.schemas import EnrichmentResult, Progress, StageRead, TaskStatusRead
+from app.schemas import EnrichmentResult, Progress, StageRead, TaskStatusRead, Usage
 from app.states import (
     FINISHED_STATES,
     UNFINISHED_STATES,
@@ -38,8 +38,17 @@ class StageSpec(NamedTuple):
     task_id: str
 
 
-def record_run(*, session: Session, issue: Issue, run_id: str, stages: Sequence[StageSpec]) -> None:
+def record_run(
+    *,
+    session: Session,
+    issue: Issue,
+    run_id: str,
+    stages: Sequence[StageSpec],
+    force: bool = False,
+) -> None:
     """Record a new run for ``issue`` (whose row the caller holds) and make it current.
+
+    ``force``: its stages call the provider even where an earlier result would do.
 
     A run still going for the issue ends REVOKED, superseded. The run and its stages are
     inserted with plain INSERTs (no ORM objects to track): this is on the path of every
@@ -57,7 +66,7 @@ def record_run(*, session: Session, issue: Issue, run_id: str, stages: Sequence[
     issue.enrichment_error = None
     if issue.id is None:
         session.flush()  # a new issue is inserted with its run id already set
-    session.execute(insert(EnrichmentRun), {"id": run_id, "issue_id": issue.id})
+    session.execute(insert(EnrichmentRun), {"id": run_id, "issue_id": issue.id, "force": force})
     session.execute(
         insert(EnrichmentStage),
         [
@@ -172,9 +181,28 @@ def chain_state(run: EnrichmentRun) -> TaskState:
     return TaskState.STARTED  # every stage done, the run not yet marked: persist is committing
 
 
-def task_status(run: EnrichmentRun) -> TaskStatusRead:
-    """The whole chain's status (``GET /tasks/<id>``): Celery has no chain-level state."""
-    stages = [StageRead.model_validate(stage, from_attributes=True) for stage in run.stages]
+def task_status(run: EnrichmentRun, *, prices: tuple[float, float] | None = None) -> TaskStatusRead:
+    """The whole chain's status (``GET /tasks/<id>``): Celery has no chain-level state.
+
+    Token usage is shown per stage and summed; with ``prices`` (prompt and completion
+    tokens, per 1,000), its cost too.
+    """
+    stages = [
+        StageRead(
+            name=stage.name,
+            queue=stage.queue,
+            task_id=stage.task_id,
+            state=stage.state,
+            retries=stage.retries,
+            error=stage.error,
+            started_at=stage.started_at,
+            finished_at=stage.finished_at,
+            cached=bool(stage.cached),
+            usage=_usage(stage, prices),
+        )
+        for stage in run.stages
+    ]
+    metered = [stage.usage for stage in stages if stage.usage is not None]
     return TaskStatusRead(
         task_id=run.id,
         issue_id=run.issue_id,
@@ -188,4 +216,25 @@ def task_status(run: EnrichmentRun) -> TaskStatusRead:
         error=run.error,
         created_at=run.created_at,
         finished_at=run.finished_at,
+        usage=_total(metered, prices) if metered else None,
     )
+
+
+def _usage(stage: EnrichmentStage, prices: tuple[float, float] | None) -> Usage | None:
+    if stage.prompt_tokens is None and stage.completion_tokens is None:
+        return None
+    return _priced(stage.prompt_tokens or 0, stage.completion_tokens or 0, prices)
+
+
+def _total(usages: Sequence[Usage], prices: tuple[float, float] | None) -> Usage:
+    prompt = sum(usage.prompt_tokens for usage in usages)
+    completion = sum(usage.completion_tokens for usage in usages)
+    return _priced(prompt, completion, prices)
+
+
+def _priced(prompt: int, completion: int, prices: tuple[float, float] | None) -> Usage:
+    total = prompt + completion
+    cost = None
+    if prices is not None:
+        cost = round((prompt * prices[0] + completion * prices[1]) / 1000, 6)
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cost=cost)

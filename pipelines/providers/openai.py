@@ -12,6 +12,7 @@ policy's job (see ``TransientError.retry_after``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -21,6 +22,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -29,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from app.config import SUMMARY_MAX
 from pipelines.providers.base import PermanentError, ProviderError, TransientError
 from pipelines.providers.text import PROMPT_TEXT_MAX, TITLE_MAX, prompt_text
+from pipelines.usage import record_usage
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,11 @@ class OpenAIProvider:
     """Summarises and tags issues with a Chat Completions model. Safe to share by threads."""
 
     name = "openai"
+
+    @property
+    def prompt_version(self) -> str:
+        """Changes whenever the prompts do: results cached under the old ones are not reused."""
+        return _prompt_version()
 
     def __init__(
         self,
@@ -280,6 +289,7 @@ class OpenAIProvider:
             del payload["response_format"]
             response = self._post(op, payload)
         self._raise_for_status(op, response)
+        record_usage(_json_or_none(response))  # what the call cost (pipelines.usage)
         return self._content(op, response)
 
     def _post(self, op: str, payload: dict[str, Any]) -> httpx.Response:
@@ -353,6 +363,20 @@ class OpenAIProvider:
 
 
 # -- prompts ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _prompt_version() -> str:
+    """A digest of this module: any change to how prompts are built or replies are read
+    is a new version (pipelines.cache then never reuses a result made the old way)."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _issue_message(title: str, body: str, summary: str | None = None) -> str:

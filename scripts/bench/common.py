@@ -326,7 +326,13 @@ class Database:
     def truncate(self) -> None:
         import sqlalchemy as sa
 
-        tables = ("issue_tags", "enrichment_stages", "enrichment_runs", "issues")
+        tables = (
+            "issue_tags",
+            "enrichment_retries",
+            "enrichment_stages",
+            "enrichment_runs",
+            "issues",
+        )
         with self.engine.begin() as conn:
             if self.kind == "postgres":
                 conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))

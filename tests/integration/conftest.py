@@ -66,7 +66,8 @@ def worker_engine(worker_database_url: str, celery_session_worker: object) -> It
     with engine.begin() as connection:
         connection.execute(
             sa.text(
-                "TRUNCATE issues, issue_tags, enrichment_runs, enrichment_stages RESTART IDENTITY"
+                "TRUNCATE issues, issue_tags, enrichment_runs, enrichment_stages,"
+                " enrichment_retries RESTART IDENTITY CASCADE"
             )
         )
     engine.dispose()

@@ -577,7 +577,9 @@ def test_no_secrets_in_logs_or_responses_in_process(
     _assert_no_secrets(caplog.text, "the log")
 
 
-def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["log-config", "json"])
+def test_no_secrets_in_a_real_api_process_output(tmp_path: Path, log_format: str) -> None:
+    """With a logging configuration of the operator's own, and with LOG_FORMAT=json."""
     log_config = tmp_path / "logging.json"
     log_config.write_text(
         json.dumps(
@@ -591,17 +593,31 @@ def test_no_secrets_in_a_real_api_process_output(tmp_path: Path) -> None:
         )
     )
     env = {**_secret_env(), "OUTBOX_SWEEP_INTERVAL": "0.2"}
+    logging_options = ["--log-config", str(log_config)]
+    if log_format == "json":
+        env.update(LOG_FORMAT="json", LOG_LEVEL="DEBUG")
+        logging_options = []
     port = free_port()
     with processes(env, tmp_path) as group:
-        group.api(port, "--log-config", str(log_config), log_level=None)
+        group.api(port, *logging_options, log_level=None)
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=15) as http:
             responses = _failing_requests(http)
         time.sleep(0.5)  # a few outbox sweeps fail against the database meanwhile
         _stop(group)
     output = group.log("api")
-    assert "ERROR app.api.errors database error on POST /issues" in output, output[-2000:]
-    assert "pipelines.dispatch" in output, output[-2000:]  # the sweeper failed as well
+    if log_format == "json":
+        records = [json.loads(line) for line in output.splitlines() if line.strip()]
+        assert all(isinstance(record, dict) for record in records)
+        messages = {(r["level"], r["logger"], r["message"].split(":")[0]) for r in records}
+        assert ("ERROR", "app.api.errors", "database error on POST /issues") in messages, output[
+            -2000:
+        ]
+        assert any(r["logger"] == "uvicorn.access" for r in records), output[-2000:]
+        assert any(r["logger"] == "pipelines.dispatch" for r in records), output[-2000:]
+    else:
+        assert "ERROR app.api.errors database error on POST /issues" in output, output[-2000:]
+        assert "pipelines.dispatch" in output, output[-2000:]  # the sweeper failed as well
     _assert_no_secrets(output, "the API's output")
     for response in responses:
         _assert_no_secrets(response.text, f"{response.request.url} answered with a body that")

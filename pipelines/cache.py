@@ -1,0 +1,74 @@
+"""Not paying twice: a result is reused for the same text, provider, model and prompts.
+
+The fingerprint covers everything a result depends on: the issue's title and body, the
+provider, its model, its prompt version and its tag taxonomy. Runs store it with their
+result; a later run with the same fingerprint, not started with ``?force=true``, takes the
+earlier result instead of calling the provider (its stages show ``cached: true``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select
+
+from app.models import EnrichmentRun
+from app.states import TaskState
+from pipelines.providers import Provider
+
+FINGERPRINT_VERSION = 1
+_LOCAL_MODELS = Path(__file__).resolve().parent / "providers" / "models"
+
+_EARLIER_RESULT = (
+    select(EnrichmentRun.result)
+    .where(
+        EnrichmentRun.fingerprint == bindparam("p_fingerprint"),
+        EnrichmentRun.state == TaskState.SUCCESS,
+        EnrichmentRun.result.is_not(None),
+    )
+    .order_by(EnrichmentRun.finished_at.desc())
+    .limit(1)
+)
+
+
+def fingerprint(provider: Provider, title: str, body: str) -> str:
+    """A hex digest of what a result of ``provider`` for this text depends on."""
+    identity = [
+        FINGERPRINT_VERSION,
+        provider.name,
+        _model_of(provider),
+        str(getattr(provider, "prompt_version", "")),
+        list(getattr(provider, "taxonomy", ())),
+        title,
+        body,
+    ]
+    text = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def earlier_result(connection: Connection, fingerprint: str) -> dict[str, Any] | None:
+    """The newest successful result with this fingerprint, or None."""
+    result = connection.execute(_EARLIER_RESULT, {"p_fingerprint": fingerprint}).scalar()
+    return result if isinstance(result, dict) else None
+
+
+def _model_of(provider: Provider) -> str:
+    if provider.name == "local":
+        # The offline provider's model is its fitted files: a retrained model is a new one.
+        return _local_model_digest()
+    model = getattr(provider, "model", None)
+    return model if isinstance(model, str) else ""
+
+
+@lru_cache(maxsize=1)
+def _local_model_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(_LOCAL_MODELS.glob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
