@@ -18,6 +18,7 @@ QUEUES = [queue.value for queue in Queue]
 EXTRA_ENV = {
     "WORKER_HEARTBEAT_FILE",  # app.heartbeat / app.probes
     "FLOWER_BASIC_AUTH",  # read by Flower itself
+    "PROMETHEUS_MULTIPROC_DIR",  # read by prometheus_client itself (pipelines.metrics)
 }
 
 

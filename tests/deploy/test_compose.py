@@ -208,13 +208,23 @@ def test_every_variable_has_a_default_or_is_required() -> None:
 @pytest.mark.parametrize("queue", QUEUES)
 def test_worker_command_is_the_procfile_one_plus_the_heartbeat(queue: str) -> None:
     """compose and scripts/run (the Procfile) start the same worker; both interpolate
-    ${VAR:-default} the same way. compose adds only the heartbeat the probes read."""
+    ${VAR:-default} the same way. compose adds only the heartbeat the probes read; the
+    metrics port, which the Procfile sets per process, is in the worker's environment."""
     procfile = dict(
         line.split(": ", 1)
         for line in (ROOT / "Procfile").read_text().splitlines()
         if line and not line.startswith("#")
     )
+    words = procfile[queue].split()
+    assignments = [word for word in words if "=" in word and word.split("=")[0].isupper()]
+    assert {word.split("=")[0] for word in assignments} == {
+        "WORKER_METRICS_PORT",
+        "PROMETHEUS_MULTIPROC_DIR",
+    }
     command = list(SERVICES[queue]["command"])
     at = command.index("--include")
     del command[at : at + 2]
-    assert " ".join(command) == procfile[queue].strip()
+    assert " ".join(command) == " ".join(words[len(assignments) :])
+    environment = SERVICES[queue]["environment"]
+    assert environment["WORKER_METRICS_PORT"] == "9100"
+    assert environment["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")  # the tmpfs
