@@ -25,6 +25,7 @@ from app.api.errors import errors
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.middleware import BodySizeLimit, HeaderSizeLimit
+from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from pipelines.dispatch import OutboxSweeper
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         yield
         if sweeper:
             sweeper.stop()
+        progress.close()
         engine.dispose()
 
     engine = make_engine(settings.database_url)
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # Runs the API ends (cancel, supersede, delete) are published once their commit lands.
+    progress = ProgressPublisher.from_settings(settings)
+    app.state.session_factory.configure(info={SESSION_PUBLISHER: progress})
     app.add_middleware(BodySizeLimit, max_bytes=REQUEST_MAX_BYTES)
     app.add_middleware(HeaderSizeLimit)
     app.include_router(issues.router)

@@ -185,5 +185,7 @@ class EnrichmentStage(Base):
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # While the stage waits in RETRY: when its next attempt is due (the countdown's end).
+    retry_at: Mapped[datetime | None]
 
     run: Mapped[EnrichmentRun] = relationship(back_populates="stages")

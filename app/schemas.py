@@ -120,6 +120,7 @@ class StageRead(BaseModel):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    retry_at: datetime | None = None  # in RETRY: when the next attempt is due
 
 
 class Progress(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
@@ -61,7 +62,9 @@ _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.position == bindparam("p_position"),
     EnrichmentStage.state.in_(UNFINISHED_STATES),
 )
-_STAGE_STARTED = _UNFINISHED_STAGE.values(state=TaskState.STARTED, started_at=bindparam("p_now"))
+_STAGE_STARTED = _UNFINISHED_STAGE.values(
+    state=TaskState.STARTED, started_at=bindparam("p_now"), retry_at=None
+)
 _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     state=TaskState.SUCCESS,
     error=None,
@@ -69,7 +72,10 @@ _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
 )
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
-    state=TaskState.RETRY, retries=bindparam("p_retries"), error=bindparam("p_error")
+    state=TaskState.RETRY,
+    retries=bindparam("p_retries"),
+    error=bindparam("p_error"),
+    retry_at=bindparam("p_retry_at"),
 )
 _STAGE_FAILED = _UNFINISHED_STAGE.values(
     state=TaskState.FAILURE, error=bindparam("p_error"), finished_at=bindparam("p_now")
@@ -144,19 +150,33 @@ def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageIn
     return StageInput(issue_id=issue_id, title=title, body=body)
 
 
-def finish_stage(connection: Connection, *, run_id: str, stage: Stage) -> None:
-    connection.execute(
+def finish_stage(connection: Connection, *, run_id: str, stage: Stage) -> bool:
+    """Mark the stage SUCCESS; False when it was no longer unfinished (its run ended)."""
+    done = connection.execute(
         _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
     )
+    return bool(done.rowcount)
 
 
 def retry_stage(
-    connection: Connection, *, run_id: str, stage: Stage, retries: int, error: str
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    retries: int,
+    error: str,
+    retry_at: datetime | None = None,
 ) -> None:
-    """The stage waits for retry number ``retries`` after ``error``."""
+    """The stage waits for retry number ``retries`` after ``error``, until ``retry_at``."""
     connection.execute(
         _STAGE_RETRYING,
-        {"p_run": run_id, "p_position": stage.position, "p_retries": retries, "p_error": error},
+        {
+            "p_run": run_id,
+            "p_position": stage.position,
+            "p_retries": retries,
+            "p_error": error,
+            "p_retry_at": retry_at,
+        },
     )
 
 
@@ -180,6 +200,15 @@ def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -
     connection.execute(_RUN_FAILED, {"p_run": run_id, "p_error": reason, "p_now": now})
     connection.execute(_ISSUE_FAILED, {"p_issue": issue_id, "p_run": run_id, "p_error": reason})
     return True
+
+
+_RUN_STATE = select(EnrichmentRun.state).where(EnrichmentRun.id == bindparam("p_run"))
+
+
+def run_ended(connection: Connection, *, run_id: str) -> bool:
+    """Whether the run has ended (or is gone): its stages must not go on."""
+    state = connection.execute(_RUN_STATE, {"p_run": run_id}).scalar_one_or_none()
+    return state is None or state in FINISHED_STATES
 
 
 def stop_run(connection: Connection, *, run_id: str, reason: str) -> None:

@@ -1,32 +1,132 @@
-"""/tasks: the progress of an enrichment chain, and failed runs without Flower."""
+"""/tasks: the progress of an enrichment chain, live events, cancel, and failed runs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BeforeValidator
+from sse_starlette import EventSourceResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.api.errors import errors
-from app.deps import ReadAccess, SessionDep
+from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
 from app.pagination import InvalidCursor
+from app.progress import revision
+from app.run_events import Snapshot, run_events
 from app.schemas import TaskPage, TaskStatusRead, storable_text
-from app.services.runs import get_run, list_runs, task_status
+from app.services.runs import CancelOutcome, cancel_run, get_run, list_runs, task_status
 from app.states import RunStateFilter
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], dependencies=[ReadAccess])
 
+# No task id holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
+TaskId = Annotated[str, Path(max_length=64), BeforeValidator(storable_text)]
+
+
+def _not_found(task_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
+
 
 @router.get("/{task_id}", responses=errors(401, 403, 404, 422, 503))
-def read(
-    # No task id holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.
-    task_id: Annotated[str, Path(max_length=64), BeforeValidator(storable_text)],
-    session: SessionDep,
-) -> TaskStatusRead:
+def read(task_id: TaskId, session: SessionDep) -> TaskStatusRead:
     """The whole chain's state from its root task id (a stage's own id works too)."""
     run = get_run(session=session, task_id=task_id)
     if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
+        raise _not_found(task_id)
+    return task_status(run)
+
+
+@router.get(
+    "/{task_id}/events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "One event per transition of the run; each event's data is its "
+            "TaskStatus JSON and its id grows; the stream ends after the final status.",
+        },
+        **errors(400, 401, 403, 404, 422, 503),
+    },
+)
+async def events(
+    task_id: TaskId,
+    request: Request,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """Server-Sent Events of the run: its status at once, then at every stage transition.
+
+    ``Last-Event-ID`` (sent by browsers when they reconnect) resumes after that event: no
+    status is sent twice, and a run that ended after it sends its final status.
+    """
+    resume: int | None = None
+    if last_event_id is not None:
+        try:
+            resume = int(last_event_id)
+        except ValueError:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                "Last-Event-ID must be the id of an event of this stream (a whole number)",
+            ) from None
+    factory = request.app.state.session_factory
+
+    def find() -> str | None:
+        with factory() as session:
+            run = get_run(session=session, task_id=task_id)
+            return None if run is None else run.id
+
+    run_id = await run_in_threadpool(find)
+    if run_id is None:
+        raise _not_found(task_id)
+
+    def read_snapshot() -> Snapshot:
+        with factory() as session:
+            run = get_run(session=session, task_id=run_id)
+            return None if run is None else (revision(run), task_status(run))
+
+    return EventSourceResponse(
+        run_events(
+            run_id=run_id,
+            read=read_snapshot,
+            redis_url=settings.rate_limiter_redis_url,
+            prefix=settings.redis_key_prefix,
+            last_event_id=resume,
+            poll=settings.events_poll_interval,
+        ),
+        ping=settings.events_heartbeat_interval,
+        # Proxies such as nginx buffer responses unless told not to.
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/{task_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[WriteAccess],
+    responses={
+        200: {"description": "The run had already been cancelled"},
+        **errors(401, 403, 404, 409, 422, 503),
+    },
+)
+def cancel(task_id: TaskId, session: SessionDep, response: Response) -> TaskStatusRead:
+    """Cancel the run: stages not started never run, a running stage's result is dropped,
+    and the issue keeps the enrichment it had. ``409`` when the run had already ended."""
+    with session.begin():
+        outcome, run_id = cancel_run(session=session, task_id=task_id)
+    if outcome is CancelOutcome.NOT_FOUND or run_id is None:
+        raise _not_found(task_id)
+    run = get_run(session=session, task_id=run_id)
+    if run is None:  # deleted in between: its issue's deletion removed nothing, runs stay
+        raise _not_found(task_id)
+    if outcome is CancelOutcome.ALREADY_ENDED:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"run {run_id} already ended {run.state.value}"
+            + (f" ({run.error})" if run.error else ""),
+        )
+    if outcome is CancelOutcome.ALREADY_CANCELLED:
+        response.status_code = status.HTTP_200_OK
     return task_status(run)
 
 
