@@ -20,15 +20,13 @@ from app.main import create_app
 from pipelines.context import WorkerContext
 from pipelines.providers.base import TransientError
 from pipelines.queues import Stage
-from tests.integration.test_pipeline import (  # noqa: F401 (fixtures)
-    ScriptedProvider,
-    create,
-    provider,
-    set_policy,
-    wait_for_state,
-    worker_context,
-)
+from tests.integration import test_pipeline
+from tests.integration.test_pipeline import ScriptedProvider, create, set_policy, wait_for_state
 from tests.sse import Comment, Event, parse
+
+# The embedded worker's scripted provider and context, as test_pipeline.py sets them up.
+worker_context = test_pipeline.worker_context
+provider = test_pipeline.provider
 
 CANONICAL = [
     "summarise:PENDING:0",
@@ -102,7 +100,8 @@ def test_events_follow_a_run_with_a_retry_to_its_end(
 
     ids = [event.id for event in events]
     assert all(isinstance(i, int) for i in ids)
-    assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+    assert ids == sorted(ids), ids
+    assert len(set(ids)) == len(ids), ids
     labels = [label(event.data) for event in events]
     positions = [CANONICAL.index(item) for item in labels]
     assert positions == sorted(positions), labels
@@ -135,8 +134,7 @@ def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_sees_not
     wait_for_state(live_api, task_id, "SUCCESS")
     resumed, _ = read_stream(live_api, task_id, last_event_id=first[-1].id)
     assert len(resumed) == 1, [label(event.data) for event in resumed]
-    assert resumed[0].id is not None and first[-1].id is not None
-    assert resumed[0].id > first[-1].id
+    assert (resumed[0].id or 0) > (first[-1].id or 0)
     assert resumed[0].data == live_api.get(f"/tasks/{task_id}").json()
     # Resuming after the final event: nothing more, and the stream ends at once.
     again, _ = read_stream(live_api, task_id, last_event_id=resumed[0].id)
