@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
+from app import ui
 from app.api import health, issues, tasks
 from app.api.errors import errors
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
     app.include_router(issues.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
 
     _describe_security(app, settings)
 
