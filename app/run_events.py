@@ -107,4 +107,6 @@ async def run_events(
                 return
             await notifications.wait(poll)
     finally:
-        await notifications.close()
+        # A client that went away cancels this generator: close the subscription anyway.
+        with anyio.CancelScope(shield=True):
+            await notifications.close()

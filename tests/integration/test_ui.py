@@ -55,6 +55,7 @@ def test_issues_page_lists_and_filters(client: TestClient) -> None:
     pending = client.get("/ui/", params={"enrichment_status": "pending"}).text
     assert "Crash on save" in pending
     assert "Crash on save" not in client.get("/ui/", params={"tag": "nope"}).text
+    assert client.get("/ui", follow_redirects=False).headers["location"].endswith("/ui/")
     assert client.get("/ui/", params={"status": "sideways"}).status_code == 422
     assert client.get("/ui/", params={"cursor": "garbage"}).status_code == 400
 
