@@ -16,12 +16,15 @@ from typing import Any
 
 import anyio
 import redis.asyncio as aioredis
+from fastapi import HTTPException, Request, status
 from redis.exceptions import RedisError
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from app.progress import run_channel
+from app.config import Settings
+from app.progress import revision, run_channel
 from app.schemas import TaskStatusRead
+from app.services.runs import get_run, task_status
 from app.states import FINISHED_STATES
 
 log = logging.getLogger(__name__)
@@ -110,3 +113,43 @@ async def run_events(
         # A client that went away cancels this generator: close the subscription anyway.
         with anyio.CancelScope(shield=True):
             await notifications.close()
+
+
+def not_found(task_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
+
+
+async def event_stream(
+    request: Request, settings: Settings, *, task_id: str, last_event_id: int | None
+) -> EventSourceResponse:
+    """The response of ``GET /tasks/<id>/events`` (and of the web page's own stream);
+    ``404`` before any stream when no run knows ``task_id``."""
+    factory = request.app.state.session_factory
+
+    def find() -> str | None:
+        with factory() as session:
+            run = get_run(session=session, task_id=task_id)
+            return None if run is None else run.id
+
+    run_id = await run_in_threadpool(find)
+    if run_id is None:
+        raise not_found(task_id)
+
+    def read_snapshot() -> Snapshot:
+        with factory() as session:
+            run = get_run(session=session, task_id=run_id)
+            return None if run is None else (revision(run), task_status(run))
+
+    return EventSourceResponse(
+        run_events(
+            run_id=run_id,
+            read=read_snapshot,
+            redis_url=settings.rate_limiter_redis_url,
+            prefix=settings.redis_key_prefix,
+            last_event_id=last_event_id,
+            poll=settings.events_poll_interval,
+        ),
+        ping=settings.events_heartbeat_interval,
+        # Proxies such as nginx buffer responses unless told not to.
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -8,13 +8,11 @@ from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Resp
 from pydantic import BeforeValidator
 from pydantic.json_schema import SkipJsonSchema
 from sse_starlette import EventSourceResponse
-from starlette.concurrency import run_in_threadpool
 
 from app.api.errors import errors
 from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
 from app.pagination import InvalidCursor
-from app.progress import revision
-from app.run_events import Snapshot, run_events
+from app.run_events import event_stream, not_found
 from app.schemas import TaskPage, TaskStatusRead, storable_text
 from app.services.runs import CancelOutcome, cancel_run, get_run, list_runs, task_status
 from app.states import RunStateFilter
@@ -26,7 +24,7 @@ TaskId = Annotated[str, Path(max_length=64), BeforeValidator(storable_text)]
 
 
 def _not_found(task_id: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")
+    return not_found(task_id)
 
 
 @router.get("/{task_id}", responses=errors(401, 403, 404, 422, 503))
@@ -61,35 +59,7 @@ async def events(
     ``Last-Event-ID`` (sent by browsers when they reconnect) resumes after that event: no
     status is sent twice, and a run that ended after it sends its final status.
     """
-    factory = request.app.state.session_factory
-
-    def find() -> str | None:
-        with factory() as session:
-            run = get_run(session=session, task_id=task_id)
-            return None if run is None else run.id
-
-    run_id = await run_in_threadpool(find)
-    if run_id is None:
-        raise _not_found(task_id)
-
-    def read_snapshot() -> Snapshot:
-        with factory() as session:
-            run = get_run(session=session, task_id=run_id)
-            return None if run is None else (revision(run), task_status(run))
-
-    return EventSourceResponse(
-        run_events(
-            run_id=run_id,
-            read=read_snapshot,
-            redis_url=settings.rate_limiter_redis_url,
-            prefix=settings.redis_key_prefix,
-            last_event_id=last_event_id,
-            poll=settings.events_poll_interval,
-        ),
-        ping=settings.events_heartbeat_interval,
-        # Proxies such as nginx buffer responses unless told not to.
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return await event_stream(request, settings, task_id=task_id, last_event_id=last_event_id)
 
 
 @router.post(

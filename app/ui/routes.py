@@ -8,17 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BeforeValidator
 from sqlalchemy import select
 
-from app.deps import SessionDep, SettingsDep
+from app.config import Settings
+from app.deps import SessionDep, SettingsDep, key_matches
 from app.models import EnrichmentRun, Issue
 from app.pagination import InvalidCursor
+from app.run_events import event_stream
 from app.schemas import StageRead, TaskStatusRead, storable_text
 from app.services.issues import get_issue, list_issues, to_read
 from app.services.runs import get_run, list_runs, task_status
@@ -28,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 STATIC_FILES = {"app.css": "text/css", "run.js": "text/javascript"}
 PAGE_SIZE = 50
+KEY_COOKIE = "issueflow_key"
 NOTHING = "\u2013"  # an en dash: no value (yet)
 RUNS_OF_ISSUE = 50
 
@@ -91,12 +95,13 @@ templates.env.filters["seconds"] = seconds
 templates.env.filters["when"] = when
 
 
-def render(request: Request, name: str, settings: Any, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, settings: Settings, **context: Any) -> HTMLResponse:
     response = templates.TemplateResponse(
         request,
         name,
         {
             "writes_need_key": bool(settings.api_keys),
+            "reads_need_key": settings.api_read_requires_key,
             "finished_states": [state.value for state in FINISHED_STATES],
             **context,
         },
@@ -105,14 +110,74 @@ def render(request: Request, name: str, settings: Any, **context: Any) -> HTMLRe
     return response
 
 
-def _read_access(request: Request, settings: Any) -> None:
-    """Reads that need a key (``API_READ_REQUIRES_KEY``): a browser cannot send a Bearer
-    header when it opens a page, so the pages are not offered then."""
-    if settings.api_read_requires_key:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            "the web UI is off while API_READ_REQUIRES_KEY=true: use the API with a key",
+def _read_access(request: Request, settings: Settings) -> HTMLResponse | None:
+    """None when the page may be shown; else the page that asks for the key.
+
+    With ``API_READ_REQUIRES_KEY`` reads need a key, and a browser opening a page cannot
+    send a Bearer header: the key is entered once (``POST /ui/key``) and kept in an
+    HttpOnly cookie that only the ``/ui/`` paths receive.
+    """
+    if not settings.api_read_requires_key:
+        return None
+    offered = request.cookies.get(KEY_COOKIE)
+    if offered and key_matches(settings, offered):
+        return None
+    return _key_page(request, settings, next_path=request.url.path, status_code=401)
+
+
+def _key_page(
+    request: Request, settings: Settings, *, next_path: str, status_code: int, error: str = ""
+) -> HTMLResponse:
+    response = render(request, "key.html", settings, next_path=next_path, error=error)
+    response.status_code = status_code
+    return response
+
+
+def _safe_next(value: str) -> str:
+    """Only a path of these pages: never another site (an open redirect)."""
+    if value.startswith("/ui/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/ui/"
+
+
+@router.post("/key", response_class=HTMLResponse)
+async def enter_key(request: Request, settings: SettingsDep) -> Response:
+    """The key form of ``API_READ_REQUIRES_KEY`` deployments: a cookie for the pages."""
+    form = parse_qs((await request.body()).decode(errors="replace"), max_num_fields=4)
+    key = (form.get("key") or [""])[0]
+    next_path = _safe_next((form.get("next") or ["/ui/"])[0])
+    if not settings.api_keys or not key_matches(settings, key):
+        return _key_page(
+            request,
+            settings,
+            next_path=next_path,
+            status_code=403,
+            error="That key is not accepted.",
         )
+    response = RedirectResponse(next_path, status_code=status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        KEY_COOKIE,
+        key,
+        path="/ui/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/runs/{task_id}/events", response_model=None)
+async def run_events_page(
+    request: Request,
+    settings: SettingsDep,
+    task_id: Annotated[str, PathParam(max_length=64), BeforeValidator(storable_text)],
+    last_event_id: Annotated[int | None, Header()] = None,
+) -> Response:
+    """The run page's event stream where reads need a key (the cookie stands for it)."""
+    denied = _read_access(request, settings)
+    if denied is not None:
+        return denied
+    return await event_stream(request, settings, task_id=task_id, last_event_id=last_event_id)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -126,7 +191,8 @@ def issues_page(
     q: Annotated[str | None, Query(max_length=300)] = None,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> HTMLResponse:
-    _read_access(request, settings)
+    if (denied := _read_access(request, settings)) is not None:
+        return denied
     filters: dict[str, Any] = {
         "tag": tag or None,
         "enrichment_status": enrichment_status,
@@ -164,7 +230,8 @@ def issue_page(
     settings: SettingsDep,
     issue_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
 ) -> HTMLResponse:
-    _read_access(request, settings)
+    if (denied := _read_access(request, settings)) is not None:
+        return denied
     issue = get_issue(session=session, issue_id=issue_id)
     if issue is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"issue {issue_id} not found")
@@ -195,7 +262,8 @@ def runs_page(
     state: RunStateFilter | None = None,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> HTMLResponse:
-    _read_access(request, settings)
+    if (denied := _read_access(request, settings)) is not None:
+        return denied
     try:
         runs, next_cursor = list_runs(
             session=session, limit=PAGE_SIZE, cursor=cursor or None, state=state
@@ -229,7 +297,8 @@ def run_page(
     settings: SettingsDep,
     task_id: Annotated[str, PathParam(max_length=64), BeforeValidator(storable_text)],
 ) -> HTMLResponse:
-    _read_access(request, settings)
+    if (denied := _read_access(request, settings)) is not None:
+        return denied
     run = get_run(session=session, task_id=task_id)
     if run is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no enrichment run knows task {task_id}")

@@ -127,7 +127,9 @@ def test_with_api_keys_the_pages_ask_for_the_key_and_writes_need_it(locked: Test
     assert locked.post("/issues/1/enrich").status_code == 401
 
 
-def test_pages_are_off_when_reads_need_a_key(session_factory: sessionmaker[Session]) -> None:
+def test_when_reads_need_a_key_the_pages_take_it_once_as_a_cookie(
+    session_factory: sessionmaker[Session],
+) -> None:
     settings = Settings(
         database_url="sqlite://",
         api_keys="secret-key",  # type: ignore[arg-type]
@@ -135,7 +137,48 @@ def test_pages_are_off_when_reads_need_a_key(session_factory: sessionmaker[Sessi
     )
     app = create_app(settings, sweep_outbox=False)
     app.state.session_factory = session_factory
+    bearer = {"Authorization": "Bearer secret-key"}
     with TestClient(app) as client:
-        response = client.get("/ui/")
-    assert response.status_code == 403
-    assert "API_READ_REQUIRES_KEY" in response.json()["detail"]
+        created = client.post("/issues", json={"title": "Crash"}, headers=bearer).json()
+        client.post(f"/tasks/{created['task_id']}/cancel", headers=bearer)
+        run_page = f"/ui/runs/{created['task_id']}"
+
+        asked = client.get(run_page)
+        assert asked.status_code == 401
+        assert '<label for="login-key">API key</label>' in asked.text
+        assert f'name="next" value="{run_page}"' in asked.text
+        assert "Crash" not in asked.text
+        assert client.get(f"{run_page}/events").status_code == 401
+
+        wrong = client.post("/ui/key", data={"key": "nope", "next": run_page})
+        assert wrong.status_code == 403
+        assert "not accepted" in wrong.text
+        assert "issueflow_key" not in client.cookies
+
+        # Never a redirect to another site.
+        away = client.post(
+            "/ui/key",
+            data={"key": "secret-key", "next": "//evil.example/"},
+            follow_redirects=False,
+        )
+        assert away.headers["location"] == "/ui/"
+        right = client.post(
+            "/ui/key", data={"key": "secret-key", "next": run_page}, follow_redirects=False
+        )
+        assert right.status_code == 303
+        assert right.headers["location"] == run_page
+        cookie = right.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie
+        assert "Path=/ui/" in cookie
+
+        page = client.get(run_page)
+        assert page.status_code == 200
+        assert f'data-events-url="{run_page}/events"' in page.text
+        with client.stream("GET", f"{run_page}/events") as stream:
+            assert stream.status_code == 200
+            body = "".join(stream.iter_text())
+        assert '"state":"REVOKED"' in body
+        # The API itself still wants the Bearer header, cookie or not.
+        assert client.get(f"/tasks/{created['task_id']}").status_code == 401
+    flush_broker()

@@ -134,7 +134,7 @@
   function follow() {
     const live = document.getElementById("live");
     if (finished.includes(run.querySelector("#run-state .badge").textContent)) return;
-    const source = new EventSource("/tasks/" + encodeURIComponent(run.dataset.taskId) + "/events");
+    const source = new EventSource(run.dataset.eventsUrl);
     source.onopen = function () {
       live.textContent = "live";
     };
@@ -160,6 +160,14 @@
         if (input.value) sessionStorage.setItem(KEY, input.value);
         else sessionStorage.removeItem(KEY);
         notice(input.value ? "The key is kept in this tab until you close it." : "Key removed.");
+      });
+    }
+    const login = document.getElementById("login-form");
+    if (login) {
+      // The pages get the key as a cookie; re-run and cancel send it from this tab.
+      login.addEventListener("submit", function () {
+        const value = document.getElementById("login-key").value;
+        if (value) sessionStorage.setItem(KEY, value);
       });
     }
     for (const button of document.querySelectorAll("button[data-action]")) {
