@@ -71,6 +71,7 @@ class StopWatch:
             future.add_done_callback(lambda _: wake.set())
             while True:
                 woken = wake.wait(self.poll)
+                wake.clear()  # before looking: a wake-up from now on is not lost
                 if future.done():
                     return future.result()
                 with self._lock:
@@ -78,7 +79,6 @@ class StopWatch:
                 if stopped or (not woken and is_ended(run_id)):
                     future.cancel()
                     raise StaleRun(f"run {run_id} was stopped while its provider call was waiting")
-                wake.clear()
         finally:
             with self._lock:
                 events = self._waiting.get(run_id, [])
