@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     notify_timeout: float = Field(default=5.0, gt=0)
     # Seconds between sweeps of runs that could not be sent to the broker (the outbox).
     outbox_sweep_interval: float = Field(default=10.0, gt=0)
+    # GET /tasks/<id>/events: seconds between heartbeat comments, and between re-reads of
+    # the run when no notification came (a missed one costs at most this long).
+    events_heartbeat_interval: float = Field(default=15.0, gt=0)
+    events_poll_interval: float = Field(default=5.0, gt=0)
 
     # Operating (README "Operating issueflow").
     # What 1,000 tokens (prompt or completion) cost, in your currency: GET /tasks shows cost.

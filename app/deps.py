@@ -32,6 +32,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 _bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS")
 
 
+def key_matches(settings: Settings, offered: str) -> bool:
+    """Whether ``offered`` is one of ``API_KEYS``."""
+    raw = offered.encode()
+    # Compare with every key, always, so the time taken says nothing about which matched.
+    matches = [
+        hmac.compare_digest(raw, key.get_secret_value().encode()) for key in settings.api_keys
+    ]
+    return any(matches)
+
+
 def _check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> None:
     if not settings.api_keys:
         return
@@ -41,12 +51,7 @@ def _check_key(settings: Settings, credentials: HTTPAuthorizationCredentials | N
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    offered = credentials.credentials.encode()
-    # Compare with every key, always, so the time taken says nothing about which matched.
-    matches = [
-        hmac.compare_digest(offered, key.get_secret_value().encode()) for key in settings.api_keys
-    ]
-    if not any(matches):
+    if not key_matches(settings, credentials.credentials):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid API key")
 
 

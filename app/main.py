@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
 
+from app import ui
 from app.api import health, issues, tasks
 from app.api.errors import errors, install_error_handlers
 from app.api.metrics import ClusterCollector, HttpMetrics
@@ -21,6 +22,7 @@ from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
 from app.logs import configure_logging
 from app.middleware import BodySizeLimit, HeaderSizeLimit
+from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
 
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         yield
         if sweeper:
             sweeper.stop()
+        progress.close()
         engine.dispose()
 
     tracing = setup_tracing("issueflow-api")  # before the engine: its statements are traced
@@ -59,6 +62,9 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         trace_app(app)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # Runs the API ends (cancel, supersede, delete) are published once their commit lands.
+    progress = ProgressPublisher.from_settings(settings)
+    app.state.session_factory.configure(info={SESSION_PUBLISHER: progress})
     app.add_middleware(BodySizeLimit, max_bytes=REQUEST_MAX_BYTES)
     app.add_middleware(HeaderSizeLimit)
     app.add_middleware(HttpMetrics)  # outermost: refused requests are counted too
@@ -70,6 +76,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
     app.state.cluster_registry.register(
         ClusterCollector(engine, celery_app, settings.metrics_cache_seconds)
     )
+    app.include_router(ui.router)
 
     _describe_security(app, settings)
 

@@ -199,6 +199,8 @@ class EnrichmentStage(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     # True when the stage reused an earlier run's result instead of calling the provider.
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # While the stage waits in RETRY: when its next attempt is due (the countdown's end).
+    retry_at: Mapped[datetime | None]
 
     run: Mapped[EnrichmentRun] = relationship(back_populates="stages")
 

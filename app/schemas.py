@@ -145,6 +145,7 @@ class StageRead(BaseModel):
     cached: bool = False
     # None when the provider reported no token counts (the local provider).
     usage: Usage | None = None
+    retry_at: datetime | None = None  # in RETRY: when the next attempt is due
 
 
 class Progress(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
@@ -65,7 +66,9 @@ _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.position == bindparam("p_position"),
     EnrichmentStage.state.in_(UNFINISHED_STATES),
 )
-_STAGE_STARTED = _UNFINISHED_STAGE.values(state=TaskState.STARTED, started_at=bindparam("p_now"))
+_STAGE_STARTED = _UNFINISHED_STAGE.values(
+    state=TaskState.STARTED, started_at=bindparam("p_now"), retry_at=None
+)
 _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     state=TaskState.SUCCESS,
     error=None,
@@ -81,7 +84,10 @@ _ADD_TOKENS = {
 _STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED.values(_ADD_TOKENS)
 _STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED.values(cached=True)
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
-    state=TaskState.RETRY, retries=bindparam("p_retries"), error=bindparam("p_error")
+    state=TaskState.RETRY,
+    retries=bindparam("p_retries"),
+    error=bindparam("p_error"),
+    retry_at=bindparam("p_retry_at"),
 )
 _STAGE_RETRYING_METERED = _STAGE_RETRYING.values(_ADD_TOKENS)
 _STAGE_FAILED = _UNFINISHED_STAGE.values(
@@ -160,8 +166,11 @@ def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageIn
 
 def finish_stage(
     connection: Connection, *, run_id: str, stage: Stage, usage: StageUsage | None = None
-) -> None:
-    """The stage succeeded; ``usage`` says what its attempt spent or that it was cached."""
+) -> bool:
+    """Mark the stage SUCCESS; ``usage`` says what its attempt spent or that it was cached.
+
+    False when the stage was no longer unfinished (its run ended meanwhile).
+    """
     params: dict[str, object] = {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
     statement = _STAGE_SUCCEEDED
     if usage is not None and usage.cached:
@@ -169,7 +178,7 @@ def finish_stage(
     elif usage is not None and usage.metered:
         statement = _STAGE_SUCCEEDED_METERED
         params.update(_token_params(usage))
-    connection.execute(statement, params)
+    return bool(connection.execute(statement, params).rowcount)
 
 
 def retry_stage(
@@ -181,14 +190,16 @@ def retry_stage(
     error: str,
     reason: str = "other",
     usage: StageUsage | None = None,
+    retry_at: datetime | None = None,
 ) -> None:
-    """The stage waits for retry number ``retries`` after ``error``; ``reason`` is its
-    short name (``pipelines.outcomes``), kept for the metrics."""
+    """The stage waits for retry number ``retries`` after ``error``, until ``retry_at``;
+    ``reason`` is its short name (``pipelines.outcomes``), kept for the metrics."""
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
         "p_retries": retries,
         "p_error": error,
+        "p_retry_at": retry_at,
     }
     statement = _STAGE_RETRYING
     if usage is not None and usage.metered:
@@ -225,6 +236,15 @@ def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -
     connection.execute(_RUN_FAILED, {"p_run": run_id, "p_error": reason, "p_now": now})
     connection.execute(_ISSUE_FAILED, {"p_issue": issue_id, "p_run": run_id, "p_error": reason})
     return True
+
+
+_RUN_STATE = select(EnrichmentRun.state).where(EnrichmentRun.id == bindparam("p_run"))
+
+
+def run_ended(connection: Connection, *, run_id: str) -> bool:
+    """Whether the run has ended (or is gone): its stages must not go on."""
+    state = connection.execute(_RUN_STATE, {"p_run": run_id}).scalar_one_or_none()
+    return state is None or state in FINISHED_STATES
 
 
 def stop_run(connection: Connection, *, run_id: str, reason: str) -> None:

@@ -17,10 +17,12 @@ from sqlalchemy import Engine
 
 from app.config import Settings, get_settings
 from app.db import make_engine
+from app.progress import ProgressPublisher
 from pipelines.policies import StagePolicy, policies_for
 from pipelines.providers import Provider, make_provider
 from pipelines.queues import Stage
 from pipelines.ratelimit import TokenBucket
+from pipelines.stopwatch import StopWatch
 
 
 @dataclass
@@ -34,6 +36,10 @@ class WorkerContext:
     provider: Provider
     policies: Mapping[Stage, StagePolicy]
     bucket: TokenBucket | None = None
+    # Run-progress notifications (``app.progress``), published after each committed mark.
+    progress: ProgressPublisher | None = None
+    # Provider calls that end when their run is stopped (network-bound providers only).
+    stopwatch: StopWatch | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -51,6 +57,8 @@ class WorkerContext:
             provider=provider if provider is not None else make_provider(settings),
             policies=policies if policies is not None else policies_for(settings),
             bucket=provider_bucket(settings),
+            progress=ProgressPublisher.from_settings(settings),
+            stopwatch=provider_stopwatch(settings),
         )
 
     def close(self, *, close_connections: bool = True) -> None:
@@ -59,6 +67,11 @@ class WorkerContext:
         if not self._closed:
             self.engine.dispose(close=close_connections)
             self.marks_engine.dispose(close=close_connections)
+            if close_connections:
+                if self.progress is not None:
+                    self.progress.close()
+                if self.stopwatch is not None:
+                    self.stopwatch.close()
             self._closed = True
 
 
@@ -75,6 +88,14 @@ def provider_bucket(settings: Settings) -> TokenBucket | None:
     return TokenBucket(
         client, f"{settings.redis_key_prefix}ratelimit:provider", settings.provider_rate_limit
     )
+
+
+def provider_stopwatch(settings: Settings) -> StopWatch | None:
+    """For a provider that waits on the network (``openai``) and a Redis to listen on."""
+    url = settings.rate_limiter_redis_url
+    if settings.enrich_provider != "openai" or url is None:
+        return None
+    return StopWatch(url, settings.redis_key_prefix)
 
 
 _context: WorkerContext | None = None

@@ -14,6 +14,7 @@ import logging
 import random
 import threading
 import time
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import redis
@@ -24,6 +25,8 @@ from sqlalchemy import exc as sa_exc
 
 from app.config import get_settings
 from app.db import make_engine
+from app.models import utcnow
+from app.progress import ProgressPublisher
 from pipelines.bookkeeping import (
     RunNotFound,
     StageInput,
@@ -32,6 +35,7 @@ from pipelines.bookkeeping import (
     fail_run,
     finish_stage,
     retry_stage,
+    run_ended,
     stop_run,
 )
 from pipelines.cache import earlier_result, fingerprint
@@ -41,6 +45,7 @@ from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
 from pipelines.providers.base import TransientError
 from pipelines.queues import Stage
+from pipelines.stopwatch import WatchedProvider
 from pipelines.usage import StageUsage, mark_cached, metering
 
 log = logging.getLogger(__name__)
@@ -117,9 +122,17 @@ class StageTask(Task[Any, Any]):
         return issue
 
     def provider(self) -> Provider:
-        """The provider, once the cluster-wide rate limit allows one more call."""
+        """The provider, once the cluster-wide rate limit allows one more call.
+
+        With a stopwatch (network-bound providers) its calls end early, with ``StaleRun``,
+        when the run is cancelled meanwhile (``pipelines.stopwatch``).
+        """
         self._take_provider_slot()
-        return self.context.provider
+        context = self.context
+        if context.stopwatch is None:
+            return context.provider
+        run_id: str = (self.request.kwargs or {})["run_id"]
+        return WatchedProvider(context.provider, context.stopwatch, run_id, self._run_ended)
 
     @property
     def fingerprint(self) -> str | None:
@@ -145,10 +158,19 @@ class StageTask(Task[Any, Any]):
             self._hold_until_not_before()
             if self.tracks_progress:
                 self.request.update(issue=self._begin(run_id))
+                self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
                 with self.context.marks_engine.begin() as connection:
-                    finish_stage(connection, run_id=run_id, stage=self.stage, usage=usage)
+                    finished = finish_stage(
+                        connection, run_id=run_id, stage=self.stage, usage=usage
+                    )
+                    # Not marked: a redelivery of a stage already done goes on; a run that
+                    # was cancelled (or superseded) while the stage ran drops the result.
+                    stale = not finished and run_ended(connection, run_id=run_id)
+                if stale:
+                    raise StaleRun(f"run {run_id} ended while {self.stage.value} ran")
+            self._changed(run_id)  # persist committed its result in the body
             return result
         except (Retry, Ignore):
             raise
@@ -192,7 +214,7 @@ class StageTask(Task[Any, Any]):
         reason = describe(exc)
         if isinstance(exc, TRANSIENT_ERRORS):
             reason = f"{reason} (gave up after {self.policy.max_retries} retries)"
-        self._record_failure(self.context.engine, run_id, reason)
+        self._record_failure(self.context.engine, run_id, reason, self.context.progress)
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -234,7 +256,9 @@ class StageTask(Task[Any, Any]):
                     error=reason,
                     reason=failure_reason(exc),
                     usage=usage,
+                    retry_at=utcnow() + timedelta(seconds=wait),
                 )
+            self._changed(run_id)
         except sa_exc.SQLAlchemyError:
             log.exception("could not record the retry of run %s", run_id)
         log.warning(
@@ -280,6 +304,7 @@ class StageTask(Task[Any, Any]):
         try:
             with self.context.marks_engine.begin() as connection:
                 stop_run(connection, run_id=run_id, reason=reason)
+            self._changed(run_id)
         except sa_exc.SQLAlchemyError:
             log.exception("could not record that run %s stopped", run_id)
         if self.request.hostname:  # in a worker: monitors follow its events
@@ -311,7 +336,9 @@ class StageTask(Task[Any, Any]):
         # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
         raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)  # type: ignore[arg-type]
 
-    def _record_failure(self, engine: Any, run_id: str, reason: str) -> None:
+    def _record_failure(
+        self, engine: Any, run_id: str, reason: str, progress: ProgressPublisher | None
+    ) -> None:
         try:
             with engine.begin() as connection:
                 failed = fail_run(connection, run_id=run_id, stage=self.stage, error=reason)
@@ -320,13 +347,33 @@ class StageTask(Task[Any, Any]):
             return
         if failed:
             log.error("%s run %s failed: %s", self.name, run_id, reason)
+            if progress is not None:
+                progress.changed(run_id)
 
     def _record_failure_on_own_engine(self, run_id: str, reason: str) -> None:
-        engine = make_engine(get_settings().database_url)
+        settings = get_settings()
+        engine = make_engine(settings.database_url)
+        progress = ProgressPublisher.from_settings(settings)
         try:
-            self._record_failure(engine, run_id, reason)
+            self._record_failure(engine, run_id, reason, progress)
         finally:
             engine.dispose()
+            progress.close()
+
+    def _changed(self, run_id: str) -> None:
+        """Tell the run's watchers (``GET /tasks/<id>/events``) it changed: one PUBLISH,
+        never an error (the database has the change either way)."""
+        progress = self.context.progress
+        if progress is None:
+            return
+        try:
+            progress.changed(run_id)
+        except Exception:
+            log.exception("could not publish the progress of run %s", run_id)
+
+    def _run_ended(self, run_id: str) -> bool:
+        with self.context.marks_engine.connect() as connection:
+            return run_ended(connection, run_id=run_id)
 
 
 @worker_process_init.connect

@@ -9,6 +9,7 @@ Writes that touch an issue and its runs lock in one order: the issue row first
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
 from app.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.progress import note_ended
 from app.schemas import EnrichmentResult, Progress, StageRead, TaskStatusRead, Usage
 from app.states import (
     FINISHED_STATES,
@@ -116,7 +118,87 @@ def end_run(executor: Executor, *, run_id: str, state: TaskState, reason: str) -
         .where(EnrichmentStage.run_id == run_id, EnrichmentStage.state.in_(UNFINISHED_STATES))
         .values(state=state, finished_at=now)
     )
+    if isinstance(executor, Session):
+        # The API ended it: its watchers and its waiting stages hear once this commits.
+        note_ended(executor, run_id)
     return True
+
+
+CANCELLED = "cancelled"
+
+
+class CancelOutcome(enum.Enum):
+    CANCELLED = "cancelled"  # ended now
+    ALREADY_CANCELLED = "already cancelled"
+    ALREADY_ENDED = "already ended"  # SUCCESS, FAILURE, or REVOKED for another reason
+    NOT_FOUND = "not found"
+
+
+def cancel_run(*, session: Session, task_id: str) -> tuple[CancelOutcome, str | None]:
+    """End the run that ``task_id`` names REVOKED with "cancelled", in the caller's
+    transaction; returns what happened and the run id.
+
+    Locks the issue, then the run. Stages not started yet find the run ended when they
+    begin and stop; a stage running now has its result discarded (its marks match no
+    unfinished row, persist refuses an ended run); one waiting on a network provider is
+    told through ``app.progress`` once this commits. The issue gets back the enrichment it
+    showed before this run (``restore_previous_enrichment``).
+    """
+    by_stage = select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id)
+    found = session.execute(
+        select(EnrichmentRun.id, EnrichmentRun.issue_id).where(
+            or_(EnrichmentRun.id == task_id, EnrichmentRun.id.in_(by_stage))
+        )
+    ).one_or_none()
+    if found is None:
+        return CancelOutcome.NOT_FOUND, None
+    run_id, issue_id = found
+    issue = session.scalars(select(Issue).where(Issue.id == issue_id).with_for_update()).first()
+    state, error = session.execute(
+        select(EnrichmentRun.state, EnrichmentRun.error)
+        .where(EnrichmentRun.id == run_id)
+        .with_for_update()
+    ).one()
+    if state == TaskState.REVOKED and error == CANCELLED:
+        return CancelOutcome.ALREADY_CANCELLED, run_id
+    if state in FINISHED_STATES:
+        return CancelOutcome.ALREADY_ENDED, run_id
+    end_run(session, run_id=run_id, state=TaskState.REVOKED, reason=CANCELLED)
+    if issue is not None and issue.enrichment_task_id == run_id:
+        restore_previous_enrichment(session=session, issue=issue, cancelled=run_id)
+    return CancelOutcome.CANCELLED, run_id
+
+
+def restore_previous_enrichment(*, session: Session, issue: Issue, cancelled: str) -> None:
+    """The issue shows again what its newest run that ended SUCCESS or FAILURE gave it.
+
+    Its summary and tags never changed (only persist writes them); its enrichment status,
+    error and task id go back to that run's. An issue with no such run reads ``failed``
+    with the reason, so ``?enrichment_status=failed`` finds it for a re-run.
+    """
+    previous = session.execute(
+        select(EnrichmentRun.id, EnrichmentRun.state, EnrichmentRun.error)
+        .where(
+            EnrichmentRun.issue_id == issue.id,
+            EnrichmentRun.id != cancelled,
+            EnrichmentRun.state.in_((TaskState.SUCCESS, TaskState.FAILURE)),
+            # Issue ids of deleted issues may come back: never another issue's runs.
+            EnrichmentRun.created_at >= issue.created_at,
+        )
+        .order_by(EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if previous is None:
+        issue.enrichment_status = EnrichmentStatus.FAILED
+        issue.enrichment_error = f"{CANCELLED}: run {cancelled} was cancelled before it finished"
+        return
+    issue.enrichment_task_id = previous.id
+    if previous.state == TaskState.SUCCESS:
+        issue.enrichment_status = EnrichmentStatus.SUCCEEDED
+        issue.enrichment_error = None
+    else:
+        issue.enrichment_status = EnrichmentStatus.FAILED
+        issue.enrichment_error = previous.error
 
 
 def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:

@@ -42,6 +42,11 @@ def test_each_stage_runs_on_the_worker_of_its_queue(make_stack: StackFactory, br
     assert issue["enrichment"]["task_id"] == task_id
     assert status["result"] == {"ai_summary": issue["ai_summary"], "tags": issue["tags"]}
 
+    # A worker logs "succeeded" after the task returned, a moment after its commit.
+    persist = status["stages"][2]
+    stack.group.wait_for_log(
+        "worker-persist", f"Task enrichment.persist[{persist['task_id']}] succeeded", timeout=10
+    )
     logs = stack.worker_logs()
     assert set(logs) == {f"worker-{q}" for q in QUEUES}
     for stage in status["stages"]:

@@ -285,7 +285,10 @@ def test_a_long_retry_after_is_honoured_in_full_across_several_hops(
 def test_a_stage_of_a_stale_run_ends_revoked_for_monitors(
     api: TestClient, provider: ScriptedProvider, worker_engine: Engine
 ) -> None:
-    """Flower follows task events: the persist of a superseded run must not stay STARTED."""
+    """Flower follows task events: the stage of a superseded run must not stay STARTED.
+
+    The tag stage was running when the run was superseded: it drops its result, says it is
+    revoked, and the chain's persist is never sent."""
     from app.celery_app import celery_app
 
     revoked: list[str] = []
@@ -303,8 +306,9 @@ def test_a_stage_of_a_stale_run_ends_revoked_for_monitors(
             provider.tag_gate.set()
             old = wait_for_state(api, created["task_id"], "REVOKED", "SUCCESS", "FAILURE")
             assert old["state"] == "REVOKED"
-            old_persist = old["stages"][2]["task_id"]
-            wait_until(lambda: old_persist in revoked, timeout=10, what="a task-revoked event")
+            old_tag = old["stages"][1]["task_id"]
+            wait_until(lambda: old_tag in revoked, timeout=10, what="a task-revoked event")
+            assert [stage["state"] for stage in old["stages"]] == ["SUCCESS", "REVOKED", "REVOKED"]
         finally:
             receiver.should_stop = True
             listener.join(timeout=10)
