@@ -279,6 +279,7 @@ def task_status(run: EnrichmentRun, *, prices: tuple[float, float] | None = None
             error=stage.error,
             started_at=stage.started_at,
             finished_at=stage.finished_at,
+            retry_at=stage.retry_at,
             cached=bool(stage.cached),
             usage=_usage(stage, prices),
         )

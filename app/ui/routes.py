@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,9 +33,6 @@ PAGE_SIZE = 50
 KEY_COOKIE = "issueflow_key"
 NOTHING = "\u2013"  # an en dash: no value (yet)
 RUNS_OF_ISSUE = 50
-
-# Full-text search arrives with another change: the page offers it once the service has it.
-SEARCH = "q" in inspect.signature(list_issues).parameters
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))  # autoescapes .html
 
@@ -185,27 +181,27 @@ def issues_page(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64), BeforeValidator(storable_text)] = None,
     enrichment_status: EnrichmentStatus | None = None,
     issue_status: Annotated[IssueStatus | None, Query(alias="status")] = None,
-    q: Annotated[str | None, Query(max_length=300)] = None,
+    q: Annotated[str | None, Query(max_length=300), BeforeValidator(storable_text)] = None,
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> HTMLResponse:
     if (denied := _read_access(request, settings)) is not None:
         return denied
-    filters: dict[str, Any] = {
-        "tag": tag or None,
-        "enrichment_status": enrichment_status,
-        "status": issue_status,
-    }
-    if SEARCH and q:
-        filters["q"] = q
     try:
         issues, next_cursor = list_issues(
-            session=session, limit=PAGE_SIZE, cursor=cursor or None, **filters
+            session=session,
+            limit=PAGE_SIZE,
+            cursor=cursor or None,
+            q=q or None,
+            tags=[tag] if tag else (),
+            enrichment_status=enrichment_status,
+            status=issue_status,
         )
     except InvalidCursor as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from exc
+    filters = {"q": q, "tag": tag, "enrichment_status": enrichment_status, "status": issue_status}
     query = {key: str(value) for key, value in filters.items() if value}
     return render(
         request,
@@ -213,7 +209,7 @@ def issues_page(
         settings,
         issues=[to_read(issue) for issue in issues],
         next_query={**query, "cursor": next_cursor} if next_cursor else None,
-        search=SEARCH,
+        search=True,
         q=q or "",
         tag=tag or "",
         enrichment_status=enrichment_status.value if enrichment_status else "",

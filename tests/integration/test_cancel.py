@@ -150,7 +150,8 @@ def test_a_cancelled_rerun_leaves_the_issue_with_its_previous_enrichment(
 
     provider.tag_entered.clear()
     provider.tag_gate = threading.Event()
-    rerun = api.post(f"/issues/{issue_id}/enrich").json()
+    # force: the text is unchanged, and an unforced re-run would reuse the first result.
+    rerun = api.post(f"/issues/{issue_id}/enrich", params={"force": "true"}).json()
     assert provider.tag_entered.wait(10)
     status = cancel(api, rerun["task_id"])
     provider.tag_gate.set()

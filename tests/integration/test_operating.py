@@ -441,7 +441,7 @@ def test_a_stage_of_a_superseded_run_counts_as_revoked(ops_api: TestClient, call
             if family.name == "celery_task_revoked"
             for sample in family.samples
             if sample.name == "celery_task_revoked_total"
-            and sample.labels["name"] == "enrichment.persist"
+            and sample.labels["name"] == "enrichment.tag"
         )
 
     before = revoked()
@@ -450,9 +450,9 @@ def test_a_stage_of_a_superseded_run_counts_as_revoked(ops_api: TestClient, call
     assert calls.held.wait(20), "the tag call never arrived"
     issue_id = ops_api.get(f"/tasks/{old}").json()["issue_id"]
     assert ops_api.patch(f"/issues/{issue_id}", json={"body": "Edited"}).status_code == 200
-    calls.release.set()  # the old run's tag finishes; its persist finds the run superseded
+    calls.release.set()  # the old run's tag finishes, finds its run superseded and stops
     assert finished(ops_api, old)["state"] == "REVOKED"
-    wait_until(lambda: revoked() == before + 1, timeout=20, what="the revoked persist counted")
+    wait_until(lambda: revoked() == before + 1, timeout=20, what="the revoked tag counted")
     new = ops_api.get(f"/issues/{issue_id}").json()["enrichment"]["task_id"]
     assert finished(ops_api, new)["state"] == "SUCCESS"
     metrics = scrape(ops_api)
