@@ -101,19 +101,33 @@ class Processes:
             self.wait_for_log(name, " ready.", since=since, timeout=wait_ready, process=process)
         return process
 
-    def redis(self, port: int, workdir: Path, *, name: str = "redis") -> subprocess.Popen[bytes]:
-        """A redis-server of the test's own on ``port`` (no persistence), once it answers."""
+    def redis(
+        self,
+        port: int,
+        workdir: Path,
+        *,
+        name: str = "redis",
+        bind: str = "127.0.0.1",
+        appendonly: bool = False,
+    ) -> subprocess.Popen[bytes]:
+        """A redis-server of the test's own on ``port``, once it answers.
+
+        ``bind``: the addresses it listens on, space-separated; 127.0.0.1 must be one.
+        No persistence, unless ``appendonly``: then every write is in the append-only file
+        of ``workdir`` before Redis answers it, and a restart keeps the queues."""
         process = self.start(
             name,
             redis_server_binary(),
             "--port",
             str(port),
             "--bind",
-            "127.0.0.1",
+            bind,
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(workdir),
             "--daemonize",

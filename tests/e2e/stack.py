@@ -308,8 +308,19 @@ class PostgresCluster:
     in a directory that user owns (pytest's tmp_path is root-only, mode 0700).
     """
 
-    def __init__(self, group: Processes, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        group: Processes,
+        tmp_path: Path,
+        *,
+        listen: Iterable[str] = ("127.0.0.1",),
+        trust: Iterable[str] = (),
+    ) -> None:
+        """``listen``: the addresses it listens on; ``trust``: networks (CIDR) besides
+        loopback whose clients it lets in (trust authentication, as on 127.0.0.1)."""
         self.group = group
+        self.listen = tuple(listen)
+        self.trust = tuple(trust)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._as: list[str] = []
@@ -345,6 +356,9 @@ class PostgresCluster:
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {network} trust\n" for network in self.trust)
 
     def start(self) -> None:
         postgres = pg_binary("postgres")
@@ -358,7 +372,7 @@ class PostgresCluster:
             "-p",
             str(self.port),
             "-c",
-            "listen_addresses=127.0.0.1",
+            f"listen_addresses={','.join(self.listen)}",
             "-c",
             "unix_socket_directories=",
             "-c",
