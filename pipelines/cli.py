@@ -33,7 +33,7 @@ def _positive_rate(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not (rate > 0 and rate != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of issues per second: {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
     return rate
 
 
@@ -80,7 +80,47 @@ def _parser() -> argparse.ArgumentParser:
     fill.add_argument(
         "--no-progress", action="store_true", help="no progress bar (a summary still ends it)"
     )
+    recover = commands.add_parser(
+        "recover",
+        help="send again the runs whose message the Redis broker lost",
+        description=(
+            "Find unfinished runs that nothing happened to for --grace seconds and whose "
+            "messages are in no queue and held by no worker (Redis broker only), and send "
+            "their chains again with the same task ids. Safe to run from cron."
+        ),
+    )
+    recover.add_argument(
+        "--grace",
+        type=_positive_rate,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a run must have been idle (default 60)",
+    )
+    recover.add_argument("--dry-run", action="store_true", help="list them; send nothing")
     return parser
+
+
+def recover_command(args: argparse.Namespace) -> int:
+    import redis
+
+    from pipelines.recovery import find_lost_runs, redeliver
+
+    settings = get_settings()
+    if not settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
+        raise BackfillError("recover needs a Redis broker (RabbitMQ does not lose messages so)")
+    engine = make_engine(settings.database_url)
+    client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=30)
+    try:
+        lost = find_lost_runs(engine, client, grace=args.grace)
+        for run in lost:
+            print(f"lost: run {run.run_id} of issue {run.issue_id}")
+        sent = 0 if args.dry_run else redeliver(lost)
+    finally:
+        client.close()
+        engine.dispose()
+    verb = "would send" if args.dry_run else "sent"
+    print(f"recover: {len(lost)} lost runs; {verb} {len(lost) if args.dry_run else sent} again")
+    return 0
 
 
 def _selection(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Selection:
@@ -143,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "backfill":
             return backfill_command(args, parser)
+        if args.command == "recover":
+            return recover_command(args)
     except BackfillError as exc:
         print(f"issueflow {args.command}: {exc}", file=sys.stderr)
         return 2

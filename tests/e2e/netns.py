@@ -74,7 +74,11 @@ class Network:
     def __init__(self) -> None:
         pid = os.getpid()
         self.prefix = f"if{pid % 100000}"
-        self.subnet = f"10.199.{pid % 250}"
+        in_use = subprocess.run(
+            ["ip", "-o", "-4", "addr"], capture_output=True, text=True, timeout=30
+        ).stdout
+        free = (n for k in range(250) if f"10.199.{(n := (pid + k) % 250)}." not in in_use)
+        self.subnet = f"10.199.{next(free)}"
         self.gateway = f"{self.subnet}.1"
         self.bridge = f"{self.prefix}br"
         self.hosts: dict[str, Host] = {}
