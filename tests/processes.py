@@ -121,7 +121,7 @@ class Processes:
             "--port",
             str(port),
             "--bind",
-            bind,
+            *bind.split(),  # one argument per address (Redis 6 does not split one)
             "--save",
             "",
             "--appendonly",
