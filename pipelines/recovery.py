@@ -24,6 +24,7 @@ from datetime import timedelta
 import redis
 from sqlalchemy import Engine, func, select
 
+from app.celery_app import celery_app
 from app.models import EnrichmentRun, EnrichmentStage, utcnow
 from app.states import UNFINISHED_STATES
 from pipelines.dispatch import build_chain
@@ -95,11 +96,16 @@ def find_lost_runs(engine: Engine, client: redis.Redis, *, grace: float) -> list
     ]
 
 
-def redeliver(runs: Iterable[LostRun]) -> int:
-    """Send each lost run's chain again, with its own task ids; how many were sent."""
+def redeliver(runs: Iterable[LostRun], *, broker_url: str | None = None) -> int:
+    """Send each lost run's chain again, with its own task ids; how many were sent.
+
+    To the Celery app's broker, or to ``broker_url``."""
     sent = 0
-    for run in runs:
-        build_chain(run.issue_id, run.task_ids).apply_async()
-        log.warning("run %s of issue %s had lost its message: sent again", run.run_id, run.issue_id)
-        sent += 1
+    with celery_app.connection_for_write(broker_url) as connection:
+        for run in runs:
+            build_chain(run.issue_id, run.task_ids).apply_async(connection=connection)
+            log.warning(
+                "run %s of issue %s had lost its message: sent again", run.run_id, run.issue_id
+            )
+            sent += 1
     return sent

@@ -7,6 +7,7 @@ import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,7 +16,8 @@ from sqlalchemy import Engine, insert
 from app.db import make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
 from pipelines.recovery import find_lost_runs, redeliver
-from tests.conftest import BROKER_URL, create_migrated_database, drop_database, flush_broker
+from tests.conftest import create_migrated_database, drop_database, flush_broker
+from tests.processes import free_port, processes
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -66,10 +68,19 @@ def message(task_id: str) -> bytes:
     return json.dumps({"headers": {"id": task_id}, "body": ""}).encode()
 
 
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A redis-server of the test's own: the tests' broker database has a worker on it."""
+    with processes({}, tmp_path) as group:
+        port = free_port()
+        group.redis(port, tmp_path)
+        with redis.Redis(port=port) as client:
+            yield client
+
+
 def test_only_idle_runs_with_no_message_anywhere_are_lost_and_they_go_out_again(
-    engine: Engine,
+    engine: Engine, client: redis.Redis
 ) -> None:
-    client = redis.Redis.from_url(BROKER_URL)
     lost_first = add_run(engine, 1, "lost-first", age=300)
     lost_later = add_run(engine, 2, "lost-later", age=300, done=1)
     queued = add_run(engine, 3, "queued", age=300, done=1)
@@ -87,7 +98,8 @@ def test_only_idle_runs_with_no_message_anywhere_are_lost_and_they_go_out_again(
         "lost-later": lost_later,
     }
 
-    assert redeliver(lost) == 2
+    port = client.connection_pool.connection_kwargs["port"]
+    assert redeliver(lost, broker_url=f"redis://127.0.0.1:{port}/0") == 2
     sent = [json.loads(raw) for raw in client.lrange("summarise", 0, -1)]
     assert sorted(m["headers"]["id"] for m in sent) == [lost_first[0], lost_later[0]]
     for body in sent:
