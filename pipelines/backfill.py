@@ -24,6 +24,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -202,6 +203,9 @@ class _Interrupt:
 
     @contextmanager
     def installed(self) -> Iterator[_Interrupt]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # only the main thread may handle signals; Ctrl-C stops it as usual
+            return
         previous = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield self

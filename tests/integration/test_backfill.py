@@ -22,7 +22,7 @@ from app.db import make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue
 from pipelines.backfill import Selection, backfill
 from tests.conftest import BROKER_URL, create_migrated_database, drop_database, flush_broker
-from tests.processes import ROOT, wait_until
+from tests.processes import ROOT, free_port, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -179,11 +179,11 @@ def test_backfill_of_missing_issues_records_runs_and_queues_one_chain_each(
     assert len(queued_run_ids()) == len(runs)
 
 
-def _cli(*args: str, database_url: str) -> subprocess.Popen[str]:
+def _cli(*args: str, database_url: str, broker_url: str = BROKER_URL) -> subprocess.Popen[str]:
     env = {
         "PATH": str(Path(sys.executable).parent),
         "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": BROKER_URL,
+        "CELERY_BROKER_URL": broker_url,
         "PYTHONUNBUFFERED": "1",
     }
     return subprocess.Popen(
@@ -270,3 +270,25 @@ def test_bad_arguments_get_a_clear_error(engine: Engine) -> None:
         assert done.returncode == 2, (args, out, err)
         assert message in err, (args, err)
     assert backfill_runs(engine) == {}
+
+
+@pytest.mark.parametrize("size", [10])
+def test_broker_unreachable_stops_the_backfill_with_nothing_committed(
+    engine: Engine, tmp_path: Path
+) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    checkpoint = tmp_path / "checkpoint.json"
+    done = _cli(
+        "--missing",
+        "--no-progress",
+        "--checkpoint",
+        str(checkpoint),
+        database_url=url,
+        broker_url=f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    )
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 1, (out, err)
+    assert "sent 0," in out
+    assert "the broker is unreachable" in out
+    assert backfill_runs(engine) == {}  # the batch was rolled back: no run waits for nothing
+    assert not checkpoint.exists()  # nothing was sent: a rerun starts from the top
