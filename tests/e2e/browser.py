@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack import in_ci
+from tests.support.services import in_ci
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -19,12 +19,10 @@ import httpx
 import redis
 
 from tests.support.processes import Processes, free_port, wait_until
-from tests.support.servers import PostgresServer, RedisServer, pg_binary
-from tests.support.services import in_ci, unique_prefix
+from tests.support.servers import RedisServer
+from tests.support.services import unique_prefix
 
 # The names the tests import from here; a cluster is a PostgreSQL server of the test's own.
-PostgresCluster = PostgresServer
-__all__ = ["FINISHED", "QUEUES", "PostgresCluster", "Stack", "in_ci", "pg_binary"]
 
 QUEUES = ("summarise", "tag", "persist")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")

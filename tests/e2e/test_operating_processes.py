@@ -9,7 +9,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import StackFactory
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 RUNS = 4
 

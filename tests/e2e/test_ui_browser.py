@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.browser import chromium
 from tests.e2e.conftest import StackFactory
 from tests.e2e.fake_llm import FakeLLM
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 
 pytestmark = pytest.mark.e2e
 

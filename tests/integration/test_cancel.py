@@ -22,8 +22,8 @@ from pipelines.stopwatch import StopWatch
 from tests.conftest import BROKER_URL
 from tests.integration import test_pipeline
 from tests.integration.test_pipeline import ScriptedProvider, create, set_policy, wait_for_state
-from tests.processes import wait_until
 from tests.sse import Event, parse
+from tests.support.processes import wait_until
 
 worker_context = test_pipeline.worker_context
 provider = test_pipeline.provider

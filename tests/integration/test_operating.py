@@ -30,7 +30,7 @@ from pipelines.context import WorkerContext, use_context
 from pipelines.policies import policies_for
 from pipelines.providers.openai import OpenAIProvider
 from tests.chat_server import JsonHandler, completion
-from tests.processes import wait_until
+from tests.support.processes import wait_until
 
 PROMPT_TOKENS = {"summarise": 120, "tag": 80}
 COMPLETION_TOKENS = {"summarise": 30, "tag": 7}

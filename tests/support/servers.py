@@ -44,9 +44,16 @@ class RedisServer:
         *,
         port: int | None = None,
         workdir: Path | None = None,
+        bind: Sequence[str] = ("127.0.0.1",),
+        appendonly: bool = False,
     ) -> None:
+        """``bind``: the addresses it listens on (127.0.0.1 must be one). No persistence,
+        unless ``appendonly``: then every write is in the append-only file of its directory
+        before Redis answers it, and a restart keeps the queues."""
         self.group = group
         self.name = name
+        self.bind = tuple(bind)
+        self.appendonly = appendonly
         self.port = port or free_port()
         self._own_dir = workdir is None
         self.dir = workdir or Path(tempfile.mkdtemp(prefix=f"issueflow-{name}-"))
@@ -68,11 +75,13 @@ class RedisServer:
             "--port",
             str(self.port),
             "--bind",
-            "127.0.0.1",
+            *self.bind,  # one argument per address (Redis 6 does not split one)
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(self.dir),
             "--daemonize",
@@ -157,10 +166,16 @@ class PostgresServer:
         *,
         settings: Sequence[str] = TEST_SETTINGS,
         name: str = "postgres",
+        listen: Sequence[str] = ("127.0.0.1",),
+        trust: Sequence[str] = (),
     ) -> None:
+        """``listen``: the addresses it listens on; ``trust``: networks (CIDR) besides
+        loopback whose clients it lets in (trust authentication, as on 127.0.0.1)."""
         self.group = group
         self.name = name
         self.settings = tuple(settings)
+        self.listen = tuple(listen)
+        self.trust = tuple(trust)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self._as: list[str] = []
@@ -211,9 +226,13 @@ class PostgresServer:
         )
         if done.returncode:
             raise RuntimeError(f"initdb failed:\n{done.stderr[-2000:]}")
+        if self.trust:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {network} trust\n" for network in self.trust)
 
     def start(self) -> None:
-        options = ["listen_addresses=127.0.0.1", "unix_socket_directories=", *self.settings]
+        listen = ",".join(self.listen)
+        options = [f"listen_addresses={listen}", "unix_socket_directories=", *self.settings]
         self.process = self.group.start(
             self.name,
             *self._as,

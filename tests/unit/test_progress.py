@@ -9,7 +9,7 @@ import pytest
 from app.models import EnrichmentRun, EnrichmentStage
 from app.progress import ProgressPublisher, revision, run_channel, stop_channel
 from app.states import TaskState
-from tests.processes import free_port
+from tests.support.processes import free_port
 
 
 def run_with(*stages: tuple[TaskState, int], state: TaskState = TaskState.PENDING) -> EnrichmentRun:
