@@ -48,18 +48,20 @@ def require_chromium() -> tuple[str, str]:
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[object]:
-    """A fresh browser with a profile of its own; quits (and so ends its processes) after."""
+def chromium(profile: Path, *extra_flags: str, log: Path | None = None) -> Iterator[object]:
+    """A fresh browser with a profile of its own (and ``extra_flags``); quits (and so ends
+    its processes) after. ``log``: where chromedriver writes its log."""
     browser, driver_path = require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *extra_flags):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    service = Service(executable_path=driver_path, log_output=str(log) if log else None)
+    driver = webdriver.Chrome(service=service, options=options)
     try:
         yield driver
     finally:

@@ -8,46 +8,22 @@ reason; under ``CI=true`` it fails (``.ci/run`` installs chromium).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import migrate
+from tests.e2e.browser import chromium
 from tests.support.processes import free_port, processes
-from tests.support.services import in_ci
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    # Offline but for loopback: any other host name fails to resolve.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-)
+# Offline but for loopback: any other host name fails to resolve.
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"
 # Everything a page may take time for (the browser's start, a 1.5 MB script) has this long.
 TIMEOUT = 30
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-def _binaries() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if chromium and driver:
-        return chromium, driver
-    reason = (
-        "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-    )
-    if in_ci():
-        pytest.fail(f"{reason}; CI=true: .ci/run installs them")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +41,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    chromium, driver_path = _binaries()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    service = Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(options=options, service=service)
-    driver.set_page_load_timeout(TIMEOUT)
-    try:
+    with chromium(tmp_path / "profile", OFFLINE, log=tmp_path / "chromedriver.log") as driver:
+        driver.set_page_load_timeout(TIMEOUT)  # type: ignore[attr-defined]
         yield driver
-    finally:
-        driver.quit()
 
 
 def _wait_for(driver: object, css: str) -> str:
