@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +12,8 @@ from tests.conftest import create_database, drop_database, migrate
 from tests.e2e.fake_llm import FakeLLM, fake_llm
 from tests.e2e.stack import Stack, rabbitmqctl_available
 from tests.support.processes import Processes
-from tests.support.servers import PostgresServer, pg_binary
-from tests.support.services import in_ci, require_postgres, require_rabbitmq
+from tests.support.servers import PostgresServer
+from tests.support.services import in_ci, require_own_postgres, require_postgres, require_rabbitmq
 
 StackFactory = Callable[..., Stack]
 
@@ -86,14 +84,7 @@ def make_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack
 @pytest.fixture
 def pg_cluster(tmp_path: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL cluster of the test's own (initdb + postgres on a free port), migrated."""
-    missing = [name for name in ("initdb", "postgres") if pg_binary(name) is None]
-    if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        missing.append("setpriv (PostgreSQL will not run as root)")
-    if missing:
-        reason = f"cannot run a PostgreSQL cluster of the test's own: no {', '.join(missing)}"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_own_postgres()
     group = Processes({}, tmp_path)
     cluster = PostgresServer(group, tmp_path)
     try:

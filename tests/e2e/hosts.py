@@ -7,9 +7,7 @@ worker runs in the namespace of its host and reaches both only over its veth.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 import sqlalchemy as sa
 
@@ -26,21 +23,10 @@ from tests.conftest import migrate
 from tests.e2e.netns import Host, Network, require_netns
 from tests.e2e.stack import BASE_ENV
 from tests.support.processes import BIN, Processes, free_port
-from tests.support.servers import PostgresServer, RedisServer, pg_binary
-from tests.support.services import in_ci, unique_prefix
+from tests.support.servers import PostgresServer, RedisServer
+from tests.support.services import require_own_postgres, unique_prefix
 
 _LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): ", re.MULTILINE)
-
-
-def require_own_postgres() -> None:
-    missing = [name for name in ("initdb", "postgres") if pg_binary(name) is None]
-    if os.geteuid() == 0 and shutil.which("setpriv") is None:
-        missing.append("setpriv (PostgreSQL will not run as root)")
-    if missing:
-        reason = f"cannot run a PostgreSQL cluster of the test's own: no {', '.join(missing)}"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 class HostsStack:

@@ -8,6 +8,7 @@ server is skipped with a one-line reason on a developer's machine, and fails und
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 
 import pytest
@@ -55,3 +56,17 @@ def require_rabbitmq() -> str:
 def unique_prefix() -> str:
     """A Redis key prefix no other test uses."""
     return f"issueflow-test-{uuid.uuid4().hex[:12]}:"
+
+
+def require_own_postgres() -> None:
+    """What a PostgreSQL server of a test's own (``servers.PostgresServer``) needs."""
+    from tests.support.servers import pg_binary
+
+    missing = [name for name in ("initdb", "postgres") if pg_binary(name) is None]
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        missing.append("setpriv (PostgreSQL will not run as root)")
+    if missing:
+        reason = f"cannot run a PostgreSQL cluster of the test's own: no {', '.join(missing)}"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
