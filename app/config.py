@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     notify_timeout: float = Field(default=5.0, gt=0)
     # Seconds between sweeps of runs that could not be sent to the broker (the outbox).
     outbox_sweep_interval: float = Field(default=10.0, gt=0)
+    # Seconds between the API's looks for runs whose message a Redis broker lost (0: never),
+    # and how long a run must have been idle, with no message anywhere, to count as lost.
+    recover_interval: float = Field(default=300.0, ge=0)
+    recover_grace: float = Field(default=120.0, gt=0)
     # GET /tasks/<id>/events: seconds between heartbeat comments, and between re-reads of
     # the run when no notification came (a missed one costs at most this long).
     events_heartbeat_interval: float = Field(default=15.0, gt=0)

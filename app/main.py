@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 
 from app import ui
 from app.api import health, issues, tasks
@@ -25,6 +27,7 @@ from app.middleware import BodySizeLimit, HeaderSizeLimit
 from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
+from pipelines.recovery import recover_lost_runs
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,16 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sweeper = OutboxSweeper(engine, settings.outbox_sweep_interval) if sweep_outbox else None
+        sweeper = (
+            OutboxSweeper(
+                engine,
+                settings.outbox_sweep_interval,
+                recover=_recovery(engine, settings),
+                recover_every=settings.recover_interval,
+            )
+            if sweep_outbox
+            else None
+        )
         if sweeper:
             sweeper.start()
         yield
@@ -82,6 +94,22 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
     install_error_handlers(app)
     return app
+
+
+def _recovery(engine: Engine, settings: Settings) -> Callable[[], int] | None:
+    """The sweeper's look for runs a Redis broker lost (``pipelines.recovery``), if any."""
+    if not settings.recover_interval or not settings.celery_broker_url.startswith(
+        ("redis://", "rediss://", "unix://")
+    ):
+        return None  # RabbitMQ acknowledges deliveries itself and loses no message this way
+    return functools.partial(
+        recover_lost_runs,
+        engine,
+        broker_url=settings.celery_broker_url,
+        grace=settings.recover_grace,
+        lock_key=f"{settings.redis_key_prefix}recovery-lock",
+        lock_seconds=settings.recover_interval * 0.9,
+    )
 
 
 def _describe_security(app: FastAPI, settings: Settings) -> None:

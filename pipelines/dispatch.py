@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from uuid import uuid4
 
 from celery import chain
@@ -117,11 +119,22 @@ def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
 
 
 class OutboxSweeper:
-    """A daemon thread calling ``dispatch_pending`` every ``interval`` seconds."""
+    """A daemon thread calling ``dispatch_pending`` every ``interval`` seconds, and
+    ``recover`` (``pipelines.recovery``: runs whose message the broker lost) every
+    ``recover_every`` seconds when given."""
 
-    def __init__(self, engine: Engine, interval: float) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval: float,
+        *,
+        recover: Callable[[], int] | None = None,
+        recover_every: float = 300.0,
+    ) -> None:
         self._engine = engine
         self._interval = interval
+        self._recover = recover
+        self._recover_every = recover_every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outbox-sweeper", daemon=True)
 
@@ -138,8 +151,17 @@ class OutboxSweeper:
             log.exception("outbox: the last sweep failed; the next process sends those runs")
 
     def _loop(self) -> None:
+        next_recovery = time.monotonic() + self._recover_every
         while not self._stop.wait(self._interval):
             try:
                 dispatch_pending(self._engine)
             except Exception:
                 log.exception("outbox sweep failed; trying again in %.0fs", self._interval)
+            if self._recover is not None and time.monotonic() >= next_recovery:
+                next_recovery = time.monotonic() + self._recover_every
+                try:
+                    self._recover()
+                except Exception:
+                    log.exception(
+                        "looking for lost runs failed; again in %.0fs", self._recover_every
+                    )

@@ -109,3 +109,33 @@ def redeliver(runs: Iterable[LostRun], *, broker_url: str | None = None) -> int:
             )
             sent += 1
     return sent
+
+
+# Above this many messages in the stage queues and held by workers, a pass waits for the
+# backlog to drain rather than read every message of it.
+SCAN_LIMIT = 10_000
+
+
+def recover_lost_runs(
+    engine: Engine, *, broker_url: str, grace: float, lock_key: str, lock_seconds: float
+) -> int:
+    """One cluster-wide pass of ``find_lost_runs`` + ``redeliver``; the runs sent again.
+
+    The API's ``OutboxSweeper`` calls this every ``RECOVER_INTERVAL`` seconds. However many
+    API processes there are, one pass runs per ``lock_seconds`` (a Redis ``SET NX EX``
+    lock that is left to expire), so a lost run is sent once. 0 without a pass: another
+    process holds the lock, or the backlog is longer than ``SCAN_LIMIT`` messages.
+    """
+    client = redis.Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        if not client.set(lock_key, "1", nx=True, ex=max(1, int(lock_seconds))):
+            return 0
+        backlog = sum(int(client.llen(queue.value)) for queue in Queue)
+        backlog += int(client.hlen("unacked"))
+        if backlog > SCAN_LIMIT:
+            log.info("recovery: %d messages waiting; looking for lost runs once fewer", backlog)
+            return 0
+        lost = find_lost_runs(engine, client, grace=grace)
+        return redeliver(lost, broker_url=broker_url) if lost else 0
+    finally:
+        client.close()

@@ -4,7 +4,9 @@ the tests' Redis; no worker)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,9 +17,10 @@ from sqlalchemy import Engine, insert
 
 from app.db import make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
-from pipelines.recovery import find_lost_runs, redeliver
+from pipelines.dispatch import OutboxSweeper
+from pipelines.recovery import SCAN_LIMIT, find_lost_runs, recover_lost_runs, redeliver
 from tests.conftest import create_migrated_database, drop_database, flush_broker
-from tests.support.processes import free_port, processes
+from tests.support.processes import free_port, processes, wait_until
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -113,3 +116,52 @@ def test_only_idle_runs_with_no_message_anywhere_are_lost_and_they_go_out_again(
         ]
     # Once sent, they have a message again: a second pass finds nothing.
     assert find_lost_runs(engine, client, grace=60) == []
+
+
+def test_the_api_sweeper_pass_sends_lost_runs_once_across_processes(
+    engine: Engine, client: redis.Redis
+) -> None:
+    """What the API's OutboxSweeper runs every RECOVER_INTERVAL: one pass per lock period,
+    whichever API process gets there first; none while a long backlog waits."""
+    port = client.connection_pool.connection_kwargs["port"]
+    broker = f"redis://127.0.0.1:{port}/0"
+    lost = add_run(engine, 1, "lost", age=300)
+    one_pass = {"broker_url": broker, "grace": 60, "lock_key": "t:lock", "lock_seconds": 30}
+
+    assert recover_lost_runs(engine, **one_pass) == 1
+    assert [json.loads(raw)["headers"]["id"] for raw in client.lrange("summarise", 0, -1)] == [
+        lost[0]
+    ]
+    # Another API process in the same period: the lock says a pass was made.
+    client.delete("summarise")
+    assert recover_lost_runs(engine, **one_pass) == 0
+    assert client.llen("summarise") == 0
+
+    # A backlog longer than SCAN_LIMIT is not read message by message.
+    client.delete("t:lock")
+    client.rpush("tag", *[message(f"queued-{n}") for n in range(SCAN_LIMIT + 1)])
+    assert recover_lost_runs(engine, **one_pass) == 0
+    assert client.llen("summarise") == 0
+    # Once it has drained, the lost run goes out again.
+    client.delete("t:lock", "tag")
+    assert recover_lost_runs(engine, **one_pass) == 1
+
+
+def test_the_sweeper_looks_for_lost_runs_every_recover_interval(sqlite_url: str) -> None:
+    calls: list[float] = []
+
+    def recover() -> int:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise redis.ConnectionError("the broker is away")  # the next pass comes anyway
+        return 0
+
+    sweep_engine = make_engine(sqlite_url)
+    sweeper = OutboxSweeper(sweep_engine, 0.01, recover=recover, recover_every=0.05)
+    sweeper.start()
+    try:
+        wait_until(lambda: len(calls) >= 3, timeout=10, what="three recovery passes")
+    finally:
+        sweeper.stop()
+        sweep_engine.dispose()
+    assert all(later - earlier >= 0.05 for earlier, later in itertools.pairwise(calls))
