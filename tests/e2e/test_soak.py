@@ -62,6 +62,24 @@ class Fault:
     target: str = ""
 
 
+def unfinished_runs(stack: HostsStack) -> str:
+    """The runs that have not succeeded, stage by stage: what a failed soak reports."""
+    with stack.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(
+                "SELECT r.id, r.state, r.dispatched, r.error,"
+                " string_agg(s.name || ':' || s.state || ':' || s.retries"
+                "   || coalesce(':' || s.error, ''), ' | ' ORDER BY s.position)"
+                " FROM enrichment_runs r JOIN enrichment_stages s ON s.run_id = r.id"
+                " WHERE r.state <> 'SUCCESS' GROUP BY r.id ORDER BY r.created_at LIMIT 20"
+            )
+        ).all()
+    return f"states {stack.states()}; not SUCCESS (first 20):\n" + "\n".join(
+        f"  {run_id} {state} dispatched={dispatched} {error or ''}: {stages}"
+        for run_id, state, dispatched, error, stages in rows
+    )
+
+
 def plan(seed: int) -> list[Fault]:
     rng = random.Random(seed)
     faults = [Fault(rng.uniform(0.05, 0.95), "kill -9", rng.choice(QUEUES)) for _ in range(KILLS)]
@@ -174,12 +192,16 @@ def test_chaos_soak_every_issue_enriched_once(tmp_path: Path) -> None:
             )
             return False
 
-        wait_until(
-            settled,
-            timeout=180 + total * 0.2,
-            interval=3,
-            what=f"all {total} runs to succeed",
-        )
+        try:
+            wait_until(
+                settled,
+                timeout=180 + total * 0.2,
+                interval=3,
+                what=f"all {total} runs to succeed",
+            )
+        except AssertionError as exc:
+            details = f"{unfinished_runs(stack)}\n" + "\n".join(recovered)
+            raise AssertionError(f"{exc}\n{details}") from exc
         report += recovered
         print("\n".join(recovered) or "no run needed `issueflow recover`")
         elapsed = time.monotonic() - started
