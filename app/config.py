@@ -230,13 +230,17 @@ class Settings(BaseSettings):
         return prompt, completion
 
     @property
+    def broker_is_redis(self) -> bool:
+        """A Redis broker (not RabbitMQ): what the rate limiter's default and lost-message
+        recovery depend on."""
+        return self.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
     def rate_limiter_redis_url(self) -> str | None:
         """``REDIS_URL``, else the broker's URL when the broker is a Redis."""
         if self.redis_url:
             return self.redis_url
-        if self.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
-            return self.celery_broker_url
-        return None
+        return self.celery_broker_url if self.broker_is_redis else None
 
 
 @lru_cache

@@ -98,9 +98,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
 def _recovery(engine: Engine, settings: Settings) -> Callable[[], int] | None:
     """The sweeper's look for runs a Redis broker lost (``pipelines.recovery``), if any."""
-    if not settings.recover_interval or not settings.celery_broker_url.startswith(
-        ("redis://", "rediss://", "unix://")
-    ):
+    if not settings.recover_interval or not settings.broker_is_redis:
         return None  # RabbitMQ acknowledges deliveries itself and loses no message this way
     return functools.partial(
         recover_lost_runs,

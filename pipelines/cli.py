@@ -106,7 +106,7 @@ def recover_command(args: argparse.Namespace) -> int:
     from pipelines.recovery import find_lost_runs, redeliver
 
     settings = get_settings()
-    if not settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if not settings.broker_is_redis:
         raise BackfillError("recover needs a Redis broker (RabbitMQ does not lose messages so)")
     engine = make_engine(settings.database_url)
     client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=30)

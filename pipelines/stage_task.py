@@ -291,10 +291,7 @@ class StageTask(Task[Any, Any]):
         if left <= 0:
             return
         hop, headers = self._hop(left)
-        self.signature_from_request(
-            self.request, countdown=hop, retries=self.request.retries, headers=headers
-        ).apply_async()
-        raise Retry(f"Retry-After: {left:.0f}s left", when=hop)  # type: ignore[arg-type]
+        self._send_back(hop, f"Retry-After: {left:.0f}s left", headers=headers)
 
     def _stop(self, run_id: str, reason: str) -> NoReturn:
         """The run was superseded, cancelled or its issue deleted: end it REVOKED, tell
@@ -329,12 +326,20 @@ class StageTask(Task[Any, Any]):
         if delay <= PROVIDER_SLOT_MAX_BLOCK and bucket.wait(PROVIDER_SLOT_MAX_BLOCK):
             return
         countdown = delay + random.uniform(0, delay / 10)
+        self._send_back(countdown, f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT")
+
+    def _send_back(
+        self, countdown: float, reason: str, *, headers: dict[str, str] | None = None
+    ) -> NoReturn:
+        """Back to the queue for ``countdown`` seconds, the retry count unchanged: waiting
+        is not a failed attempt."""
         request = self.request
+        options: dict[str, Any] = {} if headers is None else {"headers": headers}
         self.signature_from_request(
-            request, countdown=countdown, retries=request.retries
+            request, countdown=countdown, retries=request.retries, **options
         ).apply_async()
         # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
-        raise Retry(f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT", when=countdown)  # type: ignore[arg-type]
+        raise Retry(reason, when=countdown)  # type: ignore[arg-type]
 
     def _record_failure(
         self, engine: Any, run_id: str, reason: str, progress: ProgressPublisher | None
