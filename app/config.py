@@ -236,8 +236,10 @@ class Settings(BaseSettings):
         return self.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
 
     @property
-    def rate_limiter_redis_url(self) -> str | None:
-        """``REDIS_URL``, else the broker's URL when the broker is a Redis."""
+    def coordination_redis_url(self) -> str | None:
+        """The Redis that workers and API processes coordinate through: the rate limiter's
+        bucket, progress events and cancel signals. ``REDIS_URL``, else the broker's URL
+        when the broker is a Redis."""
         if self.redis_url:
             return self.redis_url
         return self.celery_broker_url if self.broker_is_redis else None

@@ -92,7 +92,7 @@ class ProgressPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProgressPublisher:
-        return cls(settings.rate_limiter_redis_url, settings.redis_key_prefix)
+        return cls(settings.coordination_redis_url, settings.redis_key_prefix)
 
     def changed(self, run_id: str) -> None:
         """The run's committed state changed."""

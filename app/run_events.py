@@ -144,7 +144,7 @@ async def event_stream(
         run_events(
             run_id=run_id,
             read=read_snapshot,
-            redis_url=settings.rate_limiter_redis_url,
+            redis_url=settings.coordination_redis_url,
             prefix=settings.redis_key_prefix,
             last_event_id=last_event_id,
             poll=settings.events_poll_interval,

@@ -79,7 +79,7 @@ def provider_bucket(settings: Settings) -> TokenBucket | None:
     """The cluster-wide bucket for ``PROVIDER_RATE_LIMIT``, or None when no limit is set."""
     if not settings.provider_rate_limit:
         return None
-    url = settings.rate_limiter_redis_url
+    url = settings.coordination_redis_url
     if url is None:
         raise RuntimeError(
             "PROVIDER_RATE_LIMIT needs a Redis: set REDIS_URL=redis://... (the broker is not one)"
@@ -92,7 +92,7 @@ def provider_bucket(settings: Settings) -> TokenBucket | None:
 
 def provider_stopwatch(settings: Settings) -> StopWatch | None:
     """For a provider that waits on the network (``openai``) and a Redis to listen on."""
-    url = settings.rate_limiter_redis_url
+    url = settings.coordination_redis_url
     if settings.enrich_provider != "openai" or url is None:
         return None
     return StopWatch(url, settings.redis_key_prefix)
