@@ -39,11 +39,13 @@ class Answer:
 
 
 class Receiver:
-    """Answers each POST with the next scripted ``Answer`` (then ``default``)."""
+    """Answers each POST with the next ``Answer`` scripted for its event (``scripts``), else
+    the next of ``script``, else ``default``."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.received: list[Received] = []
         self.script: list[Answer] = []
+        self.scripts: dict[str, list[Answer]] = {}
         self.default = Answer()
         self._lock = threading.Lock()
         outer = self
@@ -51,9 +53,14 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received = Received(self.path, dict(self.headers), body)
                 with outer._lock:
-                    outer.received.append(Received(self.path, dict(self.headers), body))
-                    answer = outer.script.pop(0) if outer.script else outer.default
+                    outer.received.append(received)
+                    own = outer.scripts.get(received.event)
+                    if own:
+                        answer = own.pop(0)
+                    else:
+                        answer = outer.script.pop(0) if outer.script else outer.default
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
