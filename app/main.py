@@ -28,6 +28,7 @@ from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
 from pipelines.recovery import recover_lost_runs
+from pipelines.webhooks import lost_after as webhook_lost_after
 from pipelines.webhooks import send_undispatched
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,11 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
                 settings.outbox_sweep_interval,
                 recover=_recovery(engine, settings),
                 recover_every=settings.recover_interval,
-                sweeps=[functools.partial(send_undispatched, engine)],
+                sweeps=[
+                    functools.partial(
+                        send_undispatched, engine, lost_after=webhook_lost_after(settings)
+                    )
+                ],
             )
             if sweep_outbox
             else None

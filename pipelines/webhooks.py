@@ -4,7 +4,8 @@ A run that ends SUCCESS (persist) or FAILURE (a stage's ``on_failure``) records 
 in the same transaction (``app.services.webhooks.RunEvents``); once that commits,
 ``events_after_commit`` publishes one ``webhooks.deliver`` message per event on the
 ``notify`` queue. A message the broker did not take leaves its row undispatched: the
-API's outbox sweeper (``send_undispatched``) publishes it later.
+API's outbox sweeper (``send_undispatched``) publishes it later, and publishes again a
+pending delivery whose message was lost.
 
 ``webhooks.deliver`` POSTs the event (``app.webhooks``) and writes the attempt: 2xx is
 delivered; a timeout, a connection error, 5xx, 408 or 429 is retried with the ``NOTIFY_*``
@@ -111,14 +112,26 @@ def publish(delivery_ids: Sequence[str], engine: Engine) -> int:
     return len(sent)
 
 
-def send_undispatched(engine: Engine, *, limit: int = 100) -> int:
-    """The outbox sweep: publish deliveries that no message carries; how many were sent."""
+def send_undispatched(engine: Engine, *, lost_after: float, limit: int = 100) -> int:
+    """The outbox sweep: publish pending deliveries that no message carries, or whose
+    message was lost (a worker killed mid-attempt, a message the broker dropped) since
+    nothing happened to them for ``lost_after`` seconds; how many were sent."""
     with engine.connect() as connection:
-        waiting = undispatched(connection, older_than=SWEEP_GRACE, limit=limit)
+        waiting = undispatched(
+            connection, older_than=SWEEP_GRACE, lost_after=lost_after, limit=limit
+        )
     sent = publish(waiting, engine) if waiting else 0
     if sent:
         log.info("outbox: sent %d webhook deliveries that were waiting for the broker", sent)
     return sent
+
+
+def lost_after(settings: Settings) -> float:
+    """Seconds after which a pending delivery nothing happened to has lost its message: a
+    message waits at most the longest countdown, then runs at most its time limit, before
+    its delivery is written again; a message a dead worker held comes back after the
+    visibility timeout. Twice that, to be sure."""
+    return 2 * (settings.celery_visibility_timeout + settings.notify_time_limit)
 
 
 # --- sending --------------------------------------------------------------------------------

@@ -175,17 +175,24 @@ def mark_dispatched(connection: Connection, *, delivery_ids: Sequence[str]) -> N
         )
 
 
-def undispatched(connection: Connection, *, older_than: float, limit: int) -> list[str]:
-    """Pending deliveries no task message carries, recorded ``older_than`` seconds ago or
-    earlier (younger ones are being published by whoever recorded them), oldest first."""
-    before = utcnow() - timedelta(seconds=older_than)
+def undispatched(
+    connection: Connection, *, older_than: float, lost_after: float, limit: int
+) -> list[str]:
+    """Pending deliveries to publish again, oldest first: those no task message carries,
+    recorded at least ``older_than`` seconds ago (younger ones are being published by whoever
+    recorded them), and those whose message was lost: nothing happened to them for
+    ``lost_after`` seconds, longer than any retry's countdown and attempt may take."""
+    now = utcnow()
     return list(
         connection.execute(
             select(WebhookDelivery.id)
             .where(
-                WebhookDelivery.dispatched.is_(False),
                 WebhookDelivery.state == DeliveryState.PENDING,
-                WebhookDelivery.updated_at <= before,
+                or_(
+                    WebhookDelivery.dispatched.is_(False)
+                    & (WebhookDelivery.updated_at <= now - timedelta(seconds=older_than)),
+                    WebhookDelivery.updated_at <= now - timedelta(seconds=lost_after),
+                ),
             )
             .order_by(WebhookDelivery.created_at)
             .limit(limit)

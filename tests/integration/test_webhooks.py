@@ -289,7 +289,8 @@ def test_the_outbox_sweep_sends_a_delivery_no_message_carries(
 ) -> None:
     created = create(api)
     wait_for_state(api, created["task_id"], "SUCCESS")
-    receiver.wait_for("issue.enriched")
+    [enriched] = receiver.wait_for("issue.enriched")
+    wait_for_delivery(api, enriched.delivery, "delivered")
     # A run.failed recorded while the broker was down: no message carries it.
     with worker_engine.begin() as connection:
         delivery_id = record_delivery(
@@ -299,18 +300,41 @@ def test_the_outbox_sweep_sends_a_delivery_no_message_carries(
             payload={"event": "run.failed", "run": {"task_id": created["task_id"]}},
         )
     assert delivery_id is not None
-    assert send_undispatched(worker_engine) == 0, "a fresh one is left to its publisher"
+
+    def sweep() -> int:
+        return send_undispatched(worker_engine, lost_after=600)
+
+    assert sweep() == 0, "a fresh one is left to its publisher"
+    age(worker_engine, delivery_id, minutes=1)
+    assert sweep() == 1
+    [event] = receiver.wait_for("run.failed")
+    assert event.delivery == delivery_id
+    wait_for_delivery(api, delivery_id, "delivered")
+    assert sweep() == 0
+
+    # A pending delivery whose message was lost: dispatched, but idle for too long.
     with worker_engine.begin() as connection:
         connection.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == delivery_id)
-            .values(updated_at=utcnow() - timedelta(minutes=1))
+            .values(state=DeliveryState.PENDING, dispatched=True)
         )
-    assert send_undispatched(worker_engine) == 1
-    [event] = receiver.wait_for("run.failed")
-    assert event.delivery == delivery_id
+    age(worker_engine, delivery_id, minutes=5)
+    assert sweep() == 0, "a message may still carry it"
+    age(worker_engine, delivery_id, minutes=11)
+    assert sweep() == 1
+    assert [r.delivery for r in receiver.wait_for("run.failed", 2)] == [delivery_id] * 2
     wait_for_delivery(api, delivery_id, "delivered")
-    assert send_undispatched(worker_engine) == 0
+
+
+def age(engine: Engine, delivery_id: str, *, minutes: float) -> None:
+    """Make the delivery look untouched for ``minutes``."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(updated_at=utcnow() - timedelta(minutes=minutes))
+        )
 
 
 # --- the outbox rows, on both databases ------------------------------------------------------
