@@ -62,8 +62,8 @@ def redeliver_(delivery_id: DeliveryId, session: SessionDep, request: Request) -
     """Send a failed (or delivered) delivery again: same delivery id, same body, a fresh
     retry budget. ``409`` while it is still being sent."""
     with session.begin():
-        outcome = redeliver(session=session, delivery_id=delivery_id)
-    if outcome is Redelivery.NOT_FOUND:
+        outcome, delivery = redeliver(session=session, delivery_id=delivery_id)
+    if delivery is None:
         raise _not_found(delivery_id)
     if outcome is Redelivery.STILL_PENDING:
         raise HTTPException(
@@ -71,8 +71,4 @@ def redeliver_(delivery_id: DeliveryId, session: SessionDep, request: Request) -
             f"delivery {delivery_id} is still being sent; re-send it once it has failed",
         )
     publish([delivery_id], request.app.state.engine)
-    delivery = get_delivery(session=session, delivery_id=delivery_id)
-    if delivery is None:
-        raise _not_found(delivery_id)
-    session.refresh(delivery)
     return DeliveryRead.model_validate(delivery)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import uuid4
 
-from sqlalchemy import Connection, Insert, insert, or_, select, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,13 +42,9 @@ def record_delivery(
         "created_at": now,
         "updated_at": now,
     }
-    statement: Insert
-    if connection.dialect.name == "postgresql":
-        statement = postgresql.insert(WebhookDelivery).on_conflict_do_nothing()
-    elif connection.dialect.name == "sqlite":
-        statement = sqlite.insert(WebhookDelivery).on_conflict_do_nothing()
-    else:  # pragma: no cover - PostgreSQL and SQLite are the databases issueflow runs on
-        statement = insert(WebhookDelivery)
+    # PostgreSQL and SQLite, the two databases issueflow runs on, spell it the same way.
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(WebhookDelivery).on_conflict_do_nothing()
     inserted = connection.execute(statement, values).rowcount
     return delivery_id if inserted else None
 
@@ -248,17 +244,17 @@ class Redelivery(enum.Enum):
     NOT_FOUND = "not found"
 
 
-def redeliver(*, session: Session, delivery_id: str) -> Redelivery:
+def redeliver(*, session: Session, delivery_id: str) -> tuple[Redelivery, WebhookDelivery | None]:
     """Send a delivered or failed delivery again, with the same id and body, in the
     caller's transaction; the caller publishes it once that commits. One still being sent
     (its retries included) is left alone."""
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
     if delivery is None:
-        return Redelivery.NOT_FOUND
+        return Redelivery.NOT_FOUND, None
     if delivery.state == DeliveryState.PENDING:
-        return Redelivery.STILL_PENDING
+        return Redelivery.STILL_PENDING, delivery
     delivery.state = DeliveryState.PENDING
     delivery.dispatched = False
     delivery.delivered_at = None
     delivery.updated_at = utcnow()
-    return Redelivery.QUEUED
+    return Redelivery.QUEUED, delivery

@@ -22,7 +22,7 @@ from app.models import WebhookDelivery, utcnow
 from app.schemas import IssueCreate
 from app.services.issues import create_issue
 from app.services.runs import record_run
-from app.services.webhooks import RunEvents, record_delivery
+from app.services.webhooks import RunEvents, list_deliveries, record_delivery
 from app.states import DeliveryState, WebhookEvent
 from pipelines import enrichment
 from pipelines.bookkeeping import fail_run, persist_result, stop_run
@@ -397,6 +397,29 @@ def test_fail_run_records_run_failed_and_a_revoked_run_nothing(
         # A stage that meets a revoked run fails nothing, and so records nothing.
         assert not fail_run(connection, run_id=revoked, stage=Stage.TAG, error="x", events=events)
         assert events.recorded == [row.id]
+
+
+def test_deliveries_are_listed_newest_first_page_by_page(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session, session.begin():
+        recorded = []
+        for _ in range(3):
+            _, run_id = _issue_with_run(session)
+            payload = {"event": "run.failed"}
+            connection = session.connection()
+            recorded.append(
+                record_delivery(
+                    connection, run_id=run_id, event=WebhookEvent.RUN_FAILED, payload=payload
+                )
+            )
+            time.sleep(0.002)  # distinct created_at, so "newest first" is one order
+        first, cursor = list_deliveries(session=session, limit=2)
+        assert cursor is not None
+        second, last = list_deliveries(session=session, limit=2, cursor=cursor)
+        assert last is None
+        assert [d.id for d in [*first, *second]] == recorded[::-1]
+        assert list_deliveries(session=session, limit=5, state=DeliveryState.FAILED) == ([], None)
 
 
 def test_without_a_webhook_nothing_is_recorded(session_factory: sessionmaker[Session]) -> None:
