@@ -1,10 +1,11 @@
-"""The Celery app: configuration only. The stage tasks live in ``pipelines.enrichment``.
+"""The Celery app: configuration only. The stage tasks live in ``pipelines.enrichment``,
+the webhook task in ``pipelines.webhooks``.
 
 Everything comes from one ``Settings``: broker, queues, serialisers, and each stage's rate
 and time limits (``task_annotations``).
 
-Workers: ``celery -A app.celery_app worker -Q summarise`` (or ``tag``, ``persist``; no
-``-Q`` serves all three).
+Workers: ``celery -A app.celery_app worker -Q summarise`` (or ``tag``, ``persist``,
+``notify``; no ``-Q`` serves all four).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from kombu import Queue as KombuQueue
 from app.config import Settings, get_settings
 from app.logs import hook_handlers as _hook_log_handlers  # noqa: F401 (connects log signals)
 from app.tracing import setup_tracing as _setup_tracing  # noqa: F401 (connects worker tracing)
-from pipelines.policies import policies_for
-from pipelines.queues import TASK_ROUTES, Queue
+from pipelines.policies import policies_for, webhook_policy
+from pipelines.queues import DELIVER_TASK, TASK_ROUTES, Queue
 
 # Kombu's Redis transport looks for messages held by dead workers every
 # interval * throttle seconds (default 10 * 10). Scanning every 10 s keeps redelivery within
@@ -28,6 +29,7 @@ UNACKED_RESTORE_THROTTLE = 1
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    webhook = webhook_policy(settings)
     return {
         "broker_url": settings.celery_broker_url,
         "result_backend": settings.celery_result_backend,
@@ -71,6 +73,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "soft_time_limit": policy.soft_time_limit,
             }
             for stage, policy in policies_for(settings).items()
+        }
+        | {
+            DELIVER_TASK: {
+                "time_limit": webhook.time_limit,
+                "soft_time_limit": webhook.soft_time_limit,
+            }
         },
         "timezone": "UTC",
         "enable_utc": True,
@@ -79,7 +87,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings | None = None) -> Celery:
     # pipelines.metrics: the task metrics' signal handlers and the worker's metrics port.
-    app = Celery("issueflow", include=["pipelines.enrichment", "pipelines.metrics"])
+    app = Celery(
+        "issueflow", include=["pipelines.enrichment", "pipelines.metrics", "pipelines.webhooks"]
+    )
     app.conf.update(celery_config(settings or get_settings()))
     return app
 

@@ -113,7 +113,14 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     api_read_requires_key: bool = False
     notify_webhook_url: str | None = None
+    # Signs every webhook event (X-Issueflow-Signature-256: HMAC-SHA256 of the raw body).
+    notify_webhook_secret: SecretStr | None = None
     notify_timeout: float = Field(default=5.0, gt=0)
+    # issue.enriched and run.failed: the webhooks.deliver task's retries, like a stage's.
+    notify_max_retries: int = Field(default=6, ge=0)
+    notify_retry_backoff: float = Field(default=10, gt=0)
+    notify_retry_backoff_max: float = Field(default=600, gt=0)
+    notify_time_limit: float = Field(default=30, gt=0)
     # Seconds between sweeps of runs that could not be sent to the broker (the outbox).
     outbox_sweep_interval: float = Field(default=10.0, gt=0)
     # Seconds between the API's looks for runs whose message a Redis broker lost (0: never),
@@ -153,6 +160,8 @@ class Settings(BaseSettings):
         "provider_price_per_1k_prompt_tokens",
         "provider_price_per_1k_completion_tokens",
         "worker_metrics_port",
+        "notify_webhook_url",
+        "notify_webhook_secret",
         mode="before",
     )
     @classmethod
@@ -228,6 +237,12 @@ class Settings(BaseSettings):
         if prompt is None or completion is None:
             return None
         return prompt, completion
+
+    @property
+    def notify_secret(self) -> str | None:
+        """``NOTIFY_WEBHOOK_SECRET``'s value, for signing webhook events."""
+        secret = self.notify_webhook_secret
+        return secret.get_secret_value() if secret is not None else None
 
     @property
     def broker_is_redis(self) -> bool:

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from app import ui
-from app.api import health, issues, tasks
+from app.api import health, issues, tasks, webhooks
 from app.api.errors import errors, install_error_handlers
 from app.api.metrics import ClusterCollector, HttpMetrics
 from app.api.metrics import router as metrics_router
@@ -28,6 +28,8 @@ from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
 from pipelines.recovery import recover_lost_runs
+from pipelines.webhooks import lost_after as webhook_lost_after
+from pipelines.webhooks import send_undispatched
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
                 settings.outbox_sweep_interval,
                 recover=_recovery(engine, settings),
                 recover_every=settings.recover_interval,
+                sweeps=[
+                    functools.partial(
+                        send_undispatched, engine, lost_after=webhook_lost_after(settings)
+                    )
+                ],
             )
             if sweep_outbox
             else None
@@ -82,6 +89,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
     app.add_middleware(HttpMetrics)  # outermost: refused requests are counted too
     app.include_router(issues.router)
     app.include_router(tasks.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.state.cluster_registry = CollectorRegistry(auto_describe=False)

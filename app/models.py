@@ -18,12 +18,13 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from app.states import EnrichmentStatus, IssueStatus, TaskState
+from app.states import DeliveryState, EnrichmentStatus, IssueStatus, TaskState
 
 
 def utcnow() -> datetime:
@@ -216,3 +217,38 @@ class EnrichmentRetry(Base):
     stage: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One webhook event of one run (``issue.enriched``, ``run.failed``): the outbox row.
+
+    Inserted in the transaction that ends the run, so an event exists exactly when its run
+    ended that way; ``UNIQUE(run_id, event)`` keeps a redelivered persist from recording
+    it twice. The id is the ``X-Issueflow-Delivery`` header, the same on every attempt and
+    re-send. ``dispatched`` is False while no task message carries it (the API's outbox
+    sweeper sends it then).
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("run_id", "event", name="uq_webhook_deliveries_run_id_event"),
+        Index("ix_webhook_deliveries_state_created_at", "state", "created_at", "id"),
+        Index("ix_webhook_deliveries_created_at", "created_at", "id"),
+        Index("ix_webhook_deliveries_dispatched", "dispatched"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("enrichment_runs.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[DeliveryState] = mapped_column(
+        StrEnumColumn(DeliveryState), default=DeliveryState.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The receiver's last HTTP status (None: no answer), and why the last attempt failed.
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

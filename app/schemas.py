@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from app.config import BODY_MAX, TITLE_MAX
-from app.states import EnrichmentStatus, IssueStatus, TaskState
+from app.states import DeliveryState, EnrichmentStatus, IssueStatus, TaskState
 
 # NUL and UTF-16 surrogates (always unpaired in a Python str): PostgreSQL refuses both.
 UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
@@ -174,6 +174,30 @@ class TaskStatusRead(BaseModel):
 
 class TaskPage(BaseModel):
     items: list[TaskStatusRead]
+    next_cursor: str | None
+
+
+class DeliveryRead(BaseModel):
+    """One webhook delivery (``GET /webhooks/deliveries``): the event, its body, and how
+    sending it went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(description="The X-Issueflow-Delivery header, the same on every attempt")
+    event: str
+    run_id: str
+    state: DeliveryState
+    attempts: int
+    last_status: int | None = Field(description="The receiver's last HTTP status, if any")
+    last_error: str | None
+    payload: dict[str, Any] = Field(description="The JSON body sent, unchanged on re-sends")
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryRead]
     next_cursor: str | None
 
 

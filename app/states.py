@@ -44,3 +44,19 @@ class RunStateFilter(enum.StrEnum):
 
 FINISHED_STATES = frozenset({TaskState.SUCCESS, TaskState.FAILURE, TaskState.REVOKED})
 UNFINISHED_STATES = frozenset({TaskState.PENDING, TaskState.STARTED, TaskState.RETRY})
+
+
+class DeliveryState(enum.StrEnum):
+    """Where one webhook delivery is: still being sent (retries included), or done."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookEvent(enum.StrEnum):
+    """The events a webhook receives (the ``X-Issueflow-Event`` header and ``event`` field)."""
+
+    ISSUE_CREATED = "issue.created"
+    ISSUE_ENRICHED = "issue.enriched"
+    RUN_FAILED = "run.failed"

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
+from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
 from pipelines.queues import Stage
 from pipelines.usage import StageUsage
@@ -216,9 +217,17 @@ def _token_params(usage: StageUsage) -> dict[str, int]:
     return {"p_prompt": usage.prompt_tokens or 0, "p_completion": usage.completion_tokens or 0}
 
 
-def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -> bool:
+def fail_run(
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    error: str,
+    events: RunEvents | None = None,
+) -> bool:
     """The stage failed for good: the stage, the run and (if still current) the issue say
-    why; later stages are marked not run. False when the run had already ended."""
+    why; later stages are marked not run; ``events`` records the ``run.failed`` webhook.
+    False when the run had already ended."""
     issue_id = connection.execute(_RUN_ISSUE, {"p_run": run_id}).scalar_one_or_none()
     if issue_id is None:
         return False
@@ -235,6 +244,10 @@ def fail_run(connection: Connection, *, run_id: str, stage: Stage, error: str) -
     )
     connection.execute(_RUN_FAILED, {"p_run": run_id, "p_error": reason, "p_now": now})
     connection.execute(_ISSUE_FAILED, {"p_issue": issue_id, "p_run": run_id, "p_error": reason})
+    if events is not None:
+        events.failed(
+            connection, run_id=run_id, issue_id=issue_id, stage=stage.value, reason=error, at=now
+        )
     return True
 
 
@@ -260,11 +273,13 @@ def persist_result(
     summary: str,
     tags: Sequence[str],
     fingerprint: str | None = None,
+    events: RunEvents | None = None,
 ) -> bool:
     """Write the run's result onto its issue, once. False when there was nothing to do.
 
     Idempotent: a redelivered persist finds the run SUCCESS and changes nothing. A run that
     is no longer the issue's current one never overwrites the newer run's result.
+    ``events`` records the ``issue.enriched`` webhook.
     """
     issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
     state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
@@ -299,4 +314,8 @@ def persist_result(
     connection.execute(
         _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now}
     )
+    if events is not None:
+        events.enriched(
+            connection, run_id=run_id, issue_id=issue_id, summary=summary, tags=unique, at=now
+        )
     return True

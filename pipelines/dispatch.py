@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from uuid import uuid4
 
 from celery import chain
@@ -119,9 +119,10 @@ def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
 
 
 class OutboxSweeper:
-    """A daemon thread calling ``dispatch_pending`` every ``interval`` seconds, and
-    ``recover`` (``pipelines.recovery``: runs whose message the broker lost) every
-    ``recover_every`` seconds when given."""
+    """A daemon thread calling ``dispatch_pending`` and each of ``sweeps`` (other outboxes:
+    ``pipelines.webhooks.send_undispatched``) every ``interval`` seconds, and ``recover``
+    (``pipelines.recovery``: runs whose message the broker lost) every ``recover_every``
+    seconds when given."""
 
     def __init__(
         self,
@@ -130,11 +131,13 @@ class OutboxSweeper:
         *,
         recover: Callable[[], int] | None = None,
         recover_every: float = 300.0,
+        sweeps: Sequence[Callable[[], int]] = (),
     ) -> None:
         self._engine = engine
         self._interval = interval
         self._recover = recover
         self._recover_every = recover_every
+        self._sweeps = sweeps
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="outbox-sweeper", daemon=True)
 
@@ -147,6 +150,8 @@ class OutboxSweeper:
         self._thread.join(timeout=5)
         try:
             dispatch_pending(self._engine)
+            for sweep in self._sweeps:
+                sweep()
         except Exception:
             log.exception("outbox: the last sweep failed; the next process sends those runs")
 
@@ -157,6 +162,11 @@ class OutboxSweeper:
                 dispatch_pending(self._engine)
             except Exception:
                 log.exception("outbox sweep failed; trying again in %.0fs", self._interval)
+            for sweep in self._sweeps:
+                try:
+                    sweep()
+                except Exception:
+                    log.exception("outbox sweep failed; trying again in %.0fs", self._interval)
             if self._recover is not None and time.monotonic() >= next_recovery:
                 next_recovery = time.monotonic() + self._recover_every
                 try:

@@ -15,6 +15,7 @@ from pipelines.bookkeeping import persist_result
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
 from pipelines.usage import mark_cached
+from pipelines.webhooks import events_after_commit
 
 
 @celery_app.task(
@@ -57,8 +58,15 @@ def tag(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int
     tracks_progress=False,
 )
 def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int) -> bool:
-    """Write summary and tags in one transaction; a redelivered persist changes nothing."""
-    with self.context.engine.begin() as connection:
+    """Write summary and tags in one transaction; a redelivered persist changes nothing.
+
+    With a webhook set up, ``issue.enriched`` is recorded in that transaction and sent
+    once it commits."""
+    engine = self.context.engine
+    with (
+        events_after_commit(self.context.settings, engine) as events,
+        engine.begin() as connection,
+    ):
         return persist_result(
             connection,
             run_id=run_id,
@@ -66,4 +74,5 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
             summary=previous["summary"],
             tags=previous["tags"],
             fingerprint=previous.get("fingerprint"),
+            events=events,
         )

@@ -1,4 +1,5 @@
-"""Per-stage retry, rate-limit and time-limit policy, read from Settings (``<STAGE>_*``)."""
+"""Per-stage retry, rate-limit and time-limit policy, read from Settings (``<STAGE>_*``), and
+the webhook task's, read the same way from ``NOTIFY_*``."""
 
 from __future__ import annotations
 
@@ -78,3 +79,22 @@ def policy_for(stage: Stage, settings: Settings) -> StagePolicy:
 
 def policies_for(settings: Settings) -> dict[Stage, StagePolicy]:
     return {stage: policy_for(stage, settings) for stage in Stage}
+
+
+def webhook_policy(settings: Settings) -> StagePolicy:
+    """The ``webhooks.deliver`` task's policy, from ``NOTIFY_*`` as a stage's from its own."""
+    policy = StagePolicy(
+        max_retries=settings.notify_max_retries,
+        backoff=settings.notify_retry_backoff,
+        backoff_max=settings.notify_retry_backoff_max,
+        rate_limit=None,
+        time_limit=settings.notify_time_limit,
+        visibility_timeout=settings.celery_visibility_timeout,
+    )
+    if policy.longest_wait < 1:
+        raise PolicyError(
+            f"NOTIFY_TIME_LIMIT={policy.time_limit:g} leaves no room for retries below "
+            f"CELERY_VISIBILITY_TIMEOUT={policy.visibility_timeout:g}: a message would be "
+            "delivered twice. Raise the visibility timeout or lower the time limit."
+        )
+    return policy

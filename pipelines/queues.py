@@ -1,4 +1,4 @@
-"""The three stages, their queues and task names: declared here and nowhere else."""
+"""The queues, the three stages and the task names: declared here and nowhere else."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ class Queue(enum.StrEnum):
     SUMMARISE = "summarise"
     TAG = "tag"
     PERSIST = "persist"
+    # Webhook events (issue.enriched, run.failed): a slow receiver never holds up a stage.
+    NOTIFY = "notify"
 
 
 class Stage(enum.StrEnum):
@@ -31,4 +33,10 @@ class Stage(enum.StrEnum):
         return list(Stage).index(self)
 
 
-TASK_ROUTES = {stage.task_name: {"queue": stage.queue.value} for stage in Stage}
+# The task that POSTs one recorded webhook delivery (``pipelines.webhooks``).
+DELIVER_TASK = "webhooks.deliver"
+
+TASK_ROUTES = {
+    **{stage.task_name: {"queue": stage.queue.value} for stage in Stage},
+    DELIVER_TASK: {"queue": Queue.NOTIFY.value},
+}

@@ -23,7 +23,7 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TimeLimitExc
 from celery.signals import worker_process_init
 from sqlalchemy import exc as sa_exc
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.db import make_engine
 from app.models import utcnow
 from app.progress import ProgressPublisher
@@ -47,6 +47,7 @@ from pipelines.providers.base import TransientError
 from pipelines.queues import Stage
 from pipelines.stopwatch import WatchedProvider
 from pipelines.usage import StageUsage, mark_cached, metering
+from pipelines.webhooks import events_after_commit
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ class StageTask(Task[Any, Any]):
         reason = describe(exc)
         if isinstance(exc, TRANSIENT_ERRORS):
             reason = f"{reason} (gave up after {self.policy.max_retries} retries)"
-        self._record_failure(self.context.engine, run_id, reason, self.context.progress)
+        context = self.context
+        self._record_failure(context.engine, run_id, reason, context.progress, context.settings)
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -342,11 +344,21 @@ class StageTask(Task[Any, Any]):
         raise Retry(reason, when=countdown)  # type: ignore[arg-type]
 
     def _record_failure(
-        self, engine: Any, run_id: str, reason: str, progress: ProgressPublisher | None
+        self,
+        engine: Any,
+        run_id: str,
+        reason: str,
+        progress: ProgressPublisher | None,
+        settings: Settings,
     ) -> None:
         try:
-            with engine.begin() as connection:
-                failed = fail_run(connection, run_id=run_id, stage=self.stage, error=reason)
+            with (
+                events_after_commit(settings, engine) as events,
+                engine.begin() as connection,
+            ):
+                failed = fail_run(
+                    connection, run_id=run_id, stage=self.stage, error=reason, events=events
+                )
         except sa_exc.SQLAlchemyError:
             log.exception("could not record the failure of run %s", run_id)
             return
@@ -360,7 +372,7 @@ class StageTask(Task[Any, Any]):
         engine = make_engine(settings.database_url)
         progress = ProgressPublisher.from_settings(settings)
         try:
-            self._record_failure(engine, run_id, reason, progress)
+            self._record_failure(engine, run_id, reason, progress, settings)
         finally:
             engine.dispose()
             progress.close()

@@ -79,6 +79,7 @@ def create(
             settings.notify_webhook_url,
             read.model_dump(mode="json"),
             timeout=settings.notify_timeout,
+            secret=settings.notify_secret,
         )
     return IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
 
