@@ -27,7 +27,7 @@ from app.middleware import BodySizeLimit, HeaderSizeLimit
 from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
-from pipelines.recovery import recover_lost_runs
+from pipelines.recovery import recover_lost_runs, stalled_run_after
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,16 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
 
 def _recovery(engine: Engine, settings: Settings) -> Callable[[], int] | None:
-    """The sweeper's look for runs a Redis broker lost (``pipelines.recovery``), if any."""
+    """The sweeper's look for stalled runs, whose message a Redis broker lost
+    (``pipelines.recovery``), if any."""
     if not settings.recover_interval or not settings.broker_is_redis:
         return None  # RabbitMQ acknowledges deliveries itself and loses no message this way
     return functools.partial(
         recover_lost_runs,
         engine,
         broker_url=settings.celery_broker_url,
-        grace=settings.recover_grace,
+        stalled_after=stalled_run_after(settings),
+        max_resumes=settings.max_resumes,
         lock_key=f"{settings.redis_key_prefix}recovery-lock",
         lock_seconds=settings.recover_interval * 0.9,
     )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -168,6 +169,11 @@ class EnrichmentRun(Base):
     force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Sent again after it stalled (``pipelines.recovery``): how often, when last, and from
+    # which stage. ``resumes`` is also the compare-and-set that lets one sweeper resume it.
+    resumes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    resumed_at: Mapped[datetime | None]
+    resumed_from: Mapped[str | None] = mapped_column(String(32))
 
     stages: Mapped[list[EnrichmentStage]] = relationship(
         back_populates="run",
@@ -201,6 +207,9 @@ class EnrichmentStage(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # While the stage waits in RETRY: when its next attempt is due (the countdown's end).
     retry_at: Mapped[datetime | None]
+    # What the stage returned, kept once it succeeded: a resumed run starts after it, and a
+    # late duplicate of its message passes it on instead of calling the provider again.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     run: Mapped[EnrichmentRun] = relationship(back_populates="stages")
 

@@ -40,6 +40,7 @@ from pipelines.bookkeeping import (
 )
 from pipelines.cache import earlier_result, fingerprint
 from pipelines.context import WorkerContext, forget_context_after_fork, get_context
+from pipelines.deliveries import StageDone, StageHeld, lease_for, was_redelivered
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -157,13 +158,19 @@ class StageTask(Task[Any, Any]):
         try:
             self._hold_until_not_before()
             if self.tracks_progress:
-                self.request.update(issue=self._begin(run_id))
+                try:
+                    self.request.update(issue=self._begin(run_id))
+                except StageDone as done:  # a late duplicate: the provider is not called
+                    log.info("%s run %s: %s", self.name, run_id, done)
+                    return done.result
+                except StageHeld as held:
+                    self._send_back(held.wait, str(held))
                 self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
                 with self.context.marks_engine.begin() as connection:
                     finished = finish_stage(
-                        connection, run_id=run_id, stage=self.stage, usage=usage
+                        connection, run_id=run_id, stage=self.stage, usage=usage, result=result
                     )
                     # Not marked: a redelivery of a stage already done goes on; a run that
                     # was cancelled (or superseded) while the stage ran drops the result.
@@ -230,7 +237,9 @@ class StageTask(Task[Any, Any]):
         while True:
             try:
                 with self.context.marks_engine.begin() as connection:
-                    issue = begin_stage(connection, run_id=run_id, stage=self.stage)
+                    issue = begin_stage(
+                        connection, run_id=run_id, stage=self.stage, lease=self._lease()
+                    )
                     if self.reuses_results:
                         key = fingerprint(self.context.provider, issue.title, issue.body)
                         earlier = None if issue.force else earlier_result(connection, key)
@@ -241,6 +250,10 @@ class StageTask(Task[Any, Any]):
                     raise
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
+
+    def _lease(self) -> timedelta | None:
+        redelivered = was_redelivered(self.request.delivery_info, self.request.headers)
+        return lease_for(self.policy.time_limit, redelivered=redelivered)
 
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
