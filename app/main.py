@@ -19,6 +19,7 @@ from app.api.errors import errors, install_error_handlers
 from app.api.metrics import ClusterCollector, HttpMetrics
 from app.api.metrics import router as metrics_router
 from app.api.query import reject_unknown_query_parameters
+from app.broker_policy import eviction_warning
 from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         )
         if sweeper:
             sweeper.start()
+        if settings.broker_is_redis:
+            warning = eviction_warning(settings.celery_broker_url)
+            if warning is not None:
+                log.warning("%s (README, Reliability)", warning)
         yield
         if sweeper:
             sweeper.stop()

@@ -153,6 +153,7 @@ class EnrichmentRun(Base):
         Index("ix_enrichment_runs_dispatched", "dispatched"),
         Index("ix_enrichment_runs_fingerprint", "fingerprint", "finished_at"),
         Index("ix_enrichment_runs_finished_at", "finished_at"),
+        Index("ix_enrichment_runs_resumed_at", "resumed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

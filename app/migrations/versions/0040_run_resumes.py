@@ -25,9 +25,12 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("resumed_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("resumed_from", sa.String(length=32), nullable=True))
+    # GET /metrics counts the resumed runs: only they have a resumed_at.
+    op.create_index("ix_enrichment_runs_resumed_at", "enrichment_runs", ["resumed_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_enrichment_runs_resumed_at", table_name="enrichment_runs")
     with op.batch_alter_table("enrichment_runs") as batch:
         batch.drop_column("resumed_from")
         batch.drop_column("resumed_at")
