@@ -59,12 +59,15 @@ def lease_for(time_limit: float, *, redelivered: bool) -> timedelta | None:
     return timedelta(seconds=time_limit + LEASE_MARGIN)
 
 
-def was_redelivered(
-    delivery_info: Mapping[str, Any] | None, headers: Mapping[str, Any] | None
-) -> bool:
-    """Kombu's Redis transport marks a restored message in both places; RabbitMQ in the
-    delivery info."""
-    return bool((delivery_info or {}).get("redelivered") or (headers or {}).get("redelivered"))
+def was_redelivered(request: Any) -> bool:
+    """Whether the broker gave this message back after its holder died: kombu's Redis
+    transport marks a restored message in its headers (which become the request's own
+    keys) and its delivery info, RabbitMQ in the delivery info."""
+    delivery_info: Mapping[str, Any] = request.delivery_info or {}
+    headers: Mapping[str, Any] = request.headers or {}
+    return bool(
+        delivery_info.get("redelivered") or headers.get("redelivered") or request.get("redelivered")
+    )
 
 
 _STAGE_ROW = select(

@@ -252,8 +252,7 @@ class StageTask(Task[Any, Any]):
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
 
     def _lease(self) -> timedelta | None:
-        redelivered = was_redelivered(self.request.delivery_info, self.request.headers)
-        return lease_for(self.policy.time_limit, redelivered=redelivered)
+        return lease_for(self.policy.time_limit, redelivered=was_redelivered(self.request))
 
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
