@@ -201,8 +201,6 @@ def test_two_api_processes_and_issueflow_recover_resume_each_run_once(
         "stalled (no progress"
     )
     by_operator = sum(
-        int(re.search(r"resumed (\d+)", out).group(1))  # type: ignore[union-attr]
-        for out in outputs
-        if "resumed" in out
+        int(found.group(1)) for out in outputs if (found := re.search(r"; resumed (\d+),", out))
     )
     assert by_api + by_operator == 5, (by_api, outputs)
