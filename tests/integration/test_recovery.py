@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session
 
 from app.db import make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
+from app.services.runs import get_run, task_status
 from pipelines.dispatch import OutboxSweeper
 from pipelines.queues import Stage
 from pipelines.recovery import (
@@ -173,9 +175,13 @@ def test_a_stalled_run_resumes_from_its_first_unfinished_stage_with_its_own_task
     [persist_message] = sent(client, "persist")
     assert persist_message["id"] == last[2]
     assert persist_message["args"][0]["tags"] == ["bug"]
-    row = run_row(engine, "lost-later")
-    assert (row.resumes, row.resumed_from) == (1, "tag")
-    assert row.resumed_at > utcnow() - timedelta(seconds=30)
+    with Session(engine) as session:  # what GET /tasks/<id> shows
+        run = get_run(session=session, task_id=later[1])
+        assert run is not None
+        status = task_status(run).model_dump()
+    assert (status["resumes"], status["resumed_from"]) == (1, "tag")
+    assert status["resumed_at"] > utcnow() - timedelta(seconds=30)
+    assert status["state"] == "PENDING"
     # Once resumed, they have a message again (and just moved): a second pass finds nothing.
     assert find_stalled_runs(engine, client, stalled_after=60) == []
 
