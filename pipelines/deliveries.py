@@ -16,7 +16,8 @@ a claim that failed):
 A message the broker itself gave back because its holder died (``acks_late`` +
 ``reject_on_worker_lost``, a visibility timeout, a lost connection) carries the
 ``redelivered`` flag: its earlier attempt is dead, so it takes the stage over at once
-(``lease_for``).
+(``started_here``); so does a message the stage sent back itself to wait for the provider
+rate limit (``OWN_ATTEMPT``).
 """
 
 from __future__ import annotations
@@ -52,21 +53,31 @@ class StageHeld(Exception):
         self.wait = wait
 
 
-def lease_for(time_limit: float, *, redelivered: bool) -> timedelta | None:
-    """How long another attempt of the stage is presumed alive; None: it is known dead."""
-    if redelivered:
+# Header of a message a stage sent back to its queue itself, leaving its row STARTED (a wait
+# for PROVIDER_RATE_LIMIT): the attempt that started the stage is this message's own.
+OWN_ATTEMPT = "issueflow_own_attempt"
+
+
+def lease_for(time_limit: float, *, alive_elsewhere: bool) -> timedelta | None:
+    """How long another attempt of the stage is presumed alive; None: it is not running."""
+    if not alive_elsewhere:
         return None
     return timedelta(seconds=time_limit + LEASE_MARGIN)
 
 
-def was_redelivered(request: Any) -> bool:
-    """Whether the broker gave this message back after its holder died: kombu's Redis
-    transport marks a restored message in its headers (which become the request's own
-    keys) and its delivery info, RabbitMQ in the delivery info."""
+def started_here(request: Any) -> bool:
+    """Whether the attempt that may have started this stage is known not to be running:
+
+    the broker gave the message back after its holder died (kombu's Redis transport marks a
+    restored message in its headers, which become the request's own keys, and in its
+    delivery info; RabbitMQ in the delivery info), or the stage sent it back itself
+    (``OWN_ATTEMPT``)."""
     delivery_info: Mapping[str, Any] = request.delivery_info or {}
     headers: Mapping[str, Any] = request.headers or {}
-    return bool(
-        delivery_info.get("redelivered") or headers.get("redelivered") or request.get("redelivered")
+    return any(
+        bool(place.get(mark))
+        for place in (delivery_info, headers, request)
+        for mark in ("redelivered", OWN_ATTEMPT)
     )
 
 

@@ -40,7 +40,7 @@ from pipelines.bookkeeping import (
 )
 from pipelines.cache import earlier_result, fingerprint
 from pipelines.context import WorkerContext, forget_context_after_fork, get_context
-from pipelines.deliveries import StageDone, StageHeld, lease_for, was_redelivered
+from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -252,7 +252,7 @@ class StageTask(Task[Any, Any]):
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
 
     def _lease(self) -> timedelta | None:
-        return lease_for(self.policy.time_limit, redelivered=was_redelivered(self.request))
+        return lease_for(self.policy.time_limit, alive_elsewhere=not started_here(self.request))
 
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
@@ -338,17 +338,25 @@ class StageTask(Task[Any, Any]):
         if delay <= PROVIDER_SLOT_MAX_BLOCK and bucket.wait(PROVIDER_SLOT_MAX_BLOCK):
             return
         countdown = delay + random.uniform(0, delay / 10)
-        self._send_back(countdown, f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT")
+        # The stage stays STARTED meanwhile: the attempt that started it is this message's.
+        self._send_back(
+            countdown,
+            f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT",
+            headers={OWN_ATTEMPT: "1"},
+        )
 
     def _send_back(
         self, countdown: float, reason: str, *, headers: dict[str, str] | None = None
     ) -> NoReturn:
         """Back to the queue for ``countdown`` seconds, the retry count unchanged: waiting
-        is not a failed attempt."""
+        is not a failed attempt.
+
+        The message's own headers are ``headers`` only: Celery would otherwise copy in what
+        the stage keeps on its request (the issue it read), which JSON cannot carry.
+        """
         request = self.request
-        options: dict[str, Any] = {} if headers is None else {"headers": headers}
         self.signature_from_request(
-            request, countdown=countdown, retries=request.retries, **options
+            request, countdown=countdown, retries=request.retries, headers=dict(headers or {})
         ).apply_async()
         # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
         raise Retry(reason, when=countdown)  # type: ignore[arg-type]

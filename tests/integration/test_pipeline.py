@@ -423,3 +423,23 @@ def test_a_message_the_broker_gave_back_takes_over_the_stage_at_once(
     status = wait_for_state(api, run_id, "SUCCESS", "FAILURE")
     assert status["state"] == "SUCCESS", status
     assert provider.calls.count("tag") == 2
+
+
+def test_a_stage_back_from_a_rate_limit_wait_is_not_held_by_its_own_attempt(
+    api: TestClient, provider: ScriptedProvider, worker_database_url: str
+) -> None:
+    """A stage that waited for PROVIDER_RATE_LIMIT in its queue left its row STARTED: when
+    it comes back, that attempt is its own, not a live duplicate's."""
+    settings = Settings(database_url=worker_database_url, provider_rate_limit="1/s")
+    context = WorkerContext.build(settings, provider=provider)
+    previous = use_context(context)
+    try:
+        created = [create(api, title=f"Crash {n}") for n in range(3)]
+        for item in created:
+            # Without the mark it would wait out a lease of SUMMARISE_TIME_LIMIT + 10 s.
+            status = wait_for_state(api, item["task_id"], "SUCCESS", "FAILURE", timeout=20)
+            assert status["state"] == "SUCCESS", (status["error"], status["stages"])
+    finally:
+        use_context(previous)
+        context.close()
+    assert provider.calls.count("summarise") == 3

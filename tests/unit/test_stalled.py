@@ -35,5 +35,5 @@ def test_stalled_run_after_is_read_under_its_old_name_too(monkeypatch: pytest.Mo
 
 
 def test_a_redelivered_message_takes_over_at_once_a_duplicate_waits_out_the_time_limit() -> None:
-    assert lease_for(20, redelivered=True) is None
-    assert lease_for(20, redelivered=False) == timedelta(seconds=20 + LEASE_MARGIN)
+    assert lease_for(20, alive_elsewhere=False) is None
+    assert lease_for(20, alive_elsewhere=True) == timedelta(seconds=20 + LEASE_MARGIN)
