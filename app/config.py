@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 TITLE_MAX = 300
@@ -123,10 +123,20 @@ class Settings(BaseSettings):
     notify_time_limit: float = Field(default=30, gt=0)
     # Seconds between sweeps of runs that could not be sent to the broker (the outbox).
     outbox_sweep_interval: float = Field(default=10.0, gt=0)
-    # Seconds between the API's looks for runs whose message a Redis broker lost (0: never),
-    # and how long a run must have been idle, with no message anywhere, to count as lost.
+    # Seconds between the API's looks for stalled runs, whose message a Redis broker lost
+    # (0: never).
     recover_interval: float = Field(default=300.0, ge=0)
-    recover_grace: float = Field(default=120.0, gt=0)
+    # Seconds a run must have made no progress, with no message in any queue or held by any
+    # worker, to count as stalled and be resumed. None: derived from the time limits, the
+    # backoff caps and the visibility timeout (``pipelines.recovery.stalled_run_after``).
+    # RECOVER_GRACE is its deprecated name.
+    stalled_run_after: float | None = Field(
+        default=None,
+        gt=0,
+        validation_alias=AliasChoices("stalled_run_after", "recover_grace"),
+    )
+    # A run resumed this many times that stalls once more ends FAILURE instead of looping.
+    max_resumes: int = Field(default=3, ge=0)
     # GET /tasks/<id>/events: seconds between heartbeat comments, and between re-reads of
     # the run when no notification came (a missed one costs at most this long).
     events_heartbeat_interval: float = Field(default=15.0, gt=0)
@@ -162,6 +172,7 @@ class Settings(BaseSettings):
         "worker_metrics_port",
         "notify_webhook_url",
         "notify_webhook_secret",
+        "stalled_run_after",
         mode="before",
     )
     @classmethod

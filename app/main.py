@@ -19,6 +19,7 @@ from app.api.errors import errors, install_error_handlers
 from app.api.metrics import ClusterCollector, HttpMetrics
 from app.api.metrics import router as metrics_router
 from app.api.query import reject_unknown_query_parameters
+from app.broker_policy import eviction_warning
 from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
 from app.db import make_engine, make_session_factory
@@ -27,7 +28,7 @@ from app.middleware import BodySizeLimit, HeaderSizeLimit
 from app.progress import SESSION_PUBLISHER, ProgressPublisher
 from app.tracing import setup_tracing, trace_app
 from pipelines.dispatch import OutboxSweeper
-from pipelines.recovery import recover_lost_runs
+from pipelines.recovery import recover_lost_runs, stalled_run_after
 from pipelines.webhooks import lost_after as webhook_lost_after
 from pipelines.webhooks import send_undispatched
 
@@ -56,6 +57,10 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         )
         if sweeper:
             sweeper.start()
+        if settings.broker_is_redis:
+            warning = eviction_warning(settings.celery_broker_url)
+            if warning is not None:
+                log.warning("%s (README, Reliability)", warning)
         yield
         if sweeper:
             sweeper.stop()
@@ -105,14 +110,16 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
 
 def _recovery(engine: Engine, settings: Settings) -> Callable[[], int] | None:
-    """The sweeper's look for runs a Redis broker lost (``pipelines.recovery``), if any."""
+    """The sweeper's look for stalled runs, whose message a Redis broker lost
+    (``pipelines.recovery``), if any."""
     if not settings.recover_interval or not settings.broker_is_redis:
         return None  # RabbitMQ acknowledges deliveries itself and loses no message this way
     return functools.partial(
         recover_lost_runs,
         engine,
         broker_url=settings.celery_broker_url,
-        grace=settings.recover_grace,
+        stalled_after=stalled_run_after(settings),
+        max_resumes=settings.max_resumes,
         lock_key=f"{settings.redis_key_prefix}recovery-lock",
         lock_seconds=settings.recover_interval * 0.9,
     )

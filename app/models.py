@@ -20,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -153,6 +154,7 @@ class EnrichmentRun(Base):
         Index("ix_enrichment_runs_dispatched", "dispatched"),
         Index("ix_enrichment_runs_fingerprint", "fingerprint", "finished_at"),
         Index("ix_enrichment_runs_finished_at", "finished_at"),
+        Index("ix_enrichment_runs_resumed_at", "resumed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -169,6 +171,11 @@ class EnrichmentRun(Base):
     force: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Sent again after it stalled (``pipelines.recovery``): how often, when last, and from
+    # which stage. ``resumes`` is also the compare-and-set that lets one sweeper resume it.
+    resumes: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    resumed_at: Mapped[datetime | None]
+    resumed_from: Mapped[str | None] = mapped_column(String(32))
 
     stages: Mapped[list[EnrichmentStage]] = relationship(
         back_populates="run",
@@ -202,6 +209,9 @@ class EnrichmentStage(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # While the stage waits in RETRY: when its next attempt is due (the countdown's end).
     retry_at: Mapped[datetime | None]
+    # What the stage returned, kept once it succeeded: a resumed run starts after it, and a
+    # late duplicate of its message passes it on instead of calling the provider again.
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     run: Mapped[EnrichmentRun] = relationship(back_populates="stages")
 

@@ -170,6 +170,11 @@ class TaskStatusRead(BaseModel):
     finished_at: datetime | None
     # The stages' usage summed; None when no stage reported any.
     usage: Usage | None = None
+    # How often the run was resumed after it stalled (its message lost), when last, and
+    # from which stage (README, "Lost messages").
+    resumes: int = 0
+    resumed_at: datetime | None = None
+    resumed_from: str | None = None
 
 
 class TaskPage(BaseModel):

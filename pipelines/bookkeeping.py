@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import JSON, Connection, and_, bindparam, delete, func, insert, or_, select, update
 
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
 from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
+from pipelines.deliveries import unclaimed_stage
 from pipelines.queues import Stage
 from pipelines.usage import StageUsage
 
@@ -67,8 +69,25 @@ _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.position == bindparam("p_position"),
     EnrichmentStage.state.in_(UNFINISHED_STATES),
 )
-_STAGE_STARTED = _UNFINISHED_STAGE.values(
-    state=TaskState.STARTED, started_at=bindparam("p_now"), retry_at=None
+# A stage STARTED by another delivery is taken over only once that attempt counts as
+# abandoned (``pipelines.deliveries``): it started before ``p_abandoned``.
+_STAGE_STARTED = (
+    update(EnrichmentStage)
+    .where(
+        EnrichmentStage.run_id == bindparam("p_run"),
+        EnrichmentStage.position == bindparam("p_position"),
+        or_(
+            EnrichmentStage.state.in_((TaskState.PENDING, TaskState.RETRY)),
+            and_(
+                EnrichmentStage.state == TaskState.STARTED,
+                or_(
+                    EnrichmentStage.started_at.is_(None),
+                    EnrichmentStage.started_at < bindparam("p_abandoned"),
+                ),
+            ),
+        ),
+    )
+    .values(state=TaskState.STARTED, started_at=bindparam("p_now"), retry_at=None)
 )
 _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     state=TaskState.SUCCESS,
@@ -82,8 +101,11 @@ _ADD_TOKENS = {
     "completion_tokens": func.coalesce(EnrichmentStage.completion_tokens, 0)
     + bindparam("p_completion"),
 }
-_STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED.values(_ADD_TOKENS)
-_STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED.values(cached=True)
+# summarise and tag keep their result on their row, in the same UPDATE that marks them done.
+_STAGE_RESULT = {"result": bindparam("p_result", type_=JSON(none_as_null=True))}
+_STAGE_SUCCEEDED_WITH_RESULT = _STAGE_SUCCEEDED.values(_STAGE_RESULT)
+_STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED_WITH_RESULT.values(_ADD_TOKENS)
+_STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED_WITH_RESULT.values(cached=True)
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     state=TaskState.RETRY,
     retries=bindparam("p_retries"),
@@ -145,8 +167,15 @@ _RUN_FAILED = (
 )
 
 
-def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageInput:
-    """Mark the stage STARTED and read its input. Raises RunNotFound or StaleRun."""
+def begin_stage(
+    connection: Connection, *, run_id: str, stage: Stage, lease: timedelta | None = None
+) -> StageInput:
+    """Mark the stage STARTED and read its input. Raises RunNotFound or StaleRun.
+
+    Another delivery's attempt that started less than ``lease`` ago may still be running:
+    then ``StageHeld`` is raised, and ``StageDone`` with the stored result for a stage that
+    already succeeded (``pipelines.deliveries``). No ``lease``: any attempt is taken over.
+    """
     row = connection.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
@@ -159,21 +188,41 @@ def begin_stage(connection: Connection, *, run_id: str, stage: Stage) -> StageIn
         raise StaleRun(f"superseded by {current_run}")
     if stage.position == 0:
         connection.execute(_ISSUE_RUNNING, {"p_issue": issue_id, "p_run": run_id})
-    connection.execute(
-        _STAGE_STARTED, {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
-    )
+    now = utcnow()
+    claimed = connection.execute(
+        _STAGE_STARTED,
+        {
+            "p_run": run_id,
+            "p_position": stage.position,
+            "p_now": now,
+            "p_abandoned": now if lease is None else now - lease,
+        },
+    ).rowcount
+    if not claimed:
+        unclaimed_stage(connection, run_id=run_id, stage=stage, lease=lease, now=now)
     return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
 
 
 def finish_stage(
-    connection: Connection, *, run_id: str, stage: Stage, usage: StageUsage | None = None
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    usage: StageUsage | None = None,
+    result: Any = None,
 ) -> bool:
-    """Mark the stage SUCCESS; ``usage`` says what its attempt spent or that it was cached.
+    """Mark the stage SUCCESS and keep its ``result``; ``usage`` says what its attempt spent
+    or that it was cached.
 
     False when the stage was no longer unfinished (its run ended meanwhile).
     """
-    params: dict[str, object] = {"p_run": run_id, "p_position": stage.position, "p_now": utcnow()}
-    statement = _STAGE_SUCCEEDED
+    params: dict[str, object] = {
+        "p_run": run_id,
+        "p_position": stage.position,
+        "p_now": utcnow(),
+        "p_result": result,
+    }
+    statement = _STAGE_SUCCEEDED_WITH_RESULT
     if usage is not None and usage.cached:
         statement = _STAGE_SUCCEEDED_CACHED
     elif usage is not None and usage.metered:

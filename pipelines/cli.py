@@ -82,19 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     recover = commands.add_parser(
         "recover",
-        help="send again the runs whose message the Redis broker lost",
+        help="resume the runs whose message the Redis broker lost",
         description=(
-            "Find unfinished runs that nothing happened to for --grace seconds and whose "
-            "messages are in no queue and held by no worker (Redis broker only), and send "
-            "their chains again with the same task ids. Safe to run from cron."
+            "Find unfinished runs that made no progress for STALLED_RUN_AFTER seconds (or "
+            "--stalled-after) and whose messages are in no queue and held by no worker (Redis "
+            "broker only), and resume each from its first unfinished stage with the same task "
+            "ids; a run resumed MAX_RESUMES times ends FAILURE instead. Safe to run from cron "
+            "and while the API sweeps: each run is resumed once."
         ),
     )
     recover.add_argument(
+        "--stalled-after",
         "--grace",
+        dest="stalled_after",
         type=_positive_rate,
-        default=60.0,
+        default=None,
         metavar="SECONDS",
-        help="how long a run must have been idle (default 60)",
+        help="how long a run must have made no progress (default: STALLED_RUN_AFTER)",
     )
     recover.add_argument("--dry-run", action="store_true", help="list them; send nothing")
     return parser
@@ -103,23 +107,35 @@ def _parser() -> argparse.ArgumentParser:
 def recover_command(args: argparse.Namespace) -> int:
     import redis
 
-    from pipelines.recovery import find_lost_runs, redeliver
+    from pipelines.recovery import find_stalled_runs, resume, stalled_run_after
 
     settings = get_settings()
     if not settings.broker_is_redis:
         raise BackfillError("recover needs a Redis broker (RabbitMQ does not lose messages so)")
+    stalled_after = args.stalled_after or stalled_run_after(settings)
     engine = make_engine(settings.database_url)
     client = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=30)
     try:
-        lost = find_lost_runs(engine, client, grace=args.grace)
-        for run in lost:
-            print(f"lost: run {run.run_id} of issue {run.issue_id}")
-        sent = 0 if args.dry_run else redeliver(lost)
+        stalled = find_stalled_runs(engine, client, stalled_after=stalled_after)
+        for run in stalled:
+            print(
+                f"stalled: run {run.run_id} of issue {run.issue_id} at {run.start.value} "
+                f"(resumed {run.resumes} times before)"
+            )
+        resumed, failed = (
+            (0, 0)
+            if args.dry_run
+            else resume(
+                engine, stalled, stalled_after=stalled_after, max_resumes=settings.max_resumes
+            )
+        )
     finally:
         client.close()
         engine.dispose()
-    verb = "would send" if args.dry_run else "sent"
-    print(f"recover: {len(lost)} lost runs; {verb} {len(lost) if args.dry_run else sent} again")
+    if args.dry_run:
+        print(f"recover: {len(stalled)} stalled runs; would resume them")
+    else:
+        print(f"recover: {len(stalled)} stalled runs; resumed {resumed}, failed {failed}")
     return 0
 
 

@@ -40,6 +40,7 @@ from pipelines.bookkeeping import (
 )
 from pipelines.cache import earlier_result, fingerprint
 from pipelines.context import WorkerContext, forget_context_after_fork, get_context
+from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -158,13 +159,19 @@ class StageTask(Task[Any, Any]):
         try:
             self._hold_until_not_before()
             if self.tracks_progress:
-                self.request.update(issue=self._begin(run_id))
+                try:
+                    self.request.update(issue=self._begin(run_id))
+                except StageDone as done:  # a late duplicate: the provider is not called
+                    log.info("%s run %s: %s", self.name, run_id, done)
+                    return done.result
+                except StageHeld as held:
+                    self._send_back(held.wait, str(held))
                 self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
                 with self.context.marks_engine.begin() as connection:
                     finished = finish_stage(
-                        connection, run_id=run_id, stage=self.stage, usage=usage
+                        connection, run_id=run_id, stage=self.stage, usage=usage, result=result
                     )
                     # Not marked: a redelivery of a stage already done goes on; a run that
                     # was cancelled (or superseded) while the stage ran drops the result.
@@ -232,7 +239,9 @@ class StageTask(Task[Any, Any]):
         while True:
             try:
                 with self.context.marks_engine.begin() as connection:
-                    issue = begin_stage(connection, run_id=run_id, stage=self.stage)
+                    issue = begin_stage(
+                        connection, run_id=run_id, stage=self.stage, lease=self._lease()
+                    )
                     if self.reuses_results:
                         key = fingerprint(self.context.provider, issue.title, issue.body)
                         earlier = None if issue.force else earlier_result(connection, key)
@@ -243,6 +252,9 @@ class StageTask(Task[Any, Any]):
                     raise
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
+
+    def _lease(self) -> timedelta | None:
+        return lease_for(self.policy.time_limit, alive_elsewhere=not started_here(self.request))
 
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
@@ -328,17 +340,25 @@ class StageTask(Task[Any, Any]):
         if delay <= PROVIDER_SLOT_MAX_BLOCK and bucket.wait(PROVIDER_SLOT_MAX_BLOCK):
             return
         countdown = delay + random.uniform(0, delay / 10)
-        self._send_back(countdown, f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT")
+        # The stage stays STARTED meanwhile: the attempt that started it is this message's.
+        self._send_back(
+            countdown,
+            f"waiting {countdown:.1f}s for PROVIDER_RATE_LIMIT",
+            headers={OWN_ATTEMPT: "1"},
+        )
 
     def _send_back(
         self, countdown: float, reason: str, *, headers: dict[str, str] | None = None
     ) -> NoReturn:
         """Back to the queue for ``countdown`` seconds, the retry count unchanged: waiting
-        is not a failed attempt."""
+        is not a failed attempt.
+
+        The message's own headers are ``headers`` only: Celery would otherwise copy in what
+        the stage keeps on its request (the issue it read), which JSON cannot carry.
+        """
         request = self.request
-        options: dict[str, Any] = {} if headers is None else {"headers": headers}
         self.signature_from_request(
-            request, countdown=countdown, retries=request.retries, **options
+            request, countdown=countdown, retries=request.retries, headers=dict(headers or {})
         ).apply_async()
         # celery-types declares `when` as numbers.Real, which mypy cannot match with a float.
         raise Retry(reason, when=countdown)  # type: ignore[arg-type]

@@ -321,6 +321,23 @@ def _run_metrics(connection: Any, ended: Totals) -> Iterator[Metric]:
     )
     yield outbox
 
+    resumed_runs, resumes = connection.execute(
+        select(func.count(), func.coalesce(func.sum(runs.c.resumes), 0)).where(
+            runs.c.resumed_at.is_not(None)
+        )
+    ).one()
+    resumed = CounterMetricFamily(
+        "issueflow_runs_resumed",
+        "Runs resumed after they stalled (their message lost in the broker), at least once.",
+    )
+    resumed.add_metric([], resumed_runs)
+    yield resumed
+    resumed_total = CounterMetricFamily(
+        "issueflow_run_resumes", "Resumes of stalled runs, all runs together."
+    )
+    resumed_total.add_metric([], resumes)
+    yield resumed_total
+
     yield _histogram_family(
         "issueflow_run_duration_seconds",
         "Seconds from a run's creation to its final state, by final state.",

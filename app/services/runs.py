@@ -300,6 +300,9 @@ def task_status(run: EnrichmentRun, *, prices: tuple[float, float] | None = None
         created_at=run.created_at,
         finished_at=run.finished_at,
         usage=_total(metered, prices) if metered else None,
+        resumes=run.resumes or 0,
+        resumed_at=run.resumed_at,
+        resumed_from=run.resumed_from,
     )
 
 

@@ -12,6 +12,8 @@ Modes, per operation (``summarise`` / ``tag``) and optionally per issue title:
 * ``401``    401 (a permanent error)
 * ``hang``   wait until :meth:`FakeLLM.release` (or ``hang_max`` seconds), then answer ``ok``
 
+and ``delay`` seconds before any answer (a slow model).
+
 Every call is recorded (monotonic and wall timestamps, the operation, the issue title, the
 answer given) so a test can count calls per issue or per time window.
 """
@@ -52,6 +54,7 @@ class Rule:
     times: int | None = None  # answer like this this many times, then fall through
     used: int = 0
     retry_after: float | None = None
+    delay: float = 0.0
 
 
 @dataclass
@@ -100,8 +103,11 @@ class _Handler(JsonHandler):
             rule = _pick(state.rules, op, title)
             mode = rule.mode if rule else "ok"
             retry_after = rule.retry_after if rule else None
+            delay = rule.delay if rule else 0.0
             index = len(state.calls)
             state.calls.append(Call(arrived, wall, op, title, 0))
+        if delay:
+            time.sleep(delay)
         status = self._answer(op, mode, retry_after)
         with state.lock:
             state.calls[index] = Call(arrived, wall, op, title, status)
@@ -164,6 +170,7 @@ class FakeLLM:
         title: str | None = None,
         times: int | None = None,
         retry_after: float | None = None,
+        delay: float = 0.0,
     ) -> None:
         """Answer ``op`` calls (both if None) for ``title`` (all if None) with ``mode``.
 
@@ -173,7 +180,9 @@ class FakeLLM:
         if mode == "hang":
             self._state.released.clear()
         with self._state.lock:
-            self._state.rules.append(Rule(op, title, mode, times, retry_after=retry_after))
+            self._state.rules.append(
+                Rule(op, title, mode, times, retry_after=retry_after, delay=delay)
+            )
 
     def release(self) -> None:
         """End every hang now (they answer ``ok``), and make later ``hang`` calls not wait."""

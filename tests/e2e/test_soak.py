@@ -177,7 +177,7 @@ def test_chaos_soak_every_issue_enriched_once(tmp_path: Path) -> None:
             if stack.states() == {"SUCCESS": total}:
                 return True
             done = subprocess.run(
-                [str(BIN / "issueflow"), "recover", "--grace", str(RECOVER_GRACE)],
+                [str(BIN / "issueflow"), "recover", "--stalled-after", str(RECOVER_GRACE)],
                 env=stack.group.env,
                 capture_output=True,
                 text=True,
@@ -186,9 +186,9 @@ def test_chaos_soak_every_issue_enriched_once(tmp_path: Path) -> None:
             assert done.returncode == 0, done.stderr
             at = time.monotonic() - started
             recovered.extend(
-                f"{at:7.1f}s  recovered {line.removeprefix('lost: ')}"
+                f"{at:7.1f}s  resumed {line.removeprefix('stalled: ')}"
                 for line in done.stdout.splitlines()
-                if line.startswith("lost: ")
+                if line.startswith("stalled: ")
             )
             return False
 

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.models import EnrichmentRun, Issue
+from app.models import EnrichmentRun, EnrichmentStage, Issue
 from app.schemas import IssueCreate
 from app.services.issues import create_issue
 from pipelines import enrichment
 from pipelines.context import WorkerContext, use_context
-from pipelines.dispatch import start_enrichment
+from pipelines.dispatch import build_chain, start_enrichment
 from pipelines.policies import policies_for
 from pipelines.providers.base import PermanentError, TransientError
 from pipelines.queues import Stage
@@ -312,3 +312,134 @@ def test_a_stage_of_a_stale_run_ends_revoked_for_monitors(
         finally:
             receiver.should_stop = True
             listener.join(timeout=10)
+
+
+@pytest.fixture
+def finished_tasks() -> Iterator[list[tuple[str, str, Any]]]:
+    """(task id, end state, return value) of every stage task the worker ran to its end
+    (``SUCCESS``, or ``IGNORED``: dropped); one sent back to wait (``RETRY``) is not in it."""
+    from celery.signals import task_postrun
+
+    finished: list[tuple[str, str, Any]] = []
+
+    def record(task_id: str, retval: Any, state: str, **_: Any) -> None:
+        if state != "RETRY":
+            finished.append((task_id, state, retval))
+
+    task_postrun.connect(record, weak=False)
+    yield finished
+    task_postrun.disconnect(record)
+
+
+def stored_results(engine: Engine, run_id: str) -> list[Any]:
+    with engine.connect() as connection:
+        return list(
+            connection.execute(
+                select(EnrichmentStage.result)
+                .where(EnrichmentStage.run_id == run_id)
+                .order_by(EnrichmentStage.position)
+            ).scalars()
+        )
+
+
+def test_each_stage_keeps_its_result_for_a_resume(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    created = create(api)
+    wait_for_state(api, created["task_id"], "SUCCESS")
+    summarise_result, tag_result, persist_result = stored_results(worker_engine, created["task_id"])
+    assert summarise_result["summary"] == "Summary of Crash on save"
+    assert tag_result["tags"] == ["bug", "crash"]
+    assert persist_result is None  # the run's own result is the persisted one
+
+
+def test_a_late_duplicate_runs_no_stage_twice_and_calls_the_provider_once_per_stage(
+    api: TestClient,
+    provider: ScriptedProvider,
+    worker_engine: Engine,
+    worker_context: WorkerContext,
+    monkeypatch: pytest.MonkeyPatch,
+    finished_tasks: list[tuple[str, str, Any]],
+) -> None:
+    """The chain's first message arrives again (a Redis back from an old snapshot) while the
+    original is at tag: the duplicate summarise passes the stored result on, the duplicate
+    tag waits while the original's attempt may be alive, then finds it done; persist
+    writes once."""
+    from pipelines import deliveries
+
+    # An attempt's lease: its time limit and LEASE_MARGIN, 2 s here.
+    set_policy(worker_context, Stage.TAG, time_limit=1)
+    monkeypatch.setattr(deliveries, "LEASE_MARGIN", 1.0)
+    provider.tag_gate = threading.Event()
+    created = create(api)
+    assert provider.tag_entered.wait(10), "the run never reached its tag stage"
+    run_id, issue_id = created["task_id"], created["issue"]["id"]
+    task_ids = [stage["task_id"] for stage in api.get(f"/tasks/{run_id}").json()["stages"]]
+    build_chain(issue_id, task_ids).apply_async()
+
+    def ends(task_id: str) -> list[tuple[str, Any]]:
+        return [
+            (state, None if state == "IGNORED" else retval)
+            for done, state, retval in finished_tasks
+            if done == task_id
+        ]
+
+    wait_until(lambda: len(ends(task_ids[0])) == 2, timeout=10, what="the duplicate summarise")
+    provider.tag_gate.set()
+    status = wait_for_state(api, run_id, "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    wait_until(lambda: len(ends(task_ids[1])) == 2, timeout=30, what="the duplicate tag")
+    assert provider.calls == ["summarise", "tag"]
+    summarise_result, tag_result, _ = stored_results(worker_engine, run_id)
+    # The duplicate summarise passed the stored result on; the duplicate tag waited for the
+    # original's lease, then found the run done and dropped itself: persist ran once.
+    assert ends(task_ids[0]) == [("SUCCESS", summarise_result)] * 2
+    assert ends(task_ids[1]) == [("SUCCESS", tag_result), ("IGNORED", None)]
+    assert ends(task_ids[2]) == [("SUCCESS", True)]
+    issue = api.get(f"/issues/{issue_id}").json()
+    assert issue["tags"] == ["bug", "crash"]
+
+
+def test_a_message_the_broker_gave_back_takes_over_the_stage_at_once(
+    api: TestClient, provider: ScriptedProvider, worker_engine: Engine
+) -> None:
+    """A redelivered message's earlier holder died (acks_late + reject_on_worker_lost): it
+    must run the stage, however recently that holder started it."""
+    provider.tag_gate = threading.Event()
+    created = create(api)
+    assert provider.tag_entered.wait(10), "the run never reached its tag stage"
+    provider.tag_entered.clear()
+    run_id, issue_id = created["task_id"], created["issue"]["id"]
+    tag_id = api.get(f"/tasks/{run_id}").json()["stages"][1]["task_id"]
+    summarise_result = stored_results(worker_engine, run_id)[0]
+    enrichment.tag.apply_async(
+        (summarise_result,),
+        {"run_id": run_id, "issue_id": issue_id},
+        task_id=tag_id,
+        headers={"redelivered": True},
+    )
+    assert provider.tag_entered.wait(10), "the redelivered tag did not take the stage over"
+    provider.tag_gate.set()
+    status = wait_for_state(api, run_id, "SUCCESS", "FAILURE")
+    assert status["state"] == "SUCCESS", status
+    assert provider.calls.count("tag") == 2
+
+
+def test_a_stage_back_from_a_rate_limit_wait_is_not_held_by_its_own_attempt(
+    api: TestClient, provider: ScriptedProvider, worker_database_url: str
+) -> None:
+    """A stage that waited for PROVIDER_RATE_LIMIT in its queue left its row STARTED: when
+    it comes back, that attempt is its own, not a live duplicate's."""
+    settings = Settings(database_url=worker_database_url, provider_rate_limit="1/s")
+    context = WorkerContext.build(settings, provider=provider)
+    previous = use_context(context)
+    try:
+        created = [create(api, title=f"Crash {n}") for n in range(3)]
+        for item in created:
+            # Without the mark it would wait out a lease of SUMMARISE_TIME_LIMIT + 10 s.
+            status = wait_for_state(api, item["task_id"], "SUCCESS", "FAILURE", timeout=20)
+            assert status["state"] == "SUCCESS", (status["error"], status["stages"])
+    finally:
+        use_context(previous)
+        context.close()
+    assert provider.calls.count("summarise") == 3

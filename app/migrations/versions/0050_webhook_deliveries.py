@@ -1,7 +1,7 @@
 """Webhook deliveries: the outbox of issue.enriched and run.failed events.
 
 Revision ID: 0050
-Revises: 0030
+Revises: 0040
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0050"
-down_revision: str | None = "0030"
+down_revision: str | None = "0040"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
