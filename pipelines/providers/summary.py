@@ -24,12 +24,14 @@ import re
 from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
     ASK,
+    CODE,
     ERROR,
     EXPECTED,
     OTHER,
     PROBLEM,
     STEPS,
     ParsedIssue,
+    Section,
     cjk_count,
     clean_issue_text,
     environment,
@@ -76,7 +78,8 @@ _CODE_LABEL = re.compile(
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
     r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
-    r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b)",
+    r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b|note:|"
+    r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
@@ -152,7 +155,8 @@ _ENGLISH_STARTS = STOPWORDS | frozenset(
 )
 
 # Section roles in the order the statement is taken from them.
-_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS)
+# CODE last: the prose a reporter wrote into a "Standalone code" field.
+_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE)
 
 
 def tokens(text: str) -> list[str]:
@@ -197,6 +201,10 @@ def is_prose(sentence: str) -> bool:
         return False
     if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
         return False
+    if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 3:
+        return False
+    if len(_PATH.findall(sentence)) >= 2:
+        return False  # "/usr/local/bin/ld: libbitcoin_util.a(…): in function …": a log line
     return not _BOILERPLATE.search(sentence)
 
 
@@ -267,11 +275,23 @@ _CUE = re.compile(
     r"why|what|when i|gives?|shows?|returns?|prints?)\b",
     re.I,
 )
-_BUG_MARK = "\U0001f41b"  # 🐛: VS Code's maintainers mark the faulty step with it
+# 🐛: VS Code's maintainers mark the faulty step with it — as a word of its own ("Hover a
+# link, 🐛 it flickers"), not inside a name ("🐛.txt").
+_BUG_STEP = re.compile(r"(?:^|(?<=\s))\U0001f41b(?=\s)")
 _QUESTION_MARK = "\u2753"  # ❓: and the step whose outcome the tester doubts
 _SAYS_BUG = re.compile(
     r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
 )
+# "However, …", "Therefore …": a sentence that goes on from the one before it.
+_CONNECTOR = re.compile(
+    r"(?:however|but|also|additionally|besides|though|anyway|in addition|therefore|thus|"
+    r"hence|so|otherwise|instead|moreover|furthermore)\b",
+    re.I,
+)
+# "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
+_COMMAND = re.compile(r"\./|\$ |> |sudo ")
+_PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
+_OPTION = re.compile(r"(?:^|(?<=\s))(?:--?[A-Za-z]|\w{1,40}=\S)")
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
 
 
@@ -279,10 +299,16 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
-    if sentence.startswith((_BUG_MARK, _QUESTION_MARK)) or _SAYS_BUG.search(sentence):
+    if (
+        _BUG_STEP.search(sentence)
+        or sentence.startswith(_QUESTION_MARK)
+        or _SAYS_BUG.search(sentence)
+    ):
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
+    if _CONNECTOR.match(sentence):
+        score -= 0.5  # "However, …" goes on from a sentence the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
     return score
@@ -320,50 +346,65 @@ def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
     return out
 
 
+def _unmark(sentence: str) -> str:
+    """A sentence without the maintainers' 🐛 / ❓ step markers."""
+    text = _BUG_STEP.sub(" ", sentence).lstrip(f"{_QUESTION_MARK} ")
+    return " ".join(text.split())
+
+
+def _statement_sections(parsed: ParsedIssue) -> list[Section]:
+    """Sections to take the statement from, in order: one with a step marked 🐛 (the
+    maintainers' own pointer at the bug) first, then by role (:data:`_STATEMENT_ROLES`)."""
+    ordered = [
+        section
+        for role in _STATEMENT_ROLES
+        for section in parsed.sections
+        if section.role == role and section.paragraphs
+    ]
+    marked = [s for s in ordered if any(_BUG_STEP.search(p) for p in s.paragraphs)]
+    return marked[:1] + [s for s in ordered if s not in marked[:1]]
+
+
 def _statement(parsed: ParsedIssue) -> tuple[str, str]:
     """What happens or what is asked, and the role of the section it came from."""
     title_tokens = set(tokens(parsed.title))
     seen: set[str] = set()
-    for role in _STATEMENT_ROLES:
-        for section in parsed.sections:
-            if section.role != role or not section.paragraphs:
-                continue
-            sentences = _section_sentences(section.paragraphs, seen)
-            informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)][
-                :_CANDIDATES
-            ]
-            if not informative:
-                continue
-            best = max(
-                informative,
-                key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
-            )
-            chosen = [sentences[best]]
-            follow = best + 1
-            if (
-                follow < len(sentences)
-                and len(chosen[0]) < SHORT_STATEMENT
-                and follow in informative
-                and not chosen[0].endswith(":")
-                and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
-            ):
-                chosen.append(sentences[follow])
-            if chosen[-1].endswith(":"):
-                chosen[-1] = chosen[-1][:-1].rstrip()
-            text = " ".join(
-                _ensure_period(s.lstrip(f"{_BUG_MARK}{_QUESTION_MARK} ").strip()) for s in chosen
-            )
-            text = _capitalise(text)
-            short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
-            # A statement that shares no word with the title does not say what it is about.
-            unanchored = (
-                title_tokens
-                and not set(tokens(text)) & title_tokens
-                and len(parsed.title) <= TITLE_CONTEXT_MAX
-            )
-            if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
-                text = _with_context(text, parsed.title)
-            return text, role
+    for section in _statement_sections(parsed):
+        role = section.role
+        sentences = _section_sentences(section.paragraphs, seen)
+        informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)]
+        marked = [i for i in informative if _BUG_STEP.search(sentences[i])]
+        informative = marked[:1] or informative[:_CANDIDATES]
+        if not informative:
+            continue
+        best = max(
+            informative,
+            key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
+        )
+        chosen = [sentences[best]]
+        follow = best + 1
+        if (
+            follow < len(sentences)
+            and len(chosen[0]) < SHORT_STATEMENT
+            and follow in informative
+            and not chosen[0].endswith(":")
+            and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
+        ):
+            chosen.append(sentences[follow])
+        if chosen[-1].endswith(":"):
+            chosen[-1] = chosen[-1][:-1].rstrip()
+        text = " ".join(_ensure_period(_unmark(s)) for s in chosen)
+        text = _capitalise(text)
+        short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
+        # A statement that shares no word with the title does not say what it is about.
+        unanchored = (
+            title_tokens
+            and not set(tokens(text)) & title_tokens
+            and len(parsed.title) <= TITLE_CONTEXT_MAX
+        )
+        if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
+            text = _with_context(text, parsed.title)
+        return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.
     for section in parsed.sections:
         if section.role not in _STATEMENT_ROLES:
@@ -386,6 +427,8 @@ def _expected(parsed: ParsedIssue) -> str:
         if section.role == EXPECTED:
             for paragraph in section.paragraphs:
                 for sentence in split_sentences(paragraph[:SENTENCE_MAX]):
+                    if _CONNECTOR.match(sentence):
+                        continue  # "Therefore, it seems a bug…" is not what was expected
                     if is_prose(sentence) or (cjk_count(sentence) >= 4):
                         return sentence
     return ""
@@ -423,6 +466,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         parts.append(_ensure_period(truncate(title, MAIN_MAX)))
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+        shown = shown.replace("`", "")
         error_text = _ensure_period(f"Error: {truncate(shown, 120)}")
         if _fits(parts, error_text, max_chars):
             parts.append(error_text)

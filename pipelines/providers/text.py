@@ -314,19 +314,40 @@ _PLACEHOLDER = re.compile(
 _GITHUB_REF = re.compile(
     r"github\.com/([\w.-]{1,100}/[\w.-]{1,100})/(?:issues|pull|discussions)/(\d{1,9})"
 )
+# A file or folder of a repository: github.com/owner/repo/blob/<ref>/<path>.
+_GITHUB_PATH = re.compile(
+    r"github\.com/[\w.-]{1,100}/[\w.-]{1,100}/(?:blob|tree)/[^/\s]{1,100}/([^\s?#]{1,300})"
+)
+_GITHUB_REPO = re.compile(r"github\.com/([\w.-]{1,100}/[\w.-]{1,100})/?(?:[?#]|$)")
 _HOST = re.compile(r"://(?:www\.)?([^/\s:?#]{1,200})")
+_PATH_MAX = 60
 
 
 def _short_url(match: re.Match[str]) -> str:
-    """A URL as a short reference, so a sentence keeps its words: owner/repo#123 or a host."""
-    url = match.group(0)
+    """A URL as a short reference, so a sentence keeps its words.
+
+    owner/repo#123 for an issue or pull request, the file path for a file of a repository
+    (``src/index/base.cpp``), owner/repo for a repository, else the host; links into
+    GitHub's other pages and image hosts say nothing and are dropped.
+    """
+    whole = match.group(0).strip("<>")
+    url = whole.rstrip(".,;:!?'\"")
+    tail = whole[len(url) :]  # the sentence's punctuation after the URL stays
     ref = _GITHUB_REF.search(url)
     if ref:
-        return f"{ref.group(1)}#{ref.group(2)}"
+        return f"{ref.group(1)}#{ref.group(2)}{tail}"
+    path = _GITHUB_PATH.search(url)
+    if path:
+        found = path.group(1).rstrip("/.")
+        short = found if len(found) <= _PATH_MAX else found.rsplit("/", 1)[-1][:_PATH_MAX]
+        return f"{short}{tail}"
+    repo = _GITHUB_REPO.search(url)
+    if repo:
+        return f"{repo.group(1)}{tail}"
     host = _HOST.search(url)
-    if host and not host.group(1).endswith(("githubusercontent.com", "imgur.com")):
-        return host.group(1)
-    return " "
+    if host and not host.group(1).endswith(("github.com", "githubusercontent.com", "imgur.com")):
+        return f"{host.group(1)}{tail}"
+    return f" {tail}"
 
 
 def clean_inline(line: str) -> str:
@@ -378,13 +399,46 @@ TEMPLATE_TEXT = re.compile(
     r"who will benefit with this feature|describe the (?:bug|feature|problem|solution|"
     r"alternatives?|current behaviou?r|expected behaviou?r)|for guidance on contributing|"
     r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
-    r"be sure to convey here|describe the problem clearly here)",
+    r"be sure to convey here|describe the problem clearly here|^a bug happened!?$)",
     re.I,
 )
 
 
 def is_log_line(line: str) -> bool:
     return bool(_LOG_PREFIX.match(line) or _STACK_FRAME.match(line))
+
+
+# Marks of code in a line: a statement keyword at its start, a call, an operator.
+_CODE_MARK = re.compile(
+    r"^(?:import |from \S{1,100} import |def |class \w|return\b|const |let |var |function\b|"
+    r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]"
+)
+_PROSE_BLOCK_LINES = 40
+
+
+def looks_like_prose(line: str) -> bool:
+    """Whether a line inside code is a sentence someone wrote: words, no marks of code."""
+    text = line.strip()
+    if len(text) > 1_000 or text.count(" ") < 3:
+        return False
+    compact = len(text) - text.count(" ")
+    if sum(map(str.isalpha, text)) < 0.75 * compact:
+        return False
+    return not (_CODE_MARK.search(text) or is_log_line(text))
+
+
+def _prose_block(block: str) -> list[str]:
+    """The lines of a fenced block that is really prose (TensorFlow's old form fenced the
+    "Current behaviour" answer as ```shell), else ``[]``."""
+    lines = [line.strip() for line in block.split("\n") if line.strip()]
+    if not lines or len(lines) > _PROSE_BLOCK_LINES:
+        return []
+    # A short label ("Problem", "Expected Behaviour") counts neither way.
+    telling = [
+        line for line in lines if line.count(" ") >= 3 or not line.replace(" ", "").isalpha()
+    ]
+    prose = [line for line in telling if looks_like_prose(line)]
+    return lines if prose and len(prose) >= 0.7 * len(telling) else []
 
 
 def is_placeholder(text: str) -> bool:
@@ -423,6 +477,8 @@ class ParsedIssue:
 
 
 _NOISE = frozenset((IGNORE, ENV, LOG, CODE))
+# Sections whose fenced blocks may be prose in disguise.
+_PROSE_ROLES = frozenset((PROBLEM, EXPECTED, ASK))
 _ENV_KEYS = (
     "version",
     "os",
@@ -579,7 +635,17 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             flush()
             index = line[1:].strip()
             if index.isdigit() and int(index) < len(blocks):
-                current.code.append(blocks[int(index)])
+                block = blocks[int(index)]
+                prose = _prose_block(block) if current.role in _PROSE_ROLES else []
+                if prose:
+                    for line in prose:
+                        if line.count(" ") < 3 and heading_role(line) != OTHER:
+                            start(line)  # "Expected Behaviour" inside the block
+                        else:
+                            paragraph.append(clean_inline(line))
+                            flush()
+                else:
+                    current.code.append(block)
             continue
         heading = _ATX_HEADING.match(line)
         if heading and len(sections) >= MAX_SECTIONS:
@@ -596,6 +662,9 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         ):
             flush()
             continue
+        if current.role == CODE and looks_like_prose(line):
+            paragraph.append(clean_inline(line))  # "Hi: I compiled… and got this error"
+            continue
         if current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line):
             flush()
             current.code.append(line)
@@ -607,7 +676,7 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             if rest and not is_placeholder(rest):
                 if new.role == ENV:
                     env.append((new.heading, rest))
-                elif new.role not in _NOISE:
+                elif new.role not in _NOISE or (new.role == CODE and looks_like_prose(rest)):
                     paragraph.append(rest)
             continue
         key_value = _KEY_VALUE.match(line) if (":" in line or "=>" in line) else None
@@ -710,6 +779,7 @@ _EXCEPTION = re.compile(
 _FATAL = re.compile(
     r"\b(segmentation fault|core dumped|illegal instruction|bus error|"
     r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed|"
+    r"undefined reference to [^\n]{1,120}|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
     r"error: [^\n]{5,160})\b",
     re.I,
@@ -742,6 +812,10 @@ _OS_NAMES = (
     ("android", "Android"),
     ("ios", "iOS"),
 )
+
+
+# Platform answers that name none: "all", "any".
+_NO_PLATFORM = frozenset(("all", "any", "all platforms", "any platform", "cross-platform", "x"))
 
 
 def find_error(parsed: ParsedIssue) -> str:
@@ -779,7 +853,18 @@ def find_error(parsed: ParsedIssue) -> str:
             fatal = _FATAL.search(line)
             if fatal:
                 return fatal.group(1).strip()
+    for chunk in ordered[code_chunks:]:  # in prose, only what cannot be a passing word
+        for line in _candidate_lines(chunk, ("undefined reference", "segmentation fault")):
+            fatal = _PROSE_FATAL.search(line)
+            if fatal:
+                return fatal.group(0).strip(" \"'`")
     return ""
+
+
+_PROSE_FATAL = re.compile(
+    r"undefined reference to [`'\"]?[ \t]?[\w:~<>]{1,120}|segmentation fault(?: \(core dumped\))?",
+    re.I,
+)
 
 
 _EXCEPTION_HINTS = ("Error", "Exception", "Failure", "Fault", "Violation", "Panic")
@@ -794,6 +879,7 @@ _FATAL_HINTS = (
     "assert",
     "killed",
     "err!",
+    "undefined",
 )
 _LINE_SCAN = 1_000  # of a line, what the error patterns read
 
@@ -831,15 +917,22 @@ def environment(parsed: ParsedIssue) -> list[str]:
         v = value.lower()
         if not platform and re.search(r"\b(?:os|operating system|platform|distribution)\b", k):
             for needle, name in _OS_NAMES:
-                if needle in v:
-                    version = _version(value) if name not in ("Windows", "macOS") else ""
+                at = v.find(needle)
+                if at >= 0:
+                    # The version next to the name: 'PRETTY_NAME="Ubuntu 22.04.2 LTS"'.
+                    near = value[at : at + 40]
+                    version = _version(near) if name not in ("Windows", "macOS") else ""
                     if name == "Windows":
                         release = re.search(r"\b(?:windows|win)[ \t]*(\d{1,2}|xp)\b", v)
                         version = release.group(1) if release else ""
                     platform = f"{name} {version}".strip()
                     break
             else:
-                if len(value) <= 30 and any(c.isalpha() for c in value):
+                if (
+                    len(value) <= 30
+                    and any(c.isalpha() for c in value)
+                    and value.lower().strip(" .") not in _NO_PLATFORM
+                ):
                     platform = value
         if not product and "version" in k:
             version = _version(value)

@@ -12,6 +12,7 @@ from pipelines.providers.summary import (
     summarise,
     truncate,
 )
+from pipelines.providers.text import clean_issue_text
 
 TEMPLATE_BUG = """<!-- Please search existing issues to avoid creating duplicates. -->
 ### Is there an existing issue for this?
@@ -286,3 +287,90 @@ def test_prose_after_an_inline_steps_list_is_the_statement() -> None:
     )
     summary = summarise("App crashes when saving a file with an emoji in its name", body)
     assert summary == "The app crashes with a segfault since upgrading to 2.4."
+
+
+# ---- second round (issue 9): failure patterns of a fresh sample outside the eval set ----
+
+
+def test_github_links_become_the_file_or_repository_they_name() -> None:
+    body = (
+        "The message is printed twice because of the comparison in "
+        "https://github.com/o/r/blob/1e8aa02/src/index/base.cpp#L168, see also "
+        "https://github.com/o/grammar and https://github.com/o/r/wiki/How_to."
+    )
+    text = clean_issue_text("", body)
+    assert "src/index/base.cpp," in text
+    assert "o/grammar" in text
+    assert "github.com" not in text
+    assert "How_to" not in text
+
+
+def test_prose_fenced_in_a_current_behaviour_field_is_read_as_prose() -> None:
+    body = (
+        "### Current Behaviour?\n\n```shell\nProblem\n"
+        "A keras sequential model was compiled with a custom optimizer and saved.\n"
+        "Loading the saved model throws an unknown optimizer error.\n\n"
+        "Expected Behaviour\nThe model loads like any other.\n```\n"
+    )
+    summary = summarise("Model save issues with a custom optimizer", body)
+    assert "saved model" in summary or "compiled with a custom optimizer" in summary
+    assert not summary.startswith("Problem")
+    assert "Expected: the model loads like any other." in summary
+
+
+def test_code_fenced_in_a_current_behaviour_field_stays_code() -> None:
+    body = "### Current Behaviour?\n\n```python\nimport tensorflow as tf\nx = tf.ones(3)\n```\n"
+    assert "import" not in summarise("tf.ones fails", body)
+
+
+def test_prose_in_a_standalone_code_field_is_the_statement_and_its_error_is_found() -> None:
+    body = (
+        "**Standalone code to reproduce the issue**\n"
+        "    I have compiled the static library with cmake as the official document says. "
+        'Calling it from C gives: "undefined reference to `TfLiteModelCreateFromFile\'"\n'
+    )
+    summary = summarise("Using C api and library", body)
+    assert summary.startswith("I have compiled the static library with cmake")
+    assert "undefined reference to TfLiteModelCreateFromFile" in summary
+
+
+def test_a_step_marked_with_the_bug_emoji_beats_a_side_remark() -> None:
+    body = (
+        "Repro:\n1. Run the tests\n2. Scroll up\n"
+        "3. Hover a link, \U0001f41b it will flicker and be hard to click\n\n"
+        "Not sure yet if this is upstream."
+    )
+    summary = summarise("Terminal link underline flickers", body)
+    assert "Hover a link, it will flicker and be hard to click." in summary
+    assert "upstream" not in summary
+    assert "\U0001f41b" not in summary
+
+
+def test_a_command_line_or_a_linker_line_is_not_the_statement() -> None:
+    body = (
+        "`./configure --with-gui=no --disable-tests --disable-wallet MAKE=gmake`\n\n"
+        "`/usr/local/bin/ld: libutil.a(system.o): in function `Setup()': "
+        "/opt/src/util/system.cpp:1103: undefined reference to `boost::path::imbue'`\n"
+    )
+    summary = summarise("freebsd 12.1 build broken", body)
+    assert "configure" not in summary
+    assert "/usr/local" not in summary
+
+
+def test_tensorflow_placeholder_answer_is_not_content() -> None:
+    body = "### Current Behaviour?\n\nA bug happened!\n\n### Python version\n\n3.9\n"
+    assert "A bug happened" not in summarise("data and ml module missing", body)
+
+
+def test_environment_reads_the_version_next_to_the_os_name_and_skips_all() -> None:
+    body = (
+        "### OS platform and distribution\n\n"
+        'PRETTY_NAME="Ubuntu 22.04.2 LTS" NAME="Ubuntu" VERSION_ID="22.04"\n\n'
+        "### Current behavior?\n\nThe pooling layer aborts on a huge window size.\n"
+    )
+    assert summarise("MaxPooling2D crash", body).endswith("(Ubuntu 22.04.2)")
+    body_all = (
+        "##### System information (version)\n- Operating System / Platform => all\n\n"
+        "##### Detailed description\nThere are conversions from NV12 to RGB but not back.\n"
+    )
+    assert "(all)" not in summarise("Color conversion: RGB => NV12", body_all)
