@@ -100,7 +100,7 @@ _BOILERPLATE = re.compile(
     r"(?:e\.g\.|for example),? (?:linux|ubuntu|windows|macos)|automated\)|"
     r"you can collect some of this information|you can obtain the tensorflow version|"
     r"provide a reproducible test case|include any logs or source code|"
-    r"if the current behavior is a bug|your bug will get fixed much faster)",
+    r"if the current behavior is a bug|your bug will get fixed much faster|signed-off-by)",
     re.I,
 )
 # "It crashes…", "This happens…", "That is…": a subject pronoun followed by a verb.
@@ -201,9 +201,9 @@ def is_prose(sentence: str) -> bool:
         return False
     if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
         return False
-    if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 3:
+    if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 2:
         return False
-    if len(_PATH.findall(sentence)) >= 2:
+    if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
         return False  # "/usr/local/bin/ld: libbitcoin_util.a(…): in function …": a log line
     return not _BOILERPLATE.search(sentence)
 
@@ -291,7 +291,11 @@ _CONNECTOR = re.compile(
 # "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
 _COMMAND = re.compile(r"\./|\$ |> |sudo ")
 _PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
-_OPTION = re.compile(r"(?:^|(?<=\s))(?:--?[A-Za-z]|\w{1,40}=\S)")
+# "--disable-wallet", "-datadir=/x": command-line options (one dash and no value: "-f" may
+# be prose).
+_OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
+# "src/x.h:72:8: note: …", "Makefile:11830: recipe…", "make[2]: ***": compiler and make output.
+_DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
 
 
@@ -316,7 +320,7 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
 
 _LEAD = re.compile(
     r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
-    r"summary:|tl;dr:?|update:|so,|then,?)[ \t]+(?=\S)",
+    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)",
     re.I,
 )
 

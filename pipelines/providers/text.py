@@ -411,7 +411,7 @@ def is_log_line(line: str) -> bool:
 # Marks of code in a line: a statement keyword at its start, a call, an operator.
 _CODE_MARK = re.compile(
     r"^(?:import |from \S{1,100} import |def |class \w|return\b|const |let |var |function\b|"
-    r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]"
+    r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]|(?:^|(?<=\s))--?[A-Za-z]|://|\\$"
 )
 _PROSE_BLOCK_LINES = 40
 
@@ -854,15 +854,20 @@ def find_error(parsed: ParsedIssue) -> str:
             if fatal:
                 return fatal.group(1).strip()
     for chunk in ordered[code_chunks:]:  # in prose, only what cannot be a passing word
-        for line in _candidate_lines(chunk, ("undefined reference", "segmentation fault")):
+        for line in _candidate_lines(
+            chunk, ("undefined reference", "segmentation fault", "error:")
+        ):
             fatal = _PROSE_FATAL.search(line)
             if fatal:
-                return fatal.group(0).strip(" \"'`")
+                found = fatal.group(1) or fatal.group(2) or fatal.group(0)
+                return found.strip(" \"'`")
     return ""
 
 
 _PROSE_FATAL = re.compile(
-    r"undefined reference to [`'\"]?[ \t]?[\w:~<>]{1,120}|segmentation fault(?: \(core dumped\))?",
+    r"undefined reference to [`'\"]?[ \t]?[\w:~<>]{1,120}|segmentation fault(?: \(core dumped\))?|"
+    r"[A-Za-z]:\d{1,6}:\d{1,6}: ((?:fatal )?error: [^\n]{1,160})|"
+    r"error: (\(-\d{1,4}:[^)\n]{1,60}\)[^\n]{0,160})",
     re.I,
 )
 
@@ -932,6 +937,7 @@ def environment(parsed: ParsedIssue) -> list[str]:
                     len(value) <= 30
                     and any(c.isalpha() for c in value)
                     and value.lower().strip(" .") not in _NO_PLATFORM
+                    and not value.startswith(":")  # an emoji code, ":grey_question:"
                 ):
                     platform = value
         if not product and "version" in k:

@@ -374,3 +374,34 @@ def test_environment_reads_the_version_next_to_the_os_name_and_skips_all() -> No
         "##### Detailed description\nThere are conversions from NV12 to RGB but not back.\n"
     )
     assert "(all)" not in summarise("Color conversion: RGB => NV12", body_all)
+
+
+def test_compiler_diagnostics_are_errors_not_statements() -> None:
+    body = (
+        "I am building from source on Ubuntu and followed the instructions.\n\n"
+        "cloning_demo.cpp:23:10: fatal error: opencv2/photo.hpp: No such file or directory\n"
+    )
+    summary = summarise("Build fails", body)
+    assert "I am building from source on Ubuntu" in summary
+    assert "cloning_demo" not in summary
+    assert "Error: fatal error: opencv2/photo.hpp: No such file or directory" in summary
+
+
+def test_an_opencv_assertion_quoted_in_prose_is_the_error() -> None:
+    body = (
+        "Resizing an empty image fails.\n\n"
+        '"cv::Exception: OpenCV(4.5.4) /src/resize.cpp:4051: error: (-215:Assertion failed) '
+        "!ssize.empty() in function 'resize'\""
+    )
+    assert "Error: (-215:Assertion failed) !ssize.empty()" in summarise("resize fails", body)
+
+
+def test_sign_offs_and_emoji_codes_are_not_content() -> None:
+    body = (
+        "Signed-off-by: Jane Doe <jane@example.com>\n\n"
+        "- OS / Platform => :grey_question:\n\n"
+        "Adds support for the stable xdg_shell protocol."
+    )
+    summary = summarise("highgui Wayland xdg_shell", body)
+    assert "Signed-off-by" not in summary
+    assert "grey_question" not in summary
