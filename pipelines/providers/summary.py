@@ -47,7 +47,7 @@ MAX_SENTENCES = 60  # of one section, read for the statement
 BODY_MAX = (
     16_000  # what the summariser reads of a body  # the statement's share when specifics follow
 )
-SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
+SHORT_STATEMENT = 110  # below this, a second sentence of the same section is added
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
 ELLIPSIS = "…"
@@ -70,7 +70,8 @@ _WEAK = re.compile(
 # "Code for conversion.", "Here is the full log:": a label in front of code.
 _CODE_LABEL = re.compile(
     r"(?:here is |here's |below is )?(?:the |my |a )?(?:full |complete )?(?:code|example|"
-    r"output|logs?|screenshots?|error message|traceback|stack ?trace|snippet)\b"
+    r"output|logs?(?! (?:in|into|out|on)\b)|screenshots?|error message|traceback|stack ?trace|"
+    r"snippet)\b"
     r"[^.?!\n]{0,30}[:.]?$",
     re.I,
 )

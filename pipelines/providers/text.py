@@ -778,7 +778,8 @@ _EXCEPTION = re.compile(
 )
 _FATAL = re.compile(
     r"\b(segmentation fault|core dumped|illegal instruction|bus error|"
-    r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed|"
+    r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed(?:: [^\n]{1,120})?|"
+    r"error message: [^\n]{5,160}|"
     r"undefined reference to [^\n]{1,120}|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
     r"error: [^\n]{5,160})\b",
