@@ -48,6 +48,7 @@ BODY_MAX = (
     16_000  # what the summariser reads of a body  # the statement's share when specifics follow
 )
 SHORT_STATEMENT = 110  # below this, a second sentence of the same section is added
+RESTATES_TITLE = 0.5  # a statement with fewer new content words than this share restates it
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
 ELLIPSIS = "…"
@@ -62,7 +63,8 @@ _GREETING = re.compile(
 )
 _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
-    r"error|bug)|same (?:issue|problem|here)|any (?:idea|help|suggestion)s?|can (?:someone|"
+    r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
+    r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
     r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
     re.I,
@@ -79,7 +81,8 @@ _CODE_LABEL = re.compile(
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
     r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
-    r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b|note:|"
+    r"(?:i )?hope (?:this|i|that you|you)\b|i want to report a bug\b|"
+    r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b)",
     re.I,
 )
@@ -370,11 +373,37 @@ def _statement_sections(parsed: ParsedIssue) -> list[Section]:
     return marked[:1] + [s for s in ordered if s not in marked[:1]]
 
 
+FOLLOW_NEW_WORDS = 3  # content words a second sentence must add to the first and the title
+_ASIDE = re.compile(
+    r"(?:please|thanks?|thank you|so\b|and yet\b|anyway|any (?:kind of )?help)", re.I
+)
+
+
+def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
+    """Whether a second sentence says enough of its own to be worth its length."""
+    if _ASIDE.match(sentence) or is_dangling(sentence) or _CODE_LABEL.match(sentence):
+        return False
+    new = set(tokens(sentence)) - title_tokens - set(tokens(first))
+    return len(new) >= FOLLOW_NEW_WORDS
+
+
+def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
+    """The first informative sentence of ``sections`` (not a step), or ``""``."""
+    for section in sections:
+        if section.role == STEPS:
+            continue
+        for sentence in _section_sentences(section.paragraphs, seen)[:_CANDIDATES]:
+            if _informative(sentence, title_tokens) and not is_dangling(sentence):
+                return sentence
+    return ""
+
+
 def _statement(parsed: ParsedIssue) -> tuple[str, str]:
     """What happens or what is asked, and the role of the section it came from."""
     title_tokens = set(tokens(parsed.title))
     seen: set[str] = set()
-    for section in _statement_sections(parsed):
+    sections = _statement_sections(parsed)
+    for position, section in enumerate(sections):
         role = section.role
         sentences = _section_sentences(section.paragraphs, seen)
         informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)]
@@ -392,12 +421,21 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             follow < len(sentences)
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
-            and not chosen[0].endswith(":")
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
+            and _adds_to(sentences[follow], chosen[0], title_tokens)
         ):
             chosen.append(sentences[follow])
-        if chosen[-1].endswith(":"):
-            chosen[-1] = chosen[-1][:-1].rstrip()
+        if len(chosen) == 1 and _novel(chosen[0], title_tokens) < RESTATES_TITLE:
+            # "Add color conversion to NV12" under the title "Color conversion: RGB => NV12":
+            # what the next section says is what the summary can add.
+            more = _first_informative(sections[position + 1 :], title_tokens, seen)
+            if (
+                more
+                and len(chosen[0]) + len(more) <= MAIN_MAX
+                and _adds_to(more, chosen[0], title_tokens)
+            ):
+                chosen.append(more)
+        chosen = [c[:-1].rstrip() if c.endswith(":") else c for c in chosen]
         text = " ".join(_ensure_period(_unmark(s)) for s in chosen)
         text = _capitalise(text)
         short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5

@@ -417,3 +417,25 @@ def test_sign_offs_and_emoji_codes_are_not_content() -> None:
     summary = summarise("highgui Wayland xdg_shell", body)
     assert "Signed-off-by" not in summary
     assert "grey_question" not in summary
+
+
+def test_a_statement_that_restates_the_title_is_followed_by_the_next_section() -> None:
+    body = (
+        "Add color conversion for RGB to NV12.\n\n##### Detailed description\n"
+        "There are conversions from NV12 to RGB and GRAY but not the reverse."
+    )
+    summary = summarise("Color conversion: RGB => NV12", body)
+    assert summary == (
+        "Add color conversion for RGB to NV12. "
+        "There are conversions from NV12 to RGB and GRAY but not the reverse."
+    )
+
+
+def test_a_second_sentence_must_say_something_of_its_own() -> None:
+    body = (
+        "When value in the store context changes, the effect of draftData also runs. "
+        "Please suggest how to resolve."
+    )
+    summary = summarise("useEffect runs too often", body)
+    assert "Please" not in summary
+    assert summary.startswith("When value in the store context changes")
