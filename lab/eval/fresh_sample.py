@@ -1,10 +1,12 @@
 """Draw fresh samples outside the evaluation set, for hand rating (issue 9, second round).
 
-``python -m lab.eval.fresh_sample [DATA]`` prints two samples of keys as JSONL, each
+``python -m lab.eval.fresh_sample [DATA]`` prints three samples of keys as JSONL, each
 3 issues per (repo, label) cell (45 issues), none in ``eval_set.jsonl`` and none shared:
-``tune`` (read while fixing the summariser and the tagger) and ``holdout`` (rated once,
-after the fixes, never looked at while tuning). Seed 2026. Only the keys are committed
-(``fresh_samples.jsonl``, with the hand ratings); the text stays in the data file.
+``tune`` (read while fixing the summariser and the tagger), ``holdout`` (rated once after
+the first fixes; the failures it showed were then fixed too, so it became tuning data) and
+``holdout2`` (drawn afterwards with seed 2027, rated once, after all fixes: the held-out-like
+figure). Seed 2026 for the first two. Only keys and hand ratings are committed
+(``fresh_ratings.jsonl``); the text stays in the data file.
 """
 
 from __future__ import annotations
@@ -18,24 +20,28 @@ from pathlib import Path
 from lab.eval.sample import DATA, read_jsonl
 
 SEED = 2026
+SECOND_SEED = 2027
 PER_CELL = 3
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Two disjoint samples (``tune``, ``holdout``) of PER_CELL issues per (repo, label)."""
+    """Three disjoint samples (``tune``, ``holdout``, ``holdout2``), PER_CELL per (repo, label)."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         if (row["repo"], row["id"]) not in taken:
             cells[(row["repo"], row["label"])].append(row)
     rng = random.Random(SEED)
-    out: dict[str, list[dict[str, str]]] = {"tune": [], "holdout": []}
+    second = random.Random(SECOND_SEED)
+    out: dict[str, list[dict[str, str]]] = {"tune": [], "holdout": [], "holdout2": []}
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
         drawn = rng.sample(members, 2 * PER_CELL)
         out["tune"].extend(sorted(drawn[:PER_CELL], key=lambda r: r["id"]))
         out["holdout"].extend(sorted(drawn[PER_CELL:], key=lambda r: r["id"]))
+        rest = [r for r in members if r not in drawn]
+        out["holdout2"].extend(sorted(second.sample(rest, PER_CELL), key=lambda r: r["id"]))
     return out
 
 
@@ -43,5 +49,8 @@ if __name__ == "__main__":
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA
     for name, chosen in fresh_samples(read_jsonl(path)).items():
         for row in chosen:
-            print(json.dumps({"sample": name, "repo": row["repo"], "id": row["id"],
-                              "label": row["label"]}))
+            print(
+                json.dumps(
+                    {"sample": name, "repo": row["repo"], "id": row["id"], "label": row["label"]}
+                )
+            )

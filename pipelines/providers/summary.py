@@ -77,13 +77,16 @@ _CODE_LABEL = re.compile(
     r"[^.?!\n]{0,30}[:.]?$",
     re.I,
 )
+_LINK_LABEL = re.compile(r"(?:original |related |reference |source )?links?[ \t]?:", re.I)
 # Openers that carry nothing, whatever follows them.
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
     r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
     r"(?:i )?hope (?:this|i|that you|you)\b|i want to report a bug\b|"
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
-    r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b)",
+    r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
+    r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
+    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
@@ -208,6 +211,14 @@ def is_prose(sentence: str) -> bool:
     if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 2:
         return False
     if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
+        return False
+    if (
+        len(_STATEMENT_MARK.findall(sentence)) >= 2
+        or _CALL_START.match(sentence)
+        or _CONFIGURE.findall(sentence)[1:]
+    ):
+        return False  # "a.x = 1; a.y = 2;", "plt.title('x') plt.show()", configure output
+    if _TRACEBACK.search(sentence):
         return False  # "/usr/local/bin/ld: libbitcoin_util.a(…): in function …": a log line
     return not _BOILERPLATE.search(sentence)
 
@@ -221,6 +232,8 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
     if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
+        return False
+    if len(words) <= 8 and _LINK_LABEL.match(sentence):  # "Original link: forum.opencv.org."
         return False
     if _INTRODUCES.search(sentence) and len(words) < 8:
         return False  # "Often we write something like:" only introduces code or a list
@@ -292,6 +305,19 @@ _CONNECTOR = re.compile(
     r"hence|so|otherwise|instead|moreover|furthermore)\b",
     re.I,
 )
+_POINTS_AT = re.compile(
+    r"\b(?:the following|(?:code|example|log|output) (?:sees? |shown )?below|see below|"
+    r"as shown (?:below|above)|(?:code|example) above)\b",
+    re.I,
+)
+_TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
+)
+# Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
+# opens with a call taking a string ("plt.title('Loss') plt.show()").
+_STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
+_CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
+_CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
 # "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
 _COMMAND = re.compile(r"\./|\$ |> |sudo ")
 _PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
@@ -315,8 +341,8 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
-    if _CONNECTOR.match(sentence):
-        score -= 0.5  # "However, …" goes on from a sentence the summary does not show
+    if _CONNECTOR.match(sentence) or _POINTS_AT.search(sentence):
+        score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
     return score
@@ -523,8 +549,8 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         if _fits(parts, env_text, max_chars):
             parts.append(env_text)
     summary = " ".join(parts).strip()
-    if not summary:
-        summary = _fallback(body or "")
+    if not any(c.isalnum() for c in summary):
+        summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
 
 
@@ -536,4 +562,4 @@ def _error_keys(error: str) -> list[str]:
 def _fallback(body: str) -> str:
     """No title and no prose: the first words of the body as written, else a placeholder."""
     words = " ".join(body[:2000].split())
-    return words[:SUMMARY_MAX] if words else EMPTY
+    return words[:SUMMARY_MAX] if any(c.isalnum() for c in words) else EMPTY

@@ -285,7 +285,8 @@ _LOG_PREFIX = re.compile(
     r"[ \t]*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
     r"|(?:INFO|WARN|WARNING|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[ \t:\]]"
     r"|#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
-    r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!"
+    r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!|-{2,}>"
+    r"|\w{1,60}(?:Error|Exception)[ \t]+Traceback\b"
     r"|[ \t]*\^+[ \t]*$"
     r"|(?:[a-z_]\w{0,40}\.){0,8}[A-Z]\w{0,60}?(?:Error|Exception)\b:)"
 )
@@ -399,7 +400,9 @@ TEMPLATE_TEXT = re.compile(
     r"who will benefit with this feature|describe the (?:bug|feature|problem|solution|"
     r"alternatives?|current behaviou?r|expected behaviou?r)|for guidance on contributing|"
     r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
-    r"be sure to convey here|describe the problem clearly here|^a bug happened!?$)",
+    r"be sure to convey here|describe the problem clearly here|^a bug happened!?$|"
+    r"provide code to help us reproduce|provide a link to a github gist|"
+    r"which versions? of react,? and which browser|did this work in previous versions of react)",
     re.I,
 )
 
@@ -414,6 +417,7 @@ _CODE_MARK = re.compile(
     r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]|(?:^|(?<=\s))--?[A-Za-z]|://|\\$"
 )
 _PROSE_BLOCK_LINES = 40
+_LONG_LINE_WORDS = 12  # a line this long may hold one "a = b" and still be a sentence
 
 
 def looks_like_prose(line: str) -> bool:
@@ -424,6 +428,8 @@ def looks_like_prose(line: str) -> bool:
     compact = len(text) - text.count(" ")
     if sum(map(str.isalpha, text)) < 0.75 * compact:
         return False
+    if text.count(" ") >= _LONG_LINE_WORDS and text.count(" = ") == 1:
+        text = text.replace(" = ", " ")  # "by setting num_threads = 1 in the Interpreter"
     return not (_CODE_MARK.search(text) or is_log_line(text))
 
 
@@ -478,7 +484,7 @@ class ParsedIssue:
 
 _NOISE = frozenset((IGNORE, ENV, LOG, CODE))
 # Sections whose fenced blocks may be prose in disguise.
-_PROSE_ROLES = frozenset((PROBLEM, EXPECTED, ASK))
+_PROSE_ROLES = frozenset((PROBLEM, EXPECTED, ASK, CODE))
 _ENV_KEYS = (
     "version",
     "os",
@@ -746,7 +752,7 @@ _SENTENCE_SPLIT = re.compile(
     r"(?<=[.!?…])[\"')\]]*[ \t]+(?=[\"'(\[]?[A-Z0-9\u00c0-\uffff])|(?<=[\u3002\uff01\uff1f])|\n"
 )
 _ABBREVIATION = re.compile(
-    r"(?:\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig|mr|mrs|dr|st|resp|ver|v)\.|\b[A-Z]\.)$",
+    r"(?:\b(?:e\.g|i\.e|eg|ie|etc|vs|cf|approx|incl|no|fig|mr|mrs|dr|st|resp|ver|v)\.|\b[A-Z]\.)$",
     re.I,
 )
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -903,7 +909,7 @@ def _candidate_lines(chunk: str, hints: tuple[str, ...]) -> list[str]:
 
 
 def _version(value: str) -> str:
-    found = _VERSION.search(value[:24])
+    found = _VERSION.search(value[:60])
     return found.group(0) if found else ""
 
 

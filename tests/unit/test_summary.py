@@ -439,3 +439,60 @@ def test_a_second_sentence_must_say_something_of_its_own() -> None:
     summary = summarise("useEffect runs too often", body)
     assert "Please" not in summary
     assert summary.startswith("When value in the store context changes")
+
+
+# ---- patterns of the first held-out sample (fixed after it was rated) ----
+
+
+def test_a_title_and_body_without_words_give_the_placeholder() -> None:
+    assert summarise(".", ".") == EMPTY
+
+
+def test_an_ipython_traceback_pasted_as_prose_is_not_the_statement() -> None:
+    body = (
+        "### Current behavior?\n\nValueError Traceback (most recent call last) "
+        "<ipython-input-57-865e> in <cell line: 1>() ----> 1 model.fit(train_ds, epochs=10)\n\n"
+        "I save a checkpoint every epoch and after two weeks it fails.\n"
+    )
+    summary = summarise("ValueError: Unable to create dataset (name already exists)", body)
+    assert "Traceback" not in summary
+    assert "checkpoint" in summary
+
+
+def test_eg_does_not_end_a_sentence() -> None:
+    body = "Unable to change specific body line colour eg. Hip-Knee-Ankle line in swift."
+    assert "Hip-Knee-Ankle" in summarise("How to change a line colour", body)
+
+
+def test_the_old_tensorflow_template_line_is_not_content() -> None:
+    body = (
+        "### 2. Code\n\nProvide code to help us reproduce your issues using one of the "
+        "following options.\n"
+    )
+    assert "Provide code" not in summarise("Conv2DTranspose fails on mobile gpu", body)
+
+
+def test_prose_fenced_in_a_code_field_and_a_sentence_with_one_assignment_are_prose() -> None:
+    body = (
+        "### Current Behaviour?\n\n```shell\nI am trying to build the minimal example for a "
+        "device without POSIX threads, I know one can set num_threads = 1 in the Interpreter "
+        "but I want to disable pthread fully.\n```\n\n"
+        "### Standalone code to reproduce the issue\n\n```shell\n"
+        "Segmentation fault but with tensorflow 2.12.0 this problem does not occur\n```\n"
+    )
+    summary = summarise("Building Tflite compiling out pthread", body)
+    assert summary.startswith("I am trying to build the minimal example")
+
+
+def test_pointers_thanks_and_code_statements_are_not_statements() -> None:
+    body = (
+        "See the porting guide https://developer.apple.com/x and the differences.\n\n"
+        "@someone thanks for the explanation.\n\n"
+        "Image2BlobParams p; p.datalayout = DNN_LAYOUT_NHWC; p.ddepth = CV_32F;\n\n"
+        "Original link: https://forum.opencv.org/t/1\n\n"
+        "The release needs arm64 binaries for the new Macs.\n"
+    )
+    summary = summarise("Add macOS ARM build", body)
+    assert "arm64 binaries" in summary
+    for noise in ("See the", "thanks", "DNN_LAYOUT_NHWC", "Original link"):
+        assert noise not in summary
