@@ -301,6 +301,7 @@ _LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
 _REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
+_CODE_LINK = re.compile(r"\[(`{1,3}[^`\n]{1,300}`{1,3})\]\([^()\n]{0,20000}\)")
 # Emphasis markers only (not the text between them): no backtracking over the content,
 # so a long "*a*a*a…" line costs one pass.
 _EMPHASIS = re.compile(r"(?<![\w*])[*_]{1,3}(?=[^\s*_])|(?<=[^\s*_])[*_]{1,3}(?![\w*])")
@@ -352,7 +353,21 @@ def _short_url(match: re.Match[str]) -> str:
 
 
 def clean_inline(line: str) -> str:
-    """Inline Markdown of one prose line to plain text (links keep their text)."""
+    """Inline Markdown of one prose line to plain text (links keep their text).
+
+    Code spans are kept as written (without their backticks): markup inside them
+    ("it comes up like this `![Alt text](image.png)`") is what the reporter quoted.
+    """
+    if "`" in line:
+        if "](" in line:
+            line = _CODE_LINK.sub(r"\1", line)  # [`toTree`](src/x.js) -> `toTree`
+        parts = _INLINE_CODE.split(line)  # text, code, text, code, ...
+        joined = "".join(part if i % 2 else _clean_markup(part) for i, part in enumerate(parts))
+        return _WS.sub(" ", joined).strip()
+    return _WS.sub(" ", _clean_markup(line)).strip()
+
+
+def _clean_markup(line: str) -> str:
     if "](" in line:
         line = _IMAGE_MD.sub(" ", line)
         line = _LINK_MD.sub(r"\1", line)
@@ -360,11 +375,9 @@ def clean_inline(line: str) -> str:
         line = _REF_LINK.sub(r"\1", line)
     if "://" in line:
         line = _URL.sub(_short_url, line)
-    if "`" in line:
-        line = _INLINE_CODE.sub(r"\1", line)
     if "*" in line or "_" in line:
         line = _EMPHASIS.sub("", line)
-    return _WS.sub(" ", line).strip()
+    return line
 
 
 _SPAN = re.compile(r"\ue001(\d{1,6})\ue002")
@@ -431,6 +444,16 @@ def looks_like_prose(line: str) -> bool:
     if text.count(" ") >= _LONG_LINE_WORDS and text.count(" = ") == 1:
         text = text.replace(" = ", " ")  # "by setting num_threads = 1 in the Interpreter"
     return not (_CODE_MARK.search(text) or is_log_line(text))
+
+
+_SENTENCE_WORDS = 8  # an environment answer this long, ending like a sentence, is prose
+
+
+def _written_sentence(line: str) -> bool:
+    if line.count(" ") < _SENTENCE_WORDS or line[-1:] not in ".?!" or is_log_line(line):
+        return False
+    compact = len(line) - line.count(" ")
+    return sum(map(str.isalpha, line)) >= 0.75 * compact
 
 
 def _prose_block(block: str) -> list[str]:
@@ -700,10 +723,15 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         cleaned = clean_inline(_QUOTE.sub("", _LIST_ITEM.sub("", line, count=1), count=1))
         if not cleaned:
             continue
-        if current.role == ENV:
+        if current.role == ENV and not _written_sentence(cleaned):
             if not is_placeholder(cleaned):
                 env.append((current.heading, cleaned))
             continue
+        if current.role == ENV:
+            # "### Python version\n3.10.9\nHello! Currently I can get the weights…": the
+            # reporter went on writing under the last form field.
+            current = Section("", PROBLEM)
+            sections.append(current)
         compact = len(cleaned) - cleaned.count(" ")
         if sum(map(str.isalpha, cleaned)) < 0.5 * compact:
             flush()  # "{", "vsliv368:30146709", "1.2.3 | x64": code or data, not prose

@@ -300,7 +300,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"package\.json|package-lock\.json|yarn\.lock",
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
             r"modules?|code)",
-            r"3rdparty",
+            r"(?<![/\\])3rdparty(?![/\\])",
             r"vendored|submodules?",
             r"peer dep(?:endency|endencies)?",
             r"version conflict",
@@ -319,7 +319,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"could not resolve dependency",
             r"version conflict",
             r"(?:requires|needs|pins?) (?:\w+ )?(?:version )?(?:>=|<=|==|<|>)",
-            r"3rdparty",
+            r"(?<![/\\])3rdparty(?![/\\])",
             r"incompatible (?:with )?(?:numpy|protobuf|keras|python|cuda|cudnn) ",
         ),
     ),

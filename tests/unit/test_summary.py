@@ -496,3 +496,26 @@ def test_pointers_thanks_and_code_statements_are_not_statements() -> None:
     assert "arm64 binaries" in summary
     for noise in ("See the", "thanks", "DNN_LAYOUT_NHWC", "Original link"):
         assert noise not in summary
+
+
+# ---- patterns of the second held-out sample (fixed after it was rated) ----
+
+
+def test_markup_quoted_in_a_code_span_is_kept_and_a_code_link_keeps_its_text() -> None:
+    text = clean_issue_text(
+        "",
+        "Pasting from OneNote gives `![Alt text](image.png)` in the editor. "
+        "The new API [`toTree`](src/renderers/testing/x.js) returns a tree.",
+    )
+    assert "![Alt text](image.png)" in text
+    assert "The new API toTree returns a tree." in text
+
+
+def test_prose_written_under_the_last_environment_field_is_prose() -> None:
+    body = (
+        "### Python version\n\n3.10.9\n\n\nHello!\n"
+        "Currently, I can get the weights of each layer of a Keras model by calling "
+        "`get_weights()`, but the order of weights and biases is not documented.\n"
+    )
+    summary = summarise("More descriptive get_weights() method", body)
+    assert summary.startswith("Currently, I can get the weights of each layer")

@@ -61,6 +61,9 @@ HOSTILE_BODIES: dict[str, str] = {
     "path-like words": ("a/b/c " * BODY)[:BODY],
     "undefined references": ("undefined reference to " * BODY)[:BODY],
     "bug markers": ("\U0001f41b " * BODY)[:BODY],
+    "links around code spans": ("[`a`](" * BODY)[:BODY],
+    "long sentences under an environment field": "### Python version\n\n"
+    + ("word " * 20 + "end.\n") * 2_000,
 }
 
 

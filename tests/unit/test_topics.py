@@ -296,6 +296,11 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
         ("Reduce layer: dynamic batch", "Adds ReduceSum support. Regression test.", "regression"),
         ("Loosen up type requirements for event handlers", "", "dependencies"),
         (
+            "Failed to install opencv 4.6.0 on ubuntu",
+            "I met this error: /tmp/3rdparty/ippicv/iw_image.h:72:8: expected ';' before 'x'",
+            "dependencies",
+        ),
+        (
             "How to get detailed information",
             "I'm getting following error while compiling the model with XLA.",
             "build",
