@@ -77,7 +77,12 @@ _CODE_LABEL = re.compile(
     r"[^.?!\n]{0,30}[:.]?$",
     re.I,
 )
-_LINK_LABEL = re.compile(r"(?:original |related |reference |source )?links?[ \t]?:", re.I)
+_LINK_LABEL = re.compile(
+    r"(?:original |related |reference |source )?links?(?:[ \t]?:| (?:for|to) [^:\n]{0,80}:)", re.I
+)
+# "Ibrahim Jubran, Fares Fares, Yuval Alfassi, Dan Feldman": a list of names, not a sentence.
+_NAME = r"[A-Z][\w'.-]{0,30}(?: [A-Z][\w'.-]{0,30}){0,3}"
+_NAME_LIST = re.compile(rf"(?:{_NAME}, ){{2,}}(?:and )?{_NAME}\.?")
 # Openers that carry nothing, whatever follows them.
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
@@ -232,6 +237,8 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
     if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
+        return False
+    if _NAME_LIST.fullmatch(sentence):
         return False
     if len(words) <= 8 and _LINK_LABEL.match(sentence):  # "Original link: forum.opencv.org."
         return False

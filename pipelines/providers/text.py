@@ -298,6 +298,8 @@ _STACK_FRAME = re.compile(r"[ \t]*at[ \t]+[\w$<>/-]+(?:\.[\w$<>/-]+)*[ \t]*(?:\(
 # The target class excludes "(" and ")", so a scan stops at the next one: linear.
 _IMAGE_MD = re.compile(r"!\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
 _LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
+# A link whose target runs past the end of the (bounded) text: its text is what is left.
+_CUT_LINK = re.compile(r"!?\[([^\[\]\n]{0,300})\]\([^()\n]{0,100000}$")
 _REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
@@ -371,6 +373,7 @@ def _clean_markup(line: str) -> str:
     if "](" in line:
         line = _IMAGE_MD.sub(" ", line)
         line = _LINK_MD.sub(r"\1", line)
+        line = _CUT_LINK.sub(r"\1", line)
     if "][" in line:
         line = _REF_LINK.sub(r"\1", line)
     if "://" in line:

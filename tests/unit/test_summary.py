@@ -519,3 +519,22 @@ def test_prose_written_under_the_last_environment_field_is_prose() -> None:
     )
     summary = summarise("More descriptive get_weights() method", body)
     assert summary.startswith("Currently, I can get the weights of each layer")
+
+
+def test_an_author_list_and_a_link_label_are_not_statements() -> None:
+    body = (
+        "### Newton-PnP: Real-time Visual Navigation\n"
+        "**Ibrahim Jubran, Fares Fares, Yuval Alfassi, Dan Feldman**\n\n"
+        "Link for the article with information and proof of working:\n"
+        "https://arxiv.org/pdf/2203.02686.pdf\n\n"
+        "We suggest an algorithm that runs on weak IoT devices in real time.\n"
+    )
+    summary = summarise("Newton PNP Solver", body)
+    assert "Jubran" not in summary
+    assert "We suggest an algorithm" in summary or "we suggest an algorithm" in summary
+
+
+def test_a_link_cut_by_the_body_limit_keeps_its_text() -> None:
+    text = clean_issue_text("", "See [Playground Repro 1](https://example.org/#" + "x" * 30_000)
+    assert "Playground Repro 1" in text
+    assert "[" not in text

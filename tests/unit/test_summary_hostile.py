@@ -62,6 +62,8 @@ HOSTILE_BODIES: dict[str, str] = {
     "undefined references": ("undefined reference to " * BODY)[:BODY],
     "bug markers": ("\U0001f41b " * BODY)[:BODY],
     "links around code spans": ("[`a`](" * BODY)[:BODY],
+    "links cut at the end": ("[a](" * BODY)[:BODY],
+    "name lists": ("Ab Cd, " * BODY)[:BODY],
     "long sentences under an environment field": "### Python version\n\n"
     + ("word " * 20 + "end.\n") * 2_000,
 }
