@@ -1,7 +1,7 @@
 """Figures of the hand-rated fresh samples (``lab/eval/fresh_ratings.jsonl``), issue 9.
 
 ``python -m lab.fresh_eval [--data FILE]`` prints, for each sample (``tune``, ``holdout``,
-``holdout2``; see ``lab/eval/fresh_sample.py``): the mean of the hand ratings of the
+``holdout2``, ``holdout3``; see ``lab/eval/fresh_sample.py``): the mean of the hand ratings of the
 summaries (1-5, the rubric of issue 9) and of the title alone, their spread, the share of
 issues with prose in the body whose summary adds information over the title, and the topic
 tags of the *current* tagger scored against the hand-annotated topics (precision, recall,
@@ -9,8 +9,9 @@ per tag with the counts).
 
 The ratings were given once, by one rater (the author), to the summaries of the code at the
 time of rating; the tune sample was read while tuning, ``holdout`` after a first round of
-fixes (its failures were fixed afterwards), ``holdout2`` after all summary fixes but two (see
-docs/model-card.md). Re-running this script re-scores the topics only: the ratings are data.
+fixes and ``holdout2`` after a second (the failures of both were fixed afterwards), and
+``holdout3`` once on the final code (see docs/model-card.md). Re-running this script
+re-scores the topics only: the ratings are data.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from lab.evaluate import DATA, format_topics, join_rows, read_jsonl, topic_repor
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
-SAMPLES = ("tune", "holdout", "holdout2")
+SAMPLES = ("tune", "holdout", "holdout2", "holdout3")
 
 
 def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

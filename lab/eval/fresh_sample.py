@@ -1,11 +1,12 @@
 """Draw fresh samples outside the evaluation set, for hand rating (issue 9, second round).
 
-``python -m lab.eval.fresh_sample [DATA]`` prints three samples of keys as JSONL, each
+``python -m lab.eval.fresh_sample [DATA]`` prints four samples of keys as JSONL, each
 3 issues per (repo, label) cell (45 issues), none in ``eval_set.jsonl`` and none shared:
 ``tune`` (read while fixing the summariser and the tagger), ``holdout`` (rated once after
 the first fixes; the failures it showed were then fixed too, so it became tuning data) and
-``holdout2`` (drawn afterwards with seed 2027, rated once, after all fixes: the held-out-like
-figure). Seed 2026 for the first two. Only keys and hand ratings are committed
+``holdout2`` (drawn afterwards with seed 2027, rated once; its few failures were fixed
+afterwards too) and ``holdout3`` (seed 2028, rated once on the final code, nothing changed
+after it). Seed 2026 for the first two. Only keys and hand ratings are committed
 (``fresh_ratings.jsonl``); the text stays in the data file.
 """
 
@@ -21,12 +22,14 @@ from lab.eval.sample import DATA, read_jsonl
 
 SEED = 2026
 SECOND_SEED = 2027
+THIRD_SEED = 2028
 PER_CELL = 3
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Three disjoint samples (``tune``, ``holdout``, ``holdout2``), PER_CELL per (repo, label)."""
+    """Four disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``), PER_CELL per
+    (repo, label) each."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -34,14 +37,23 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
             cells[(row["repo"], row["label"])].append(row)
     rng = random.Random(SEED)
     second = random.Random(SECOND_SEED)
-    out: dict[str, list[dict[str, str]]] = {"tune": [], "holdout": [], "holdout2": []}
+    third = random.Random(THIRD_SEED)
+    out: dict[str, list[dict[str, str]]] = {
+        "tune": [],
+        "holdout": [],
+        "holdout2": [],
+        "holdout3": [],
+    }
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
         drawn = rng.sample(members, 2 * PER_CELL)
         out["tune"].extend(sorted(drawn[:PER_CELL], key=lambda r: r["id"]))
         out["holdout"].extend(sorted(drawn[PER_CELL:], key=lambda r: r["id"]))
         rest = [r for r in members if r not in drawn]
-        out["holdout2"].extend(sorted(second.sample(rest, PER_CELL), key=lambda r: r["id"]))
+        drawn2 = second.sample(rest, PER_CELL)
+        out["holdout2"].extend(sorted(drawn2, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn2]
+        out["holdout3"].extend(sorted(third.sample(rest, PER_CELL), key=lambda r: r["id"]))
     return out
 
 
