@@ -4,10 +4,13 @@ The body is read through :func:`pipelines.providers.text.parse_issue`: issue-for
 get a role (what happens, expected behaviour, steps, error message, environment, log ...).
 The summary is built from what a maintainer skimming a triage queue looks for:
 
-1. **what happens or what is asked** — the first informative prose sentence of the
-   problem sections (or the text before any heading, then the other sections), a second
-   one when the first is short; a sentence that starts with a bare "it/this/that" is
-   given the title as its context;
+1. **what happens or what is asked** — the best of the first informative prose sentences
+   of the problem sections (or the text before any heading, then the other sections; a
+   step the maintainers mark with 🐛 first), a second one when the first is short and the
+   second adds words of its own, the next section's first when the statement only
+   restates the title; a sentence that needs its neighbours is given the title as its
+   context. Command lines, compiler and configure output, tracebacks, code statements,
+   author lists and link labels are not sentences;
 2. **the error** — exception name and message from the error fields, logs and code, when
    neither the title nor the sentence already names it;
 3. **expected behaviour**, when the report says it and there is room;
@@ -166,6 +169,25 @@ _ENGLISH_STARTS = STOPWORDS | frozenset(
     ]
 )
 
+# Lines that are not sentences a person wrote, though they pass for prose after cleaning.
+# An IPython or Python traceback pasted as prose.
+_TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
+)
+# Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
+# opens with a call taking a string ("plt.title('Loss') plt.show()").
+_STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
+_CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
+_CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
+# "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
+_COMMAND = re.compile(r"\./|\$ |> |sudo ")
+_PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
+# "--disable-wallet", "-datadir=/x": command-line options (one dash and no value: "-f" may
+# be prose).
+_OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
+# "src/x.h:72:8: note: …", "Makefile:11830: recipe…", "make[2]: ***": compiler and make output.
+_DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
+
 # Section roles in the order the statement is taken from them.
 # CODE last: the prose a reporter wrote into a "Standalone code" field.
 _STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE)
@@ -214,9 +236,9 @@ def is_prose(sentence: str) -> bool:
     if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
         return False
     if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 2:
-        return False
+        return False  # "./configure --with-gui=no --disable-tests"
     if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
-        return False
+        return False  # "/usr/local/bin/ld: … /opt/src/util/system.cpp:1103: undefined …"
     if (
         len(_STATEMENT_MARK.findall(sentence)) >= 2
         or _CALL_START.match(sentence)
@@ -224,7 +246,7 @@ def is_prose(sentence: str) -> bool:
     ):
         return False  # "a.x = 1; a.y = 2;", "plt.title('x') plt.show()", configure output
     if _TRACEBACK.search(sentence):
-        return False  # "/usr/local/bin/ld: libbitcoin_util.a(…): in function …": a log line
+        return False
     return not _BOILERPLATE.search(sentence)
 
 
@@ -317,22 +339,6 @@ _POINTS_AT = re.compile(
     r"as shown (?:below|above)|(?:code|example) above)\b",
     re.I,
 )
-_TRACEBACK = re.compile(
-    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
-)
-# Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
-# opens with a call taking a string ("plt.title('Loss') plt.show()").
-_STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
-_CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
-_CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
-# "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
-_COMMAND = re.compile(r"\./|\$ |> |sudo ")
-_PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
-# "--disable-wallet", "-datadir=/x": command-line options (one dash and no value: "-f" may
-# be prose).
-_OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
-# "src/x.h:72:8: note: …", "Makefile:11830: recipe…", "make[2]: ***": compiler and make output.
-_DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
 
 

@@ -427,7 +427,8 @@ def is_log_line(line: str) -> bool:
     return bool(_LOG_PREFIX.match(line) or _STACK_FRAME.match(line))
 
 
-# Marks of code in a line: a statement keyword at its start, a call, an operator.
+# Marks of code in a line: a statement keyword at its start, a call, an operator, a
+# command-line option, a URL, a line continuation.
 _CODE_MARK = re.compile(
     r"^(?:import |from \S{1,100} import |def |class \w|return\b|const |let |var |function\b|"
     r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]|(?:^|(?<=\s))--?[A-Za-z]|://|\\$"
@@ -453,6 +454,7 @@ _SENTENCE_WORDS = 8  # an environment answer this long, ending like a sentence, 
 
 
 def _written_sentence(line: str) -> bool:
+    """A long line ending like a sentence, mostly letters: prose, wherever it was written."""
     if line.count(" ") < _SENTENCE_WORDS or line[-1:] not in ".?!" or is_log_line(line):
         return False
     compact = len(line) - line.count(" ")
