@@ -303,7 +303,6 @@ _CUT_LINK = re.compile(r"!?\[([^\[\]\n]{0,300})\]\([^()\n]{0,100000}$")
 _REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
-_CODE_LINK = re.compile(r"\[(`{1,3}[^`\n]{1,300}`{1,3})\]\([^()\n]{0,20000}\)")
 # Emphasis markers only (not the text between them): no backtracking over the content,
 # so a long "*a*a*a…" line costs one pass.
 _EMPHASIS = re.compile(r"(?<![\w*])[*_]{1,3}(?=[^\s*_])|(?<=[^\s*_])[*_]{1,3}(?![\w*])")
@@ -358,15 +357,30 @@ def clean_inline(line: str) -> str:
     """Inline Markdown of one prose line to plain text (links keep their text).
 
     Code spans are kept as written (without their backticks): markup inside them
-    ("it comes up like this `![Alt text](image.png)`") is what the reporter quoted.
+    ("it comes up like this `![Alt text](image.png)`") is what the reporter quoted, and a
+    link whose text is code (``[`toTree`](src/x.js)``) keeps it. They are set aside while
+    the rest is cleaned, then put back.
     """
+    spans: list[str] = []
     if "`" in line:
-        if "](" in line:
-            line = _CODE_LINK.sub(r"\1", line)  # [`toTree`](src/x.js) -> `toTree`
-        parts = _INLINE_CODE.split(line)  # text, code, text, code, ...
-        joined = "".join(part if i % 2 else _clean_markup(part) for i, part in enumerate(parts))
-        return _WS.sub(" ", joined).strip()
-    return _WS.sub(" ", _clean_markup(line)).strip()
+
+        def keep(match: re.Match[str]) -> str:
+            spans.append(match.group(1))
+            return f"\ue005{len(spans) - 1}\ue006"
+
+        line = _INLINE_CODE.sub(keep, line)
+    line = _clean_markup(line)
+    if spans:
+        line = _KEPT_SPAN.sub(lambda m: _span_text(spans, m.group(1)), line)
+    return _WS.sub(" ", line).strip()
+
+
+_KEPT_SPAN = re.compile("\ue005(\\d{1,6})\ue006")
+
+
+def _span_text(spans: list[str], index: str) -> str:
+    i = int(index)
+    return spans[i] if i < len(spans) else ""
 
 
 def _clean_markup(line: str) -> str:
