@@ -4,10 +4,13 @@ The body is read through :func:`pipelines.providers.text.parse_issue`: issue-for
 get a role (what happens, expected behaviour, steps, error message, environment, log ...).
 The summary is built from what a maintainer skimming a triage queue looks for:
 
-1. **what happens or what is asked** — the first informative prose sentence of the
-   problem sections (or the text before any heading, then the other sections), a second
-   one when the first is short; a sentence that starts with a bare "it/this/that" is
-   given the title as its context;
+1. **what happens or what is asked** — the best of the first informative prose sentences
+   of the problem sections (or the text before any heading, then the other sections; a
+   step the maintainers mark with 🐛 first), a second one when the first is short and the
+   second adds words of its own, the next section's first when the statement only
+   restates the title; a sentence that needs its neighbours is given the title as its
+   context. Command lines, compiler and configure output, tracebacks, code statements,
+   author lists and link labels are not sentences;
 2. **the error** — exception name and message from the error fields, logs and code, when
    neither the title nor the sentence already names it;
 3. **expected behaviour**, when the report says it and there is room;
@@ -24,12 +27,14 @@ import re
 from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
     ASK,
+    CODE,
     ERROR,
     EXPECTED,
     OTHER,
     PROBLEM,
     STEPS,
     ParsedIssue,
+    Section,
     cjk_count,
     clean_issue_text,
     environment,
@@ -45,7 +50,8 @@ MAX_SENTENCES = 60  # of one section, read for the statement
 BODY_MAX = (
     16_000  # what the summariser reads of a body  # the statement's share when specifics follow
 )
-SHORT_STATEMENT = 70  # below this, a second sentence of the same section is added
+SHORT_STATEMENT = 110  # below this, a second sentence of the same section is added
+RESTATES_TITLE = 0.5  # a statement with fewer new content words than this share restates it
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
 ELLIPSIS = "…"
@@ -60,7 +66,8 @@ _GREETING = re.compile(
 )
 _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
-    r"error|bug)|same (?:issue|problem|here)|any (?:idea|help|suggestion)s?|can (?:someone|"
+    r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
+    r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
     r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
     re.I,
@@ -68,15 +75,26 @@ _WEAK = re.compile(
 # "Code for conversion.", "Here is the full log:": a label in front of code.
 _CODE_LABEL = re.compile(
     r"(?:here is |here's |below is )?(?:the |my |a )?(?:full |complete )?(?:code|example|"
-    r"output|logs?|screenshots?|error message|traceback|stack ?trace|snippet)\b"
+    r"output|logs?(?! (?:in|into|out|on)\b)|screenshots?|error message|traceback|stack ?trace|"
+    r"snippet)\b"
     r"[^.?!\n]{0,30}[:.]?$",
     re.I,
 )
+_LINK_LABEL = re.compile(
+    r"(?:original |related |reference |source )?links?(?:[ \t]?:| (?:for|to) [^:\n]{0,80}:)", re.I
+)
+# "Ibrahim Jubran, Fares Fares, Yuval Alfassi, Dan Feldman": a list of names, not a sentence.
+_NAME = r"[A-Z][\w'.-]{0,30}(?: [A-Z][\w'.-]{0,30}){0,3}"
+_NAME_LIST = re.compile(rf"(?:{_NAME}, ){{2,}}(?:and )?{_NAME}\.?")
 # Openers that carry nothing, whatever follows them.
 _WEAK_START = re.compile(
     r"(?:i (?:have|had|got) (?:a|an|this|one|some) (?:question|doubt)s?\b|apolog|sorry\b|"
     r"not a coder|i(?:'m| am|m) new to|i(?:'m| am) a beginner|first of all\b|"
-    r"i hope (?:this|i)\b|i want to report a bug\b|i think (?:we|it|this)\b)",
+    r"(?:i )?hope (?:this|i|that you|you)\b|i want to report a bug\b|"
+    r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
+    r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
+    r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
+    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
@@ -97,7 +115,7 @@ _BOILERPLATE = re.compile(
     r"(?:e\.g\.|for example),? (?:linux|ubuntu|windows|macos)|automated\)|"
     r"you can collect some of this information|you can obtain the tensorflow version|"
     r"provide a reproducible test case|include any logs or source code|"
-    r"if the current behavior is a bug|your bug will get fixed much faster)",
+    r"if the current behavior is a bug|your bug will get fixed much faster|signed-off-by)",
     re.I,
 )
 # "It crashes…", "This happens…", "That is…": a subject pronoun followed by a verb.
@@ -151,8 +169,28 @@ _ENGLISH_STARTS = STOPWORDS | frozenset(
     ]
 )
 
+# Lines that are not sentences a person wrote, though they pass for prose after cleaning.
+# An IPython or Python traceback pasted as prose.
+_TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
+)
+# Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
+# opens with a call taking a string ("plt.title('Loss') plt.show()").
+_STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
+_CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
+_CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
+# "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
+_COMMAND = re.compile(r"\./|\$ |> |sudo ")
+_PATH = re.compile(r"(?:^|(?<=\s))[`'\"(]?[\w.~-]{0,60}/[\w.~-]{1,60}/\S")
+# "--disable-wallet", "-datadir=/x": command-line options (one dash and no value: "-f" may
+# be prose).
+_OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
+# "src/x.h:72:8: note: …", "Makefile:11830: recipe…", "make[2]: ***": compiler and make output.
+_DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
+
 # Section roles in the order the statement is taken from them.
-_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS)
+# CODE last: the prose a reporter wrote into a "Standalone code" field.
+_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE)
 
 
 def tokens(text: str) -> list[str]:
@@ -197,6 +235,18 @@ def is_prose(sentence: str) -> bool:
         return False
     if len(_CODE_CHARS.findall(sentence)) > max(3, len(sentence) // 12):
         return False
+    if _COMMAND.match(sentence) or len(_OPTION.findall(sentence)) >= 2:
+        return False  # "./configure --with-gui=no --disable-tests"
+    if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
+        return False  # "/usr/local/bin/ld: … /opt/src/util/system.cpp:1103: undefined …"
+    if (
+        len(_STATEMENT_MARK.findall(sentence)) >= 2
+        or _CALL_START.match(sentence)
+        or _CONFIGURE.findall(sentence)[1:]
+    ):
+        return False  # "a.x = 1; a.y = 2;", "plt.title('x') plt.show()", configure output
+    if _TRACEBACK.search(sentence):
+        return False
     return not _BOILERPLATE.search(sentence)
 
 
@@ -209,6 +259,10 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if len(words) <= 12 and _WEAK.search(sentence):
         return False
     if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
+        return False
+    if _NAME_LIST.fullmatch(sentence):
+        return False
+    if len(words) <= 8 and _LINK_LABEL.match(sentence):  # "Original link: forum.opencv.org."
         return False
     if _INTRODUCES.search(sentence) and len(words) < 8:
         return False  # "Often we write something like:" only introduces code or a list
@@ -267,10 +321,23 @@ _CUE = re.compile(
     r"why|what|when i|gives?|shows?|returns?|prints?)\b",
     re.I,
 )
-_BUG_MARK = "\U0001f41b"  # 🐛: VS Code's maintainers mark the faulty step with it
+# 🐛: VS Code's maintainers mark the faulty step with it — as a word of its own ("Hover a
+# link, 🐛 it flickers"), not inside a name ("🐛.txt").
+_BUG_STEP = re.compile(r"(?:^|(?<=\s))\U0001f41b(?=\s)")
 _QUESTION_MARK = "\u2753"  # ❓: and the step whose outcome the tester doubts
 _SAYS_BUG = re.compile(
     r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
+)
+# "However, …", "Therefore …": a sentence that goes on from the one before it.
+_CONNECTOR = re.compile(
+    r"(?:however|but|also|additionally|besides|though|anyway|in addition|therefore|thus|"
+    r"hence|so|otherwise|instead|moreover|furthermore)\b",
+    re.I,
+)
+_POINTS_AT = re.compile(
+    r"\b(?:the following|(?:code|example|log|output) (?:sees? |shown )?below|see below|"
+    r"as shown (?:below|above)|(?:code|example) above)\b",
+    re.I,
 )
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
 
@@ -279,10 +346,16 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
-    if sentence.startswith((_BUG_MARK, _QUESTION_MARK)) or _SAYS_BUG.search(sentence):
+    if (
+        _BUG_STEP.search(sentence)
+        or sentence.startswith(_QUESTION_MARK)
+        or _SAYS_BUG.search(sentence)
+    ):
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
+    if _CONNECTOR.match(sentence) or _POINTS_AT.search(sentence):
+        score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
     return score
@@ -290,7 +363,7 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
 
 _LEAD = re.compile(
     r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
-    r"summary:|tl;dr:?|update:|so,|then,?)[ \t]+(?=\S)",
+    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)",
     re.I,
 )
 
@@ -320,50 +393,100 @@ def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
     return out
 
 
+def _unmark(sentence: str) -> str:
+    """A sentence without the maintainers' 🐛 / ❓ step markers."""
+    text = _BUG_STEP.sub(" ", sentence).lstrip(f"{_QUESTION_MARK} ")
+    return " ".join(text.split())
+
+
+def _statement_sections(parsed: ParsedIssue) -> list[Section]:
+    """Sections to take the statement from, in order: one with a step marked 🐛 (the
+    maintainers' own pointer at the bug) first, then by role (:data:`_STATEMENT_ROLES`)."""
+    ordered = [
+        section
+        for role in _STATEMENT_ROLES
+        for section in parsed.sections
+        if section.role == role and section.paragraphs
+    ]
+    marked = [s for s in ordered if any(_BUG_STEP.search(p) for p in s.paragraphs)]
+    return marked[:1] + [s for s in ordered if s not in marked[:1]]
+
+
+FOLLOW_NEW_WORDS = 3  # content words a second sentence must add to the first and the title
+_ASIDE = re.compile(
+    r"(?:please|thanks?|thank you|so\b|and yet\b|anyway|any (?:kind of )?help)", re.I
+)
+
+
+def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
+    """Whether a second sentence says enough of its own to be worth its length."""
+    if _ASIDE.match(sentence) or is_dangling(sentence) or _CODE_LABEL.match(sentence):
+        return False
+    new = set(tokens(sentence)) - title_tokens - set(tokens(first))
+    return len(new) >= FOLLOW_NEW_WORDS
+
+
+def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
+    """The first informative sentence of ``sections`` (not a step), or ``""``."""
+    for section in sections:
+        if section.role == STEPS:
+            continue
+        for sentence in _section_sentences(section.paragraphs, seen)[:_CANDIDATES]:
+            if _informative(sentence, title_tokens) and not is_dangling(sentence):
+                return sentence
+    return ""
+
+
 def _statement(parsed: ParsedIssue) -> tuple[str, str]:
     """What happens or what is asked, and the role of the section it came from."""
     title_tokens = set(tokens(parsed.title))
     seen: set[str] = set()
-    for role in _STATEMENT_ROLES:
-        for section in parsed.sections:
-            if section.role != role or not section.paragraphs:
-                continue
-            sentences = _section_sentences(section.paragraphs, seen)
-            informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)][
-                :_CANDIDATES
-            ]
-            if not informative:
-                continue
-            best = max(
-                informative,
-                key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
-            )
-            chosen = [sentences[best]]
-            follow = best + 1
+    sections = _statement_sections(parsed)
+    for position, section in enumerate(sections):
+        role = section.role
+        sentences = _section_sentences(section.paragraphs, seen)
+        informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)]
+        marked = [i for i in informative if _BUG_STEP.search(sentences[i])]
+        informative = marked[:1] or informative[:_CANDIDATES]
+        if not informative:
+            continue
+        best = max(
+            informative,
+            key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
+        )
+        chosen = [sentences[best]]
+        follow = best + 1
+        if (
+            follow < len(sentences)
+            and len(chosen[0]) < SHORT_STATEMENT
+            and follow in informative
+            and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
+            and _adds_to(sentences[follow], chosen[0], title_tokens)
+        ):
+            chosen.append(sentences[follow])
+        if len(chosen) == 1 and _novel(chosen[0], title_tokens) < RESTATES_TITLE:
+            # "Add color conversion to NV12" under the title "Color conversion: RGB => NV12":
+            # what the next section says is what the summary can add.
+            more = _first_informative(sections[position + 1 :], title_tokens, seen)
             if (
-                follow < len(sentences)
-                and len(chosen[0]) < SHORT_STATEMENT
-                and follow in informative
-                and not chosen[0].endswith(":")
-                and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
+                more
+                and len(chosen[0]) + len(more) <= MAIN_MAX
+                and _adds_to(more, chosen[0], title_tokens)
             ):
-                chosen.append(sentences[follow])
-            if chosen[-1].endswith(":"):
-                chosen[-1] = chosen[-1][:-1].rstrip()
-            text = " ".join(
-                _ensure_period(s.lstrip(f"{_BUG_MARK}{_QUESTION_MARK} ").strip()) for s in chosen
-            )
-            text = _capitalise(text)
-            short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
-            # A statement that shares no word with the title does not say what it is about.
-            unanchored = (
-                title_tokens
-                and not set(tokens(text)) & title_tokens
-                and len(parsed.title) <= TITLE_CONTEXT_MAX
-            )
-            if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
-                text = _with_context(text, parsed.title)
-            return text, role
+                chosen.append(more)
+        chosen = [c[:-1].rstrip() if c.endswith(":") else c for c in chosen]
+        text = " ".join(_ensure_period(_unmark(s)) for s in chosen)
+        text = _capitalise(text)
+        short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
+        # A statement that shares no word with the title does not say what it is about.
+        unanchored = (
+            title_tokens
+            and not set(tokens(text)) & title_tokens
+            and len(parsed.title) <= TITLE_CONTEXT_MAX
+        )
+        if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
+            text = _with_context(text, parsed.title)
+        return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.
     for section in parsed.sections:
         if section.role not in _STATEMENT_ROLES:
@@ -386,6 +509,8 @@ def _expected(parsed: ParsedIssue) -> str:
         if section.role == EXPECTED:
             for paragraph in section.paragraphs:
                 for sentence in split_sentences(paragraph[:SENTENCE_MAX]):
+                    if _CONNECTOR.match(sentence):
+                        continue  # "Therefore, it seems a bug…" is not what was expected
                     if is_prose(sentence) or (cjk_count(sentence) >= 4):
                         return sentence
     return ""
@@ -423,6 +548,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         parts.append(_ensure_period(truncate(title, MAIN_MAX)))
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+        shown = shown.replace("`", "")
         error_text = _ensure_period(f"Error: {truncate(shown, 120)}")
         if _fits(parts, error_text, max_chars):
             parts.append(error_text)
@@ -436,8 +562,8 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         if _fits(parts, env_text, max_chars):
             parts.append(env_text)
     summary = " ".join(parts).strip()
-    if not summary:
-        summary = _fallback(body or "")
+    if not any(c.isalnum() for c in summary):
+        summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
 
 
@@ -449,4 +575,4 @@ def _error_keys(error: str) -> list[str]:
 def _fallback(body: str) -> str:
     """No title and no prose: the first words of the body as written, else a placeholder."""
     words = " ".join(body[:2000].split())
-    return words[:SUMMARY_MAX] if words else EMPTY
+    return words[:SUMMARY_MAX] if any(c.isalnum() for c in words) else EMPTY

@@ -285,7 +285,8 @@ _LOG_PREFIX = re.compile(
     r"[ \t]*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
     r"|(?:INFO|WARN|WARNING|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[ \t:\]]"
     r"|#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
-    r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!"
+    r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!|-{2,}>"
+    r"|\w{1,60}(?:Error|Exception)[ \t]+Traceback\b"
     r"|[ \t]*\^+[ \t]*$"
     r"|(?:[a-z_]\w{0,40}\.){0,8}[A-Z]\w{0,60}?(?:Error|Exception)\b:)"
 )
@@ -297,6 +298,8 @@ _STACK_FRAME = re.compile(r"[ \t]*at[ \t]+[\w$<>/-]+(?:\.[\w$<>/-]+)*[ \t]*(?:\(
 # The target class excludes "(" and ")", so a scan stops at the next one: linear.
 _IMAGE_MD = re.compile(r"!\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
 _LINK_MD = re.compile(r"\[([^\[\]\n]{0,300})\]\([^()\n]{0,20000}\)")
+# A link whose target runs past the end of the (bounded) text: its text is what is left.
+_CUT_LINK = re.compile(r"!?\[([^\[\]\n]{0,300})\]\([^()\n]{0,100000}$")
 _REF_LINK = re.compile(r"\[([^\[\]\n]{1,300})\]\[[^\[\]\n]{0,50}\]")
 _URL = re.compile(r"<?\b(?:https?|ftp|file|chrome-extension)://[^\s<>)\]]{1,2000}>?", re.I)
 _INLINE_CODE = re.compile(r"`{1,3}([^`\n]{0,500})`{1,3}")
@@ -314,35 +317,84 @@ _PLACEHOLDER = re.compile(
 _GITHUB_REF = re.compile(
     r"github\.com/([\w.-]{1,100}/[\w.-]{1,100})/(?:issues|pull|discussions)/(\d{1,9})"
 )
+# A file or folder of a repository: github.com/owner/repo/blob/<ref>/<path>.
+_GITHUB_PATH = re.compile(
+    r"github\.com/[\w.-]{1,100}/[\w.-]{1,100}/(?:blob|tree)/[^/\s]{1,100}/([^\s?#]{1,300})"
+)
+_GITHUB_REPO = re.compile(r"github\.com/([\w.-]{1,100}/[\w.-]{1,100})/?(?:[?#]|$)")
 _HOST = re.compile(r"://(?:www\.)?([^/\s:?#]{1,200})")
+_PATH_MAX = 60
 
 
 def _short_url(match: re.Match[str]) -> str:
-    """A URL as a short reference, so a sentence keeps its words: owner/repo#123 or a host."""
-    url = match.group(0)
+    """A URL as a short reference, so a sentence keeps its words.
+
+    owner/repo#123 for an issue or pull request, the file path for a file of a repository
+    (``src/index/base.cpp``), owner/repo for a repository, else the host; links into
+    GitHub's other pages and image hosts say nothing and are dropped.
+    """
+    whole = match.group(0).strip("<>")
+    url = whole.rstrip(".,;:!?'\"")
+    tail = whole[len(url) :]  # the sentence's punctuation after the URL stays
     ref = _GITHUB_REF.search(url)
     if ref:
-        return f"{ref.group(1)}#{ref.group(2)}"
+        return f"{ref.group(1)}#{ref.group(2)}{tail}"
+    path = _GITHUB_PATH.search(url)
+    if path:
+        found = path.group(1).rstrip("/.")
+        short = found if len(found) <= _PATH_MAX else found.rsplit("/", 1)[-1][:_PATH_MAX]
+        return f"{short}{tail}"
+    repo = _GITHUB_REPO.search(url)
+    if repo:
+        return f"{repo.group(1)}{tail}"
     host = _HOST.search(url)
-    if host and not host.group(1).endswith(("githubusercontent.com", "imgur.com")):
-        return host.group(1)
-    return " "
+    if host and not host.group(1).endswith(("github.com", "githubusercontent.com", "imgur.com")):
+        return f"{host.group(1)}{tail}"
+    return f" {tail}"
 
 
 def clean_inline(line: str) -> str:
-    """Inline Markdown of one prose line to plain text (links keep their text)."""
+    """Inline Markdown of one prose line to plain text (links keep their text).
+
+    Code spans are kept as written (without their backticks): markup inside them
+    ("it comes up like this `![Alt text](image.png)`") is what the reporter quoted, and a
+    link whose text is code (``[`toTree`](src/x.js)``) keeps it. They are set aside while
+    the rest is cleaned, then put back.
+    """
+    spans: list[str] = []
+    if "`" in line:
+
+        def keep(match: re.Match[str]) -> str:
+            spans.append(match.group(1))
+            return f"\ue005{len(spans) - 1}\ue006"
+
+        line = _INLINE_CODE.sub(keep, line)
+    line = _clean_markup(line)
+    if spans:
+        line = _KEPT_SPAN.sub(lambda m: _span_text(spans, m.group(1)), line)
+    return _WS.sub(" ", line).strip()
+
+
+_KEPT_SPAN = re.compile("\ue005(\\d{1,6})\ue006")
+
+
+def _span_text(spans: list[str], index: str) -> str:
+    i = int(index)
+    return spans[i] if i < len(spans) else ""
+
+
+def _clean_markup(line: str) -> str:
     if "](" in line:
         line = _IMAGE_MD.sub(" ", line)
         line = _LINK_MD.sub(r"\1", line)
+        line = _CUT_LINK.sub(r"\1", line)
     if "][" in line:
         line = _REF_LINK.sub(r"\1", line)
     if "://" in line:
         line = _URL.sub(_short_url, line)
-    if "`" in line:
-        line = _INLINE_CODE.sub(r"\1", line)
     if "*" in line or "_" in line:
         line = _EMPHASIS.sub("", line)
-    return _WS.sub(" ", line).strip()
+    return line
 
 
 _SPAN = re.compile(r"\ue001(\d{1,6})\ue002")
@@ -378,13 +430,63 @@ TEMPLATE_TEXT = re.compile(
     r"who will benefit with this feature|describe the (?:bug|feature|problem|solution|"
     r"alternatives?|current behaviou?r|expected behaviou?r)|for guidance on contributing|"
     r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
-    r"be sure to convey here|describe the problem clearly here)",
+    r"be sure to convey here|describe the problem clearly here|^a bug happened!?$|"
+    r"provide code to help us reproduce|provide a link to a github gist|"
+    r"which versions? of react,? and which browser|did this work in previous versions of react)",
     re.I,
 )
 
 
 def is_log_line(line: str) -> bool:
     return bool(_LOG_PREFIX.match(line) or _STACK_FRAME.match(line))
+
+
+# Marks of code in a line: a statement keyword at its start, a call, an operator, a
+# command-line option, a URL, a line continuation.
+_CODE_MARK = re.compile(
+    r"^(?:import |from \S{1,100} import |def |class \w|return\b|const |let |var |function\b|"
+    r"#|//|>>>|\$ |\./)|\b\w{1,60}\(|[=;{}<>$]|(?:^|(?<=\s))--?[A-Za-z]|://|\\$"
+)
+_PROSE_BLOCK_LINES = 40
+_LONG_LINE_WORDS = 12  # a line this long may hold one "a = b" and still be a sentence
+
+
+def looks_like_prose(line: str) -> bool:
+    """Whether a line inside code is a sentence someone wrote: words, no marks of code."""
+    text = line.strip()
+    if len(text) > 1_000 or text.count(" ") < 3:
+        return False
+    compact = len(text) - text.count(" ")
+    if sum(map(str.isalpha, text)) < 0.75 * compact:
+        return False
+    if text.count(" ") >= _LONG_LINE_WORDS and text.count(" = ") == 1:
+        text = text.replace(" = ", " ")  # "by setting num_threads = 1 in the Interpreter"
+    return not (_CODE_MARK.search(text) or is_log_line(text))
+
+
+_SENTENCE_WORDS = 8  # an environment answer this long, ending like a sentence, is prose
+
+
+def _written_sentence(line: str) -> bool:
+    """A long line ending like a sentence, mostly letters: prose, wherever it was written."""
+    if line.count(" ") < _SENTENCE_WORDS or line[-1:] not in ".?!" or is_log_line(line):
+        return False
+    compact = len(line) - line.count(" ")
+    return sum(map(str.isalpha, line)) >= 0.75 * compact
+
+
+def _prose_block(block: str) -> list[str]:
+    """The lines of a fenced block that is really prose (TensorFlow's old form fenced the
+    "Current behaviour" answer as ```shell), else ``[]``."""
+    lines = [line.strip() for line in block.split("\n") if line.strip()]
+    if not lines or len(lines) > _PROSE_BLOCK_LINES:
+        return []
+    # A short label ("Problem", "Expected Behaviour") counts neither way.
+    telling = [
+        line for line in lines if line.count(" ") >= 3 or not line.replace(" ", "").isalpha()
+    ]
+    prose = [line for line in telling if looks_like_prose(line)]
+    return lines if prose and len(prose) >= 0.7 * len(telling) else []
 
 
 def is_placeholder(text: str) -> bool:
@@ -423,6 +525,8 @@ class ParsedIssue:
 
 
 _NOISE = frozenset((IGNORE, ENV, LOG, CODE))
+# Sections whose fenced blocks may be prose in disguise.
+_PROSE_ROLES = frozenset((PROBLEM, EXPECTED, ASK, CODE))
 _ENV_KEYS = (
     "version",
     "os",
@@ -579,7 +683,17 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             flush()
             index = line[1:].strip()
             if index.isdigit() and int(index) < len(blocks):
-                current.code.append(blocks[int(index)])
+                block = blocks[int(index)]
+                prose = _prose_block(block) if current.role in _PROSE_ROLES else []
+                if prose:
+                    for line in prose:
+                        if line.count(" ") < 3 and heading_role(line) != OTHER:
+                            start(line)  # "Expected Behaviour" inside the block
+                        else:
+                            paragraph.append(clean_inline(line))
+                            flush()
+                else:
+                    current.code.append(block)
             continue
         heading = _ATX_HEADING.match(line)
         if heading and len(sections) >= MAX_SECTIONS:
@@ -596,6 +710,9 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         ):
             flush()
             continue
+        if current.role == CODE and looks_like_prose(line):
+            paragraph.append(clean_inline(line))  # "Hi: I compiled… and got this error"
+            continue
         if current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line):
             flush()
             current.code.append(line)
@@ -607,7 +724,7 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             if rest and not is_placeholder(rest):
                 if new.role == ENV:
                     env.append((new.heading, rest))
-                elif new.role not in _NOISE:
+                elif new.role not in _NOISE or (new.role == CODE and looks_like_prose(rest)):
                     paragraph.append(rest)
             continue
         key_value = _KEY_VALUE.match(line) if (":" in line or "=>" in line) else None
@@ -625,10 +742,15 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         cleaned = clean_inline(_QUOTE.sub("", _LIST_ITEM.sub("", line, count=1), count=1))
         if not cleaned:
             continue
-        if current.role == ENV:
+        if current.role == ENV and not _written_sentence(cleaned):
             if not is_placeholder(cleaned):
                 env.append((current.heading, cleaned))
             continue
+        if current.role == ENV:
+            # "### Python version\n3.10.9\nHello! Currently I can get the weights…": the
+            # reporter went on writing under the last form field.
+            current = Section("", PROBLEM)
+            sections.append(current)
         compact = len(cleaned) - cleaned.count(" ")
         if sum(map(str.isalpha, cleaned)) < 0.5 * compact:
             flush()  # "{", "vsliv368:30146709", "1.2.3 | x64": code or data, not prose
@@ -677,7 +799,7 @@ _SENTENCE_SPLIT = re.compile(
     r"(?<=[.!?…])[\"')\]]*[ \t]+(?=[\"'(\[]?[A-Z0-9\u00c0-\uffff])|(?<=[\u3002\uff01\uff1f])|\n"
 )
 _ABBREVIATION = re.compile(
-    r"(?:\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|no|fig|mr|mrs|dr|st|resp|ver|v)\.|\b[A-Z]\.)$",
+    r"(?:\b(?:e\.g|i\.e|eg|ie|etc|vs|cf|approx|incl|no|fig|mr|mrs|dr|st|resp|ver|v)\.|\b[A-Z]\.)$",
     re.I,
 )
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -709,7 +831,9 @@ _EXCEPTION = re.compile(
 )
 _FATAL = re.compile(
     r"\b(segmentation fault|core dumped|illegal instruction|bus error|"
-    r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed|"
+    r"fatal error[^\n]{0,120}|aborted|abort trap|assertion[^\n]{0,60}failed(?:: [^\n]{1,120})?|"
+    r"error message: [^\n]{5,160}|"
+    r"undefined reference to [^\n]{1,120}|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
     r"error: [^\n]{5,160})\b",
     re.I,
@@ -742,6 +866,10 @@ _OS_NAMES = (
     ("android", "Android"),
     ("ios", "iOS"),
 )
+
+
+# Platform answers that name none: "all", "any".
+_NO_PLATFORM = frozenset(("all", "any", "all platforms", "any platform", "cross-platform", "x"))
 
 
 def find_error(parsed: ParsedIssue) -> str:
@@ -779,7 +907,23 @@ def find_error(parsed: ParsedIssue) -> str:
             fatal = _FATAL.search(line)
             if fatal:
                 return fatal.group(1).strip()
+    for chunk in ordered[code_chunks:]:  # in prose, only what cannot be a passing word
+        for line in _candidate_lines(
+            chunk, ("undefined reference", "segmentation fault", "error:")
+        ):
+            fatal = _PROSE_FATAL.search(line)
+            if fatal:
+                found = fatal.group(1) or fatal.group(2) or fatal.group(0)
+                return found.strip(" \"'`")
     return ""
+
+
+_PROSE_FATAL = re.compile(
+    r"undefined reference to [`'\"]?[ \t]?[\w:~<>]{1,120}|segmentation fault(?: \(core dumped\))?|"
+    r"[A-Za-z]:\d{1,6}:\d{1,6}: ((?:fatal )?error: [^\n]{1,160})|"
+    r"error: (\(-\d{1,4}:[^)\n]{1,60}\)[^\n]{0,160})",
+    re.I,
+)
 
 
 _EXCEPTION_HINTS = ("Error", "Exception", "Failure", "Fault", "Violation", "Panic")
@@ -794,6 +938,7 @@ _FATAL_HINTS = (
     "assert",
     "killed",
     "err!",
+    "undefined",
 )
 _LINE_SCAN = 1_000  # of a line, what the error patterns read
 
@@ -811,7 +956,7 @@ def _candidate_lines(chunk: str, hints: tuple[str, ...]) -> list[str]:
 
 
 def _version(value: str) -> str:
-    found = _VERSION.search(value[:24])
+    found = _VERSION.search(value[:60])
     return found.group(0) if found else ""
 
 
@@ -831,15 +976,23 @@ def environment(parsed: ParsedIssue) -> list[str]:
         v = value.lower()
         if not platform and re.search(r"\b(?:os|operating system|platform|distribution)\b", k):
             for needle, name in _OS_NAMES:
-                if needle in v:
-                    version = _version(value) if name not in ("Windows", "macOS") else ""
+                at = v.find(needle)
+                if at >= 0:
+                    # The version next to the name: 'PRETTY_NAME="Ubuntu 22.04.2 LTS"'.
+                    near = value[at : at + 40]
+                    version = _version(near) if name not in ("Windows", "macOS") else ""
                     if name == "Windows":
                         release = re.search(r"\b(?:windows|win)[ \t]*(\d{1,2}|xp)\b", v)
                         version = release.group(1) if release else ""
                     platform = f"{name} {version}".strip()
                     break
             else:
-                if len(value) <= 30 and any(c.isalpha() for c in value):
+                if (
+                    len(value) <= 30
+                    and any(c.isalpha() for c in value)
+                    and value.lower().strip(" .") not in _NO_PLATFORM
+                    and not value.startswith(":")  # an emoji code, ":grey_question:"
+                ):
                     platform = value
         if not product and "version" in k:
             version = _version(value)

@@ -36,11 +36,12 @@ _I = re.I
 def _words(*alternatives: str) -> re.Pattern[str]:
     """One case-insensitive pattern: any alternative, between word boundaries.
 
-    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``). The pattern
+    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``), and a word after
+    a dot is an attribute (``model.compile`` is no build). The pattern
     starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
     set of possible first characters, the positions where no alternative can start.
     """
-    return re.compile(r"\b(?<!-)(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
+    return re.compile(r"\b(?<![-.])(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"documentation",
             r"documented",
             r"undocumented",
+            r"document(?= (?:the|how|what|that|which|why|when|supported|all|new|missing)\b)",
             r"readme",
             r"docstrings?",
             r"tutorials?",
@@ -188,6 +190,10 @@ TOPIC_RULES: dict[str, Rule] = {
             r"profiler (?:ui|panel|tab)",
             r"components? (?:tab|panel|tree)",
             r"highlight(?:s|ed|ing)?",
+            r"flicker(?:s|ed|ing)?",
+            r"(?:editor|wrapping|wrapped|pinned|sticky) tabs?",
+            r"settings (?:editor|ui)",
+            r"widgets?",
             r"render(?:s|ed|ing)? (?:incorrectly|wrong|badly|blank)",
         ),
         body=_words(
@@ -225,6 +231,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"toolchain",
             r"cross[- ]compil\w*",
             r"build (?:system|from source|script|config(?:uration)?)",
+            r"how to (?:build|compile)",
             r"(?:from|on) source",
             r"depends(?=:)",
             r"guix",
@@ -237,7 +244,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
             r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
             r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
-            r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)",
+            r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)"
+            r"(?! (?:the |a |my |this |our )?(?:model|graph|function|keras))",
             r"(?:building|compiling|linking) (?:fails|failed|breaks)",
             r"undefined reference",
             r"linker (?:error|errors|fails?|failed)",
@@ -246,6 +254,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"cmake (?:error|fails?|failed)",
             r"bazel build",
             r"ninja: build stopped",
+            r"configure: error",
             r"make: \*\*\*",
         ),
     ),
@@ -287,11 +296,11 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:upgrade|update|bump)(?:s|d|ed)? (?!vs ?code|vscode|to |from )\S+ (?:to|from) "
             r"v?\d+(?:\.\d+)+",
             r"bump(?:s|ed)? \S+",
-            r"requirements(?:\.txt)?",
+            r"requirements\.txt|requirements file",
             r"package\.json|package-lock\.json|yarn\.lock",
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
             r"modules?|code)",
-            r"3rdparty",
+            r"(?<![/\\])3rdparty(?![/\\])",
             r"vendored|submodules?",
             r"peer dep(?:endency|endencies)?",
             r"version conflict",
@@ -310,7 +319,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"could not resolve dependency",
             r"version conflict",
             r"(?:requires|needs|pins?) (?:\w+ )?(?:version )?(?:>=|<=|==|<|>)",
-            r"3rdparty",
+            r"(?<![/\\])3rdparty(?![/\\])",
             r"incompatible (?:with )?(?:numpy|protobuf|keras|python|cuda|cudnn) ",
         ),
     ),
@@ -352,7 +361,7 @@ TOPIC_RULES: dict[str, Rule] = {
     ),
     "regression": Rule(
         title=_words(
-            r"regression",
+            r"regression(?! tests?\b)",
             r"regressed",
             r"no longer",
             r"stopped working",
@@ -361,7 +370,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:since|after) (?:upgrading|updating|update|upgrade) (?:to )?v?\d[\w.]*",
         ),
         body=_words(
-            r"regression",
+            r"regression(?! tests?\b)",
             r"regressed",
             r"used to work",
             r"stopped working (?:after|since|in|with|on) ",

@@ -52,6 +52,20 @@ HOSTILE_BODIES: dict[str, str] = {
     "version digits": ("OS version: " + "1." * BODY)[:BODY],
     "urls": ("http://" * BODY)[:BODY],
     "pipes": ("|" * BODY),
+    # Patterns of the second round: GitHub links, prose in code, commands, paths, markers.
+    "github file links": ("https://github.com/a/b/blob/c/" + "d/" * BODY)[:BODY],
+    "github repo links": ("https://github.com/" + "a" * BODY)[:BODY],
+    "a prose-looking fenced block": "### Current behavior?\n```\n" + "word " * 9_000 + "\n```",
+    "many code-ish lines in a code section": "### Standalone code\n" + "a b c d(\n" * 5_000,
+    "option-like words": ("a --b c=d " * BODY)[:BODY],
+    "path-like words": ("a/b/c " * BODY)[:BODY],
+    "undefined references": ("undefined reference to " * BODY)[:BODY],
+    "bug markers": ("\U0001f41b " * BODY)[:BODY],
+    "links around code spans": ("[`a`](" * BODY)[:BODY],
+    "links cut at the end": ("[a](" * BODY)[:BODY],
+    "name lists": ("Ab Cd, " * BODY)[:BODY],
+    "long sentences under an environment field": "### Python version\n\n"
+    + ("word " * 20 + "end.\n") * 2_000,
 }
 
 

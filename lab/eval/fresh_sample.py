@@ -1,0 +1,68 @@
+"""Draw fresh samples outside the evaluation set, for hand rating (issue 9, second round).
+
+``python -m lab.eval.fresh_sample [DATA]`` prints four samples of keys as JSONL, each
+3 issues per (repo, label) cell (45 issues), none in ``eval_set.jsonl`` and none shared:
+``tune`` (read while fixing the summariser and the tagger), ``holdout`` (rated once after
+the first fixes; the failures it showed were then fixed too, so it became tuning data) and
+``holdout2`` (drawn afterwards with seed 2027, rated once; its few failures were fixed
+afterwards too) and ``holdout3`` (seed 2028, rated once on the final code, nothing changed
+after it). Seed 2026 for the first two. Only keys and hand ratings are committed
+(``fresh_ratings.jsonl``); the text stays in the data file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from lab.eval.sample import DATA, read_jsonl
+
+SEED = 2026
+SECOND_SEED = 2027
+THIRD_SEED = 2028
+PER_CELL = 3
+EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
+
+
+def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """Four disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``), PER_CELL per
+    (repo, label) each."""
+    taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
+    cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if (row["repo"], row["id"]) not in taken:
+            cells[(row["repo"], row["label"])].append(row)
+    rng = random.Random(SEED)
+    second = random.Random(SECOND_SEED)
+    third = random.Random(THIRD_SEED)
+    out: dict[str, list[dict[str, str]]] = {
+        "tune": [],
+        "holdout": [],
+        "holdout2": [],
+        "holdout3": [],
+    }
+    for key in sorted(cells):
+        members = sorted(cells[key], key=lambda r: r["id"])
+        drawn = rng.sample(members, 2 * PER_CELL)
+        out["tune"].extend(sorted(drawn[:PER_CELL], key=lambda r: r["id"]))
+        out["holdout"].extend(sorted(drawn[PER_CELL:], key=lambda r: r["id"]))
+        rest = [r for r in members if r not in drawn]
+        drawn2 = second.sample(rest, PER_CELL)
+        out["holdout2"].extend(sorted(drawn2, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn2]
+        out["holdout3"].extend(sorted(third.sample(rest, PER_CELL), key=lambda r: r["id"]))
+    return out
+
+
+if __name__ == "__main__":
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else DATA
+    for name, chosen in fresh_samples(read_jsonl(path)).items():
+        for row in chosen:
+            print(
+                json.dumps(
+                    {"sample": name, "repo": row["repo"], "id": row["id"], "label": row["label"]}
+                )
+            )
