@@ -29,7 +29,6 @@ UNACKED_RESTORE_THROTTLE = 1
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    webhook = webhook_policy(settings)
     return {
         "broker_url": settings.celery_broker_url,
         "result_backend": settings.celery_result_backend,
@@ -66,23 +65,30 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # After a lost broker connection the unacked messages are redelivered anyway: stop
         # their tasks instead of finishing them twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
-        "task_annotations": {
-            stage.task_name: {
-                "rate_limit": policy.rate_limit,
-                "time_limit": policy.time_limit,
-                "soft_time_limit": policy.soft_time_limit,
-            }
-            for stage, policy in policies_for(settings).items()
-        }
-        | {
-            DELIVER_TASK: {
-                "time_limit": webhook.time_limit,
-                "soft_time_limit": webhook.soft_time_limit,
-            }
-        },
+        "task_annotations": task_annotations(settings),
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def task_annotations(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each stage's rate and time limits; the webhook task's time limits when webhooks are
+    set up (without a URL its ``NOTIFY_*`` settings are never used, nor checked)."""
+    annotations: dict[str, dict[str, Any]] = {
+        stage.task_name: {
+            "rate_limit": policy.rate_limit,
+            "time_limit": policy.time_limit,
+            "soft_time_limit": policy.soft_time_limit,
+        }
+        for stage, policy in policies_for(settings).items()
+    }
+    if settings.notify_webhook_url:
+        webhook = webhook_policy(settings)
+        annotations[DELIVER_TASK] = {
+            "time_limit": webhook.time_limit,
+            "soft_time_limit": webhook.soft_time_limit,
+        }
+    return annotations
 
 
 def make_celery(settings: Settings | None = None) -> Celery:

@@ -68,13 +68,7 @@ def policy_for(stage: Stage, settings: Settings) -> StagePolicy:
         time_limit=configured.time_limit,
         visibility_timeout=settings.celery_visibility_timeout,
     )
-    if policy.longest_wait < 1:
-        raise PolicyError(
-            f"{stage.value.upper()}_TIME_LIMIT={policy.time_limit:g} leaves no room for retries "
-            f"below CELERY_VISIBILITY_TIMEOUT={policy.visibility_timeout:g}: a message would "
-            "be delivered twice. Raise the visibility timeout or lower the time limit."
-        )
-    return policy
+    return _checked(policy, f"{stage.value.upper()}_TIME_LIMIT")
 
 
 def policies_for(settings: Settings) -> dict[Stage, StagePolicy]:
@@ -91,9 +85,14 @@ def webhook_policy(settings: Settings) -> StagePolicy:
         time_limit=settings.notify_time_limit,
         visibility_timeout=settings.celery_visibility_timeout,
     )
+    return _checked(policy, "NOTIFY_TIME_LIMIT")
+
+
+def _checked(policy: StagePolicy, time_limit_setting: str) -> StagePolicy:
+    """The policy, if a retry fits below the visibility timeout; else PolicyError."""
     if policy.longest_wait < 1:
         raise PolicyError(
-            f"NOTIFY_TIME_LIMIT={policy.time_limit:g} leaves no room for retries below "
+            f"{time_limit_setting}={policy.time_limit:g} leaves no room for retries below "
             f"CELERY_VISIBILITY_TIMEOUT={policy.visibility_timeout:g}: a message would be "
             "delivered twice. Raise the visibility timeout or lower the time limit."
         )

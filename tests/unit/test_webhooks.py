@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.celery_app import task_annotations
 from app.config import BODY_MAX, TITLE_MAX, Settings
 from app.webhooks import (
     DELIVERY_HEADER,
@@ -29,6 +30,7 @@ from app.webhooks import (
     scrub,
 )
 from pipelines.policies import PolicyError, webhook_policy
+from pipelines.queues import DELIVER_TASK
 from pipelines.webhooks import DeliveryError, RetryableDeliveryError, attempt
 
 URL = "https://hook:pa55word@receiver.example:8443/hooks/t0ken?key=s3cret"
@@ -210,3 +212,16 @@ def test_webhook_policy_follows_notify_settings_and_the_visibility_rule() -> Non
     assert (policy.max_retries, policy.backoff, policy.time_limit) == (2, 3, 10)
     with pytest.raises(PolicyError, match="NOTIFY_TIME_LIMIT"):
         webhook_policy(Settings(notify_time_limit=60, celery_visibility_timeout=60))
+
+
+def test_notify_settings_are_checked_only_when_webhooks_are_set_up() -> None:
+    # A short visibility timeout suits fast stages; without a webhook URL the notify task's
+    # longer time limit must not stop a worker or the API from starting.
+    quick: dict[str, Any] = {"celery_visibility_timeout": 12, "notify_time_limit": 30}
+    quick |= {f"{stage}_time_limit": 4 for stage in ("summarise", "tag", "persist")}
+    assert DELIVER_TASK not in task_annotations(Settings(**quick))
+    with pytest.raises(PolicyError, match="NOTIFY_TIME_LIMIT=30"):
+        task_annotations(Settings(**quick, notify_webhook_url="http://127.0.0.1:9/hook"))
+    assert task_annotations(Settings(notify_webhook_url="http://127.0.0.1:9/hook"))[
+        DELIVER_TASK
+    ] == {"time_limit": 30, "soft_time_limit": 29}
