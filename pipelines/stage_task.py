@@ -161,7 +161,9 @@ class StageTask(Task[Any, Any]):
                 self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
-                with self.context.marks_engine.begin() as connection:
+                # One statement, one round trip on PostgreSQL (autocommit); the staleness
+                # read only when the mark found nothing to change.
+                with self.context.single_engine.begin() as connection:
                     finished = finish_stage(
                         connection, run_id=run_id, stage=self.stage, usage=usage
                     )
@@ -377,7 +379,7 @@ class StageTask(Task[Any, Any]):
             log.exception("could not publish the progress of run %s", run_id)
 
     def _run_ended(self, run_id: str) -> bool:
-        with self.context.marks_engine.connect() as connection:
+        with self.context.single_engine.connect() as connection:
             return run_ended(connection, run_id=run_id)
 
 
