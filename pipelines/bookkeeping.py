@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
@@ -61,10 +70,13 @@ _ISSUE_RUNNING = (
     .where(Issue.id == bindparam("p_issue"), Issue.enrichment_task_id == bindparam("p_run"))
     .values(enrichment_status=EnrichmentStatus.RUNNING)
 )
+# The states written into the statement: an IN of bound values is an "expanding" parameter,
+# which SQLAlchemy re-renders on every execution of these per-stage statements.
+_UNFINISHED = [literal_column(f"'{state.value}'") for state in sorted(UNFINISHED_STATES)]
 _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.run_id == bindparam("p_run"),
     EnrichmentStage.position == bindparam("p_position"),
-    EnrichmentStage.state.in_(UNFINISHED_STATES),
+    EnrichmentStage.state.in_(_UNFINISHED),
 )
 _STAGE_STARTED = _UNFINISHED_STAGE.values(
     state=TaskState.STARTED, started_at=bindparam("p_now"), retry_at=None
@@ -98,7 +110,7 @@ _LATER_STAGES_NOT_RUN = (
     .where(
         EnrichmentStage.run_id == bindparam("p_run"),
         EnrichmentStage.position > bindparam("p_position"),
-        EnrichmentStage.state.in_(UNFINISHED_STATES),
+        EnrichmentStage.state.in_(_UNFINISHED),
     )
     .values(state=TaskState.REVOKED, error=bindparam("p_error"))
 )

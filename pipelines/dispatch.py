@@ -49,7 +49,7 @@ def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
         for stage_task, task_id in zip((tag, persist), task_ids[1:], strict=True)
     ]
     later.reverse()  # the worker pops the next stage from the end
-    return summarise.signature(kwargs=ids, task_id=task_ids[0], chain=later)
+    return summarise.signature(kwargs=ids, task_id=task_ids[0], root_id=task_ids[0], chain=later)
 
 
 def _step(stage_task: Task[Any, Any], task_id: str, ids: dict[str, Any]) -> dict[str, Any]:
