@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.sql.elements import ColumnClause
 
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
@@ -72,7 +74,9 @@ _ISSUE_RUNNING = (
 )
 # The states written into the statement: an IN of bound values is an "expanding" parameter,
 # which SQLAlchemy re-renders on every execution of these per-stage statements.
-_UNFINISHED = [literal_column(f"'{state.value}'") for state in sorted(UNFINISHED_STATES)]
+_UNFINISHED: list[ColumnClause[Any]] = [
+    literal_column(f"'{state.value}'") for state in sorted(UNFINISHED_STATES)
+]
 _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.run_id == bindparam("p_run"),
     EnrichmentStage.position == bindparam("p_position"),
