@@ -66,7 +66,8 @@ class Scenario:
     kind: str  # tracked | bare
     layout: str  # one | per-queue
     results: bool = True  # tracked: CELERY_RESULT_BACKEND set (the default); bare: backend on
-    sent_event: bool = False  # bare only; the tracked app has task_send_sent_event=True
+    sent_event: bool = False  # bare only; the tracked app sends none (CELERY_SEND_SENT_EVENT)
+    provider: str = "noop"  # tracked only: ENRICH_PROVIDER
 
 
 SCENARIOS = {
@@ -74,6 +75,13 @@ SCENARIOS = {
     for s in [
         Scenario("tracked", "issueflow, 1 worker", "tracked", "one"),
         Scenario("tracked-pq", "issueflow, per-queue workers", "tracked", "per-queue"),
+        Scenario(
+            "tracked-local-pq",
+            "issueflow, per-queue workers, ENRICH_PROVIDER=local (real work)",
+            "tracked",
+            "per-queue",
+            provider="local",
+        ),
         Scenario(
             "tracked-nobackend",
             "issueflow, 1 worker, CELERY_RESULT_BACKEND=''",
@@ -140,7 +148,7 @@ class Bench:
                 "DATABASE_URL": self.proxy.url(self.db.url) if self.proxy else self.db.url,
                 "CELERY_BROKER_URL": self.broker.url(0),
                 "CELERY_RESULT_BACKEND": self.broker.url(1) if scenario.results else "",
-                "ENRICH_PROVIDER": "noop",
+                "ENRICH_PROVIDER": scenario.provider,
             }
         return {
             "BENCH_BROKER_URL": self.broker.url(0),
@@ -612,6 +620,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("tracked-pq", "bare-pq"),
         ("tracked-nobackend", "bare-noresults"),
         ("tracked-pq", "tracked"),
+        ("tracked-local-pq", "bare-pq"),
     ]
     ratio_rows = []
     for a, b in pairs:
