@@ -4,7 +4,8 @@
                            [--layout one|per-queue|both] [--scenarios a,b,...]
 
 Every scenario gets fresh workers on the benchmark's own redis-server and database
-(PostgreSQL database created for the run, or a SQLite file), ENRICH_PROVIDER=noop, then:
+(PostgreSQL database created for the run, or a SQLite file), ENRICH_PROVIDER=noop
+(tracked-local-pq: local, the offline provider's real work), then:
 
 1. warm-up: a few chains, so the workers are up and connected;
 2. throughput: N chains published as fast as the producer can, consumed meanwhile; chains/s
@@ -497,7 +498,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"load average before/after: {args.loadavg[0]} / {args.loadavg[1]} (2 cores, shared)",
         f"issueflow pipeline benchmark: N={args.n} chains (throughput), "
         f"{args.rate:g} chains/s for {args.duration:g} s (latency), database {args.db}, "
-        f"ENRICH_PROVIDER=noop, prefork concurrency {args.concurrency} for 1 worker, "
+        "ENRICH_PROVIDER=noop (tracked-local-pq: local), "
+        f"prefork concurrency {args.concurrency} for 1 worker, "
         f"loglevel {args.loglevel}, {args.rounds} round(s) (figures: medians)",
         "",
     ]
