@@ -53,15 +53,9 @@ def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
 
 
 def _step(stage_task: Task[Any, Any], task_id: str, ids: dict[str, Any]) -> dict[str, Any]:
-    """A later stage as the message's chain holds it (``celery.Signature`` as a dict)."""
-    return {
-        "task": stage_task.name,
-        "args": [],
-        "kwargs": ids,
-        "options": {"task_id": task_id},
-        "subtask_type": None,
-        "immutable": False,
-    }
+    """A later stage as the message's chain holds it: ``celery.Signature`` as a dict, with
+    only the keys Celery reads (``subtask_type`` and ``immutable`` default to None)."""
+    return {"task": stage_task.name, "args": [], "kwargs": ids, "options": {"task_id": task_id}}
 
 
 def stage_specs(task_ids: list[str]) -> list[StageSpec]:
