@@ -2,10 +2,12 @@
 
 Every function runs on a ``Connection`` inside the caller's transaction (the workers' cheap
 path: prebuilt Core statements, no ORM session). ``pipelines.stage_task`` decides which one
-to call and when.
+to call and when. ``begin_stage`` and ``finish_stage`` need no transaction of their own:
+each of their writes is guarded (a stage only while unfinished, the issue only while the
+run is current), so the worker sends them in autocommit on PostgreSQL.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
-then the run, then its stages. Progress marks touch one stage row only.
+then the run, then its stages. Progress marks touch one row at a time.
 """
 
 from __future__ import annotations

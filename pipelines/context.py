@@ -33,8 +33,9 @@ class WorkerContext:
     # Progress marks (STARTED, SUCCESS of summarise and tag, RETRY, REVOKED): commits do not
     # wait for the disk. A database crash can lose the last marks, never a result.
     marks_engine: Engine
-    # Single statements (a stage's SUCCESS mark, "has the run ended?"): on PostgreSQL in
-    # autocommit, one round trip each, commits not waiting for the disk either.
+    # Marks and reads that need no transaction around them (a stage's begin and finish,
+    # "has the run ended?"): on PostgreSQL in autocommit, one round trip per statement,
+    # commits not waiting for the disk either. SQLite: ``marks_engine`` itself.
     single_engine: Engine
     provider: Provider
     policies: Mapping[Stage, StagePolicy]
