@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 640, 320
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 40, 56
+WIDTH, HEIGHT = 640, 340
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 40, 72
 COLOURS = ("#2f6db5", "#e08a2c", "#4c9a52", "#b8423c", "#7a5aa6", "#6b6b6b")
 
 
@@ -87,7 +87,7 @@ def bar_chart(
             )
             parts.append(
                 f'<text x="{x + bar_w * 0.46:.1f}" y="{y(bar.value) - 4:.1f}" '
-                f'text-anchor="middle" font-size="10">{bar.value:.3g}</text>'
+                f'text-anchor="middle" font-size="10">{_number(bar.value)}</text>'
             )
             if bar.low is not None and bar.high is not None and bar.high > bar.low:
                 cx = x + bar_w * 0.46
@@ -140,11 +140,15 @@ def line_chart(
     return "\n".join(parts) + "\n"
 
 
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _legend(names: Sequence[str]) -> list[str]:
     parts = []
     x = LEFT
     for n, name in enumerate(names):
-        y = HEIGHT - 14
+        y = HEIGHT - 10
         parts.append(
             f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{COLOURS[n % len(COLOURS)]}"/>'
             f'<text x="{x + 14}" y="{y}">{escape(name)}</text>'

@@ -104,7 +104,9 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "postgres": first_line(pg_binary("postgres"), "--version"),
-        "redis": first_line(shutil.which("redis-server") or "redis-server", "--version"),
+        "redis": " ".join(
+            first_line(shutil.which("redis-server") or "redis-server", "--version").split()[:3]
+        ),
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
 
@@ -313,6 +315,18 @@ published with no worker up, then drained while runs keep arriving at
 {backlog["rate"]:g}/s.
 
 ![backlog drain](img/perf-backlog.svg)
+
+## Where the time goes, and what is left
+
+A chain's CPU is Celery's per-task work (the worker's event loop, the ack, the next
+stage's publish, kombu's Redis client per call), which the stock chain pays too, plus the
+run's bookkeeping: a transaction in the producer (issue, run, three stages), each stage's
+begin and finish, persist's durable transaction, and PostgreSQL's own CPU for them (about
+a quarter of the total). The stock chain with its Redis result backend does none of that;
+as long as a run is recorded in PostgreSQL at each stage, its CPU per chain stays above
+the stock chain's, and on a 2-core machine where every process competes for the same
+cores, throughput follows CPU. `scripts/bench/stage_cost` shows the bookkeeping alone,
+`scripts/bench/pipeline --profile DIR` where the rest goes.
 
 The raw figures of this report: `docs/perf/*.json` and `docs/perf/*.txt`.
 """
