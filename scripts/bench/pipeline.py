@@ -679,7 +679,11 @@ def spread_report(rounds: list[list[dict[str, Any]]]) -> str:
         )
         ratios = ", ".join(
             f"{a}/{b} {by_key[a]['chains_per_s'] / by_key[b]['chains_per_s']:.2f}x"
-            for a, b in (("tracked", "bare"), ("tracked-pq", "bare-pq"))
+            for a, b in (
+                ("tracked", "bare"),
+                ("tracked-pq", "bare-pq"),
+                ("tracked-local-pq", "bare-pq"),
+            )
             if a in by_key and b in by_key
         )
         lines.append(f"  round {number}: {figures}; {ratios}")
