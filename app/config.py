@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     celery_broker_url: str = "redis://localhost:6379/0"
     celery_result_backend: str = "redis://localhost:6379/1"
     celery_visibility_timeout: int = Field(default=3600, ge=5)
+    # Publish a task-sent event with every message (Flower then shows queued stages).
+    celery_send_sent_event: bool = False
     # The Redis of the cluster-wide rate limiter; the broker's when unset (and a Redis).
     redis_url: str | None = None
     # Redis key prefix for the cluster-wide rate limiter (tests isolate themselves with it).

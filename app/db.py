@@ -62,6 +62,19 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
     return engine
 
 
+def make_autocommit_engine(url: str, engine: Engine, *, durable: bool = True) -> Engine:
+    """An engine for single statements, each its own transaction: one round trip each.
+
+    On PostgreSQL a pool of its own in autocommit, so a read or a one-row mark is sent
+    alone, without BEGIN and COMMIT (or ROLLBACK) around it; ``durable`` as in
+    ``make_engine``. SQLite has no round trips to save: ``engine`` itself, whose
+    ``begin()`` blocks stay transactions.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        return engine
+    return make_engine(url, durable=durable, isolation_level="AUTOCOMMIT")
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

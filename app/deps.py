@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, a database session per request, the API-key check."""
+"""FastAPI dependencies: settings, a database session per request (or a read-only one),
+the API-key check."""
 
 from __future__ import annotations
 
@@ -28,6 +29,16 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for a route that reads with a single statement and writes nothing: on
+    PostgreSQL each statement is its own transaction, one round trip."""
+    with request.app.state.read_session_factory() as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 
 _bearer = HTTPBearer(auto_error=False, description="One of the keys in API_KEYS")
 

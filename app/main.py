@@ -22,7 +22,7 @@ from app.api.query import reject_unknown_query_parameters
 from app.broker_policy import eviction_warning
 from app.celery_app import celery_app
 from app.config import REQUEST_MAX_BYTES, Settings, get_settings
-from app.db import make_engine, make_session_factory
+from app.db import make_autocommit_engine, make_engine, make_session_factory
 from app.logs import configure_logging
 from app.middleware import BodySizeLimit, HeaderSizeLimit
 from app.progress import SESSION_PUBLISHER, ProgressPublisher
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             sweeper.stop()
         progress.close()
         engine.dispose()
+        if read_engine is not engine:
+            read_engine.dispose()
 
     tracing = setup_tracing("issueflow-api")  # before the engine: its statements are traced
     engine = make_engine(settings.database_url)
@@ -86,6 +88,10 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         trace_app(app)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    # Routes that read with one statement (GET /tasks/<id>): on PostgreSQL a pool in
+    # autocommit, so the SELECT is the only round trip (no BEGIN, no ROLLBACK).
+    read_engine = make_autocommit_engine(settings.database_url, engine)
+    app.state.read_session_factory = make_session_factory(read_engine)
     # Runs the API ends (cancel, supersede, delete) are published once their commit lands.
     progress = ProgressPublisher.from_settings(settings)
     app.state.session_factory.configure(info={SESSION_PUBLISHER: progress})

@@ -2,20 +2,35 @@
 
 Every function runs on a ``Connection`` inside the caller's transaction (the workers' cheap
 path: prebuilt Core statements, no ORM session). ``pipelines.stage_task`` decides which one
-to call and when.
+to call and when. ``begin_stage`` and ``finish_stage`` need no transaction of their own:
+each of their writes is guarded (a stage only while unfinished, the issue only while the
+run is current), so the worker sends them in autocommit on PostgreSQL.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
-then the run, then its stages. Progress marks touch one stage row only.
+then the run, then its stages. Progress marks touch one row at a time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnClause
 
 from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from app.services.runs import end_run
@@ -64,10 +79,19 @@ _ISSUE_RUNNING = (
     .where(Issue.id == bindparam("p_issue"), Issue.enrichment_task_id == bindparam("p_run"))
     .values(enrichment_status=EnrichmentStatus.RUNNING)
 )
+
+
+# The states written into the statement: an IN of bound values is an "expanding" parameter,
+# which SQLAlchemy re-renders on every execution of these per-stage statements.
+def _literal_states(states: Iterable[TaskState]) -> list[ColumnClause[Any]]:
+    return [literal_column(f"'{state.value}'") for state in sorted(states)]
+
+
+_UNFINISHED = _literal_states(UNFINISHED_STATES)
 _UNFINISHED_STAGE = update(EnrichmentStage).where(
     EnrichmentStage.run_id == bindparam("p_run"),
     EnrichmentStage.position == bindparam("p_position"),
-    EnrichmentStage.state.in_(UNFINISHED_STATES),
+    EnrichmentStage.state.in_(_UNFINISHED),
 )
 # A stage STARTED by another delivery is taken over only once that attempt counts as
 # abandoned (``pipelines.deliveries``): it started before ``p_abandoned``.
@@ -77,7 +101,7 @@ _STAGE_STARTED = (
         EnrichmentStage.run_id == bindparam("p_run"),
         EnrichmentStage.position == bindparam("p_position"),
         or_(
-            EnrichmentStage.state.in_((TaskState.PENDING, TaskState.RETRY)),
+            EnrichmentStage.state.in_(_literal_states((TaskState.PENDING, TaskState.RETRY))),
             and_(
                 EnrichmentStage.state == TaskState.STARTED,
                 or_(
@@ -121,7 +145,7 @@ _LATER_STAGES_NOT_RUN = (
     .where(
         EnrichmentStage.run_id == bindparam("p_run"),
         EnrichmentStage.position > bindparam("p_position"),
-        EnrichmentStage.state.in_(UNFINISHED_STATES),
+        EnrichmentStage.state.in_(_UNFINISHED),
     )
     .values(state=TaskState.REVOKED, error=bindparam("p_error"))
 )

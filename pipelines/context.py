@@ -1,6 +1,6 @@
 """What a worker process needs to run stages, built once per process from its Settings.
 
-Settings, the two engines, the provider, the cluster-wide rate-limit bucket and the stage
+Settings, the engines, the provider, the cluster-wide rate-limit bucket and the stage
 policies. A forked pool process starts without one (``worker_process_init``) and builds its
 own on its first task, so no connection is ever shared across a fork. Tests build a context
 of their own and install it with :func:`use_context`.
@@ -16,7 +16,7 @@ import redis
 from sqlalchemy import Engine
 
 from app.config import Settings, get_settings
-from app.db import make_engine
+from app.db import make_autocommit_engine, make_engine
 from app.progress import ProgressPublisher
 from pipelines.policies import StagePolicy, policies_for
 from pipelines.providers import Provider, make_provider
@@ -33,6 +33,10 @@ class WorkerContext:
     # Progress marks (STARTED, SUCCESS of summarise and tag, RETRY, REVOKED): commits do not
     # wait for the disk. A database crash can lose the last marks, never a result.
     marks_engine: Engine
+    # Marks and reads that need no transaction around them (a stage's begin and finish,
+    # "has the run ended?"): on PostgreSQL in autocommit, one round trip per statement,
+    # commits not waiting for the disk either. SQLite: ``marks_engine`` itself.
+    single_engine: Engine
     provider: Provider
     policies: Mapping[Stage, StagePolicy]
     bucket: TokenBucket | None = None
@@ -50,10 +54,15 @@ class WorkerContext:
         provider: Provider | None = None,
         policies: Mapping[Stage, StagePolicy] | None = None,
     ) -> WorkerContext:
+        engine = make_engine(settings.database_url)
+        marks_engine = make_engine(settings.database_url, durable=False)
         return cls(
             settings=settings,
-            engine=make_engine(settings.database_url),
-            marks_engine=make_engine(settings.database_url, durable=False),
+            engine=engine,
+            marks_engine=marks_engine,
+            single_engine=make_autocommit_engine(
+                settings.database_url, marks_engine, durable=False
+            ),
             provider=provider if provider is not None else make_provider(settings),
             policies=policies if policies is not None else policies_for(settings),
             bucket=provider_bucket(settings),
@@ -67,6 +76,8 @@ class WorkerContext:
         if not self._closed:
             self.engine.dispose(close=close_connections)
             self.marks_engine.dispose(close=close_connections)
+            if self.single_engine is not self.marks_engine:
+                self.single_engine.dispose(close=close_connections)
             if close_connections:
                 if self.progress is not None:
                     self.progress.close()

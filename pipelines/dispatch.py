@@ -12,9 +12,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import uuid4
 
-from celery import chain
+from celery import Task
 from celery.canvas import Signature
 from kombu.exceptions import KombuError
 from sqlalchemy import Engine, select
@@ -33,15 +34,43 @@ log = logging.getLogger(__name__)
 # What a broker that cannot take the message raises.
 BROKER_ERRORS = (KombuError, OSError)
 
+# The stage tasks in chain order (``Stage`` order).
+STAGE_TASKS: tuple[Task[Any, Any], ...] = (summarise, tag, persist)
 
-def build_chain(issue_id: int, task_ids: list[str]) -> Signature:
-    """The chain with every stage's task id fixed in advance: the first one is the run id."""
+
+def build_chain(
+    issue_id: int, task_ids: list[str], *, start: Stage = Stage.SUMMARISE, previous: Any = None
+) -> Signature:
+    """The chain with every stage's task id fixed in advance: the first one is the run id.
+
+    One signature of the first stage that carries the rest of the chain as plain dicts (the
+    message's ``chain``, which the worker pops when a stage succeeds), the form a canvas
+    ``chain`` publishes: building the canvas object cost more Python time per POST than
+    sending the message, and its frozen steps carried options nobody reads.
+
+    A resumed run (``pipelines.recovery``) starts at ``start``, whose task takes
+    ``previous``, the result of the stage before it.
+    """
     ids = {"run_id": task_ids[0], "issue_id": issue_id}
-    return chain(
-        summarise.signature(kwargs=ids, task_id=task_ids[0]),
-        tag.signature(kwargs=ids, task_id=task_ids[1]),
-        persist.signature(kwargs=ids, task_id=task_ids[2]),
+    first = start.position
+    later = [
+        _step(stage_task, task_id, ids)
+        for stage_task, task_id in zip(STAGE_TASKS[first + 1 :], task_ids[first + 1 :], strict=True)
+    ]
+    later.reverse()  # the worker pops the next stage from the end
+    return STAGE_TASKS[first].signature(
+        args=() if first == 0 else (previous,),
+        kwargs=ids,
+        task_id=task_ids[first],
+        root_id=task_ids[0],
+        chain=later,
     )
+
+
+def _step(stage_task: Task[Any, Any], task_id: str, ids: dict[str, Any]) -> dict[str, Any]:
+    """A later stage as the message's chain holds it: ``celery.Signature`` as a dict, with
+    only the keys Celery reads (``subtask_type`` and ``immutable`` default to None)."""
+    return {"task": stage_task.name, "args": [], "kwargs": ids, "options": {"task_id": task_id}}
 
 
 def stage_specs(task_ids: list[str]) -> list[StageSpec]:

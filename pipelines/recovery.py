@@ -32,8 +32,6 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from celery import chain
-from celery.canvas import Signature
 from sqlalchemy import Connection, Engine, and_, bindparam, exists, or_, select, update
 
 from app.celery_app import UNACKED_RESTORE_INTERVAL, celery_app
@@ -42,7 +40,7 @@ from app.models import EnrichmentRun, EnrichmentStage, utcnow
 from app.services.webhooks import RunEvents
 from app.states import UNFINISHED_STATES, TaskState
 from pipelines.bookkeeping import fail_run
-from pipelines.enrichment import persist, summarise, tag
+from pipelines.dispatch import build_chain
 from pipelines.policies import policies_for
 from pipelines.queues import Queue, Stage
 from pipelines.webhooks import events_after_commit
@@ -173,19 +171,6 @@ def _resume_point(stages: list[Any]) -> tuple[Stage, dict[str, Any] | None]:
     return list(Stage)[position], previous
 
 
-def resume_chain(run: StalledRun) -> Signature:
-    """The rest of the run's chain, from ``run.start``, with the run's own task ids."""
-    ids = {"run_id": run.task_ids[0], "issue_id": run.issue_id}
-    tasks = dict(zip(Stage, (summarise, tag, persist), strict=True))
-    signatures = []
-    for stage, task_id in zip(Stage, run.task_ids, strict=True):
-        if stage.position < run.start.position:
-            continue
-        args = (run.previous,) if stage == run.start and stage.position > 0 else ()
-        signatures.append(tasks[stage].signature(args=args, kwargs=ids, task_id=task_id))
-    return signatures[0] if len(signatures) == 1 else chain(*signatures)
-
-
 # The compare-and-set: only the sweeper that saw ``resumes`` at :p_seen, on a run still idle,
 # resumes it; a racing sweeper's UPDATE waits for this one's commit and then matches nothing.
 _RESUMED = (
@@ -240,7 +225,9 @@ def resume(
                 if not claimed:
                     continue  # another sweeper resumed it, or it moved meanwhile
                 # Published before the claim commits: a failed publish rolls the claim back.
-                resume_chain(run).apply_async(connection=producer)
+                build_chain(
+                    run.issue_id, run.task_ids, start=run.start, previous=run.previous
+                ).apply_async(connection=producer)
             resumed += 1
             log.warning(
                 "run %s of issue %s stalled (no progress for %.0fs, no message in the broker): "

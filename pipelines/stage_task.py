@@ -1,7 +1,8 @@
 """``StageTask``: what every stage does around its work, as a Celery task base class.
 
-``__call__`` begins the stage (marks it STARTED and reads its input in one short
-transaction), runs the task's body outside any transaction, and finishes it (SUCCESS).
+``__call__`` begins the stage (reads its input and marks it STARTED), runs the task's body
+outside any transaction, and finishes it (SUCCESS): on PostgreSQL each of these statements
+is its own transaction, one round trip (``WorkerContext.single_engine``).
 Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
@@ -169,7 +170,9 @@ class StageTask(Task[Any, Any]):
                 self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
-                with self.context.marks_engine.begin() as connection:
+                # One statement, one round trip on PostgreSQL (autocommit); the staleness
+                # read only when the mark found nothing to change.
+                with self.context.single_engine.begin() as connection:
                     finished = finish_stage(
                         connection, run_id=run_id, stage=self.stage, usage=usage, result=result
                     )
@@ -232,13 +235,19 @@ class StageTask(Task[Any, Any]):
 
         A short in-process wait rather than a Celery retry: a retry would count against the
         stage's retry budget, and the commit normally lands within milliseconds.
+
+        On PostgreSQL each statement is its own transaction (``single_engine``): no BEGIN
+        and COMMIT round trips. Beginning needs no atomicity: every mark is guarded (the
+        issue only while the run is its current one, the stage only while unfinished), so a
+        run ended between the read and a mark leaves that mark undone, as it would with a
+        transaction at READ COMMITTED, and the stage's finish then finds the run ended.
         """
         deadline = time.monotonic() + RUN_VISIBILITY_WAIT
         pause = threading.Event()
         poll = RUN_VISIBILITY_FIRST_POLL
         while True:
             try:
-                with self.context.marks_engine.begin() as connection:
+                with self.context.single_engine.begin() as connection:
                     issue = begin_stage(
                         connection, run_id=run_id, stage=self.stage, lease=self._lease()
                     )
@@ -409,7 +418,7 @@ class StageTask(Task[Any, Any]):
             log.exception("could not publish the progress of run %s", run_id)
 
     def _run_ended(self, run_id: str) -> bool:
-        with self.context.marks_engine.connect() as connection:
+        with self.context.single_engine.connect() as connection:
             return run_ended(connection, run_id=run_id)
 
 

@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, StringConstraints
 from sqlalchemy.orm import Session
 
 from app.api.errors import errors
+from app.api.responses import model_response
 from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
 from app.models import Issue
 from app.notify import notify_issue_creation
@@ -57,6 +58,7 @@ def _locked_issue(session: Session, issue_id: int) -> Issue:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=IssueCreated,
     dependencies=[WriteAccess],
     responses=errors(*BODY_ERRORS),
 )
@@ -64,15 +66,13 @@ def create(
     data: IssueCreate,
     session: SessionDep,
     settings: SettingsDep,
-    response: Response,
     background: BackgroundTasks,
-) -> IssueCreated:
+) -> Response:
     """Create an issue and start its enrichment; poll ``status_url`` for progress."""
     with session.begin():
         issue = create_issue(session=session, data=data)
         run_id = start_enrichment(session=session, issue=issue)
     read = to_read(issue)
-    response.headers["Location"] = f"/issues/{issue.id}"
     if settings.notify_webhook_url:
         background.add_task(
             notify_issue_creation,
@@ -81,7 +81,10 @@ def create(
             timeout=settings.notify_timeout,
             secret=settings.notify_secret,
         )
-    return IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
+    created = IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
+    return model_response(
+        created, status_code=status.HTTP_201_CREATED, headers={"Location": f"/issues/{issue.id}"}
+    )
 
 
 # No tag or query holds NUL or a lone surrogate, which PostgreSQL refuses even in a query.

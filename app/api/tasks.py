@@ -10,7 +10,8 @@ from pydantic.json_schema import SkipJsonSchema
 from sse_starlette import EventSourceResponse
 
 from app.api.errors import errors
-from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from app.api.responses import model_response
+from app.deps import ReadAccess, ReadSessionDep, SessionDep, SettingsDep, WriteAccess
 from app.pagination import InvalidCursor
 from app.run_events import event_stream, not_found
 from app.schemas import TaskPage, TaskStatusRead, storable_text
@@ -27,13 +28,13 @@ def _not_found(task_id: str) -> HTTPException:
     return not_found(task_id)
 
 
-@router.get("/{task_id}", responses=errors(401, 403, 404, 422, 503))
-def read(task_id: TaskId, session: SessionDep, settings: SettingsDep) -> TaskStatusRead:
+@router.get("/{task_id}", response_model=TaskStatusRead, responses=errors(401, 403, 404, 422, 503))
+def read(task_id: TaskId, session: ReadSessionDep, settings: SettingsDep) -> Response:
     """The whole chain's state from its root task id (a stage's own id works too)."""
     run = get_run(session=session, task_id=task_id)
     if run is None:
         raise _not_found(task_id)
-    return task_status(run, prices=settings.token_prices)
+    return model_response(task_status(run, prices=settings.token_prices))
 
 
 @router.get(

@@ -236,7 +236,9 @@ class ApiBench:
 # --------------------------------------------------------------------------- GET /tasks
 
 
-def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> str:
+def count_round_trips(
+    db: Database, broker: RedisServer, repeat: int = 20
+) -> tuple[str, dict[str, float]]:
     """SQL per request of GET /tasks/<id> (and POST /issues), in-process, through a proxy."""
     from sqlcount import PgCountingProxy
 
@@ -264,11 +266,16 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
     get_settings.cache_clear()
     app = create_app(Settings(), sweep_outbox=False)
     statements: list[str] = []
-    event.listen(
-        app.state.engine,
-        "before_cursor_execute",
-        lambda conn, cursor, sql, params, context, many: statements.append(sql),
-    )
+    # The API's engines: the one of its transactions, and its autocommit one for reads.
+    reads = getattr(app.state, "read_session_factory", None)
+    binds = [app.state.engine] + ([reads.kw["bind"]] if reads is not None else [])
+    engines = {id(e): e for e in binds}
+    for engine in engines.values():
+        event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda conn, cursor, sql, params, context, many: statements.append(sql),
+        )
 
     def measure(method: str, path: str, n: int, **kwargs: Any) -> tuple[float, float, Any]:
         statements.clear()
@@ -307,7 +314,8 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
                 rows.append([name, response.status_code, sql, wire])
                 detail.append((name, {k: v / n for k, v in counts.items()}))
     finally:
-        app.state.engine.dispose()
+        for engine in engines.values():
+            engine.dispose()
         proxy.close()
     lines = [
         table(
@@ -323,7 +331,7 @@ def count_round_trips(db: Database, broker: RedisServer, repeat: int = 20) -> st
     for name, counts in detail:
         lines.append(f"\n  {name}, on the wire per request:")
         lines += [f"    {v:4.1f}  {k}" for k, v in counts.items()]
-    return "\n".join(lines)
+    return "\n".join(lines), {str(row[0]): float(row[3]) for row in rows}
 
 
 # --------------------------------------------------------------------------- report
@@ -486,6 +494,7 @@ def main() -> None:
     bench = ApiBench(args, work)
     runs = []
     round_trips = None
+    wire: dict[str, float] = {}
     try:
         for _ in range(args.rounds):
             for key in keys:
@@ -493,7 +502,7 @@ def main() -> None:
                 time.sleep(1)
         if not args.skip_round_trips:
             bench.db.truncate()
-            round_trips = count_round_trips(bench.db, bench.broker)
+            round_trips, wire = count_round_trips(bench.db, bench.broker)
     finally:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -506,7 +515,7 @@ def main() -> None:
         )
         print(round_trips)
     if args.json:
-        dump_json(args.json, {"args": vars(args), "runs": runs})
+        dump_json(args.json, {"args": vars(args), "runs": runs, "round_trips": wire})
 
 
 if __name__ == "__main__":

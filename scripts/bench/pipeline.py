@@ -4,7 +4,8 @@
                            [--layout one|per-queue|both] [--scenarios a,b,...]
 
 Every scenario gets fresh workers on the benchmark's own redis-server and database
-(PostgreSQL database created for the run, or a SQLite file), ENRICH_PROVIDER=noop, then:
+(PostgreSQL database created for the run, or a SQLite file), ENRICH_PROVIDER=noop
+(tracked-local-pq: local, the offline provider's real work), then:
 
 1. warm-up: a few chains, so the workers are up and connected;
 2. throughput: N chains published as fast as the producer can, consumed meanwhile; chains/s
@@ -47,6 +48,7 @@ from common import (  # first: it puts the repository root on sys.path
     Database,
     command_delta,
     dump_json,
+    median,
     percentile,
     py_spy,
     table,
@@ -65,7 +67,8 @@ class Scenario:
     kind: str  # tracked | bare
     layout: str  # one | per-queue
     results: bool = True  # tracked: CELERY_RESULT_BACKEND set (the default); bare: backend on
-    sent_event: bool = False  # bare only; the tracked app has task_send_sent_event=True
+    sent_event: bool = False  # bare only; the tracked app sends none (CELERY_SEND_SENT_EVENT)
+    provider: str = "noop"  # tracked only: ENRICH_PROVIDER
 
 
 SCENARIOS = {
@@ -73,6 +76,13 @@ SCENARIOS = {
     for s in [
         Scenario("tracked", "issueflow, 1 worker", "tracked", "one"),
         Scenario("tracked-pq", "issueflow, per-queue workers", "tracked", "per-queue"),
+        Scenario(
+            "tracked-local-pq",
+            "issueflow, per-queue workers, ENRICH_PROVIDER=local (real work)",
+            "tracked",
+            "per-queue",
+            provider="local",
+        ),
         Scenario(
             "tracked-nobackend",
             "issueflow, 1 worker, CELERY_RESULT_BACKEND=''",
@@ -139,7 +149,7 @@ class Bench:
                 "DATABASE_URL": self.proxy.url(self.db.url) if self.proxy else self.db.url,
                 "CELERY_BROKER_URL": self.broker.url(0),
                 "CELERY_RESULT_BACKEND": self.broker.url(1) if scenario.results else "",
-                "ENRICH_PROVIDER": "noop",
+                "ENRICH_PROVIDER": scenario.provider,
             }
         return {
             "BENCH_BROKER_URL": self.broker.url(0),
@@ -488,8 +498,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"load average before/after: {args.loadavg[0]} / {args.loadavg[1]} (2 cores, shared)",
         f"issueflow pipeline benchmark: N={args.n} chains (throughput), "
         f"{args.rate:g} chains/s for {args.duration:g} s (latency), database {args.db}, "
-        f"ENRICH_PROVIDER=noop, prefork concurrency {args.concurrency} for 1 worker, "
-        f"loglevel {args.loglevel}",
+        "ENRICH_PROVIDER=noop (tracked-local-pq: local), "
+        f"prefork concurrency {args.concurrency} for 1 worker, "
+        f"loglevel {args.loglevel}, {args.rounds} round(s) (figures: medians)",
         "",
     ]
     rows = []
@@ -611,6 +622,7 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("tracked-pq", "bare-pq"),
         ("tracked-nobackend", "bare-noresults"),
         ("tracked-pq", "tracked"),
+        ("tracked-local-pq", "bare-pq"),
     ]
     ratio_rows = []
     for a, b in pairs:
@@ -635,6 +647,46 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             table(["ratio", "chains/s", "CPU/chain", "redis cmds", "p50", "p99"], ratio_rows)
         )
+    return "\n".join(lines)
+
+
+MEDIAN_KEYS = ("chains_per_s", "cpu_ms_per_chain", "redis_cmds_per_chain", "p50_ms", "p99_ms")
+
+
+def median_result(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario over the rounds: the round of median throughput, with the medians of
+    the headline figures, their lowest and highest (``spread``), and the CPU split medians."""
+    ordered = sorted(rounds, key=lambda r: r["chains_per_s"])
+    result = dict(ordered[len(ordered) // 2])
+    result["spread"] = {}
+    for key in MEDIAN_KEYS:
+        values = [r[key] for r in rounds]
+        result[key] = median(values)
+        result["spread"][key] = (min(values), max(values))
+    result["cpu_ms"] = {k: median([r["cpu_ms"][k] for r in rounds]) for k in result["cpu_ms"]}
+    result["rounds"] = len(rounds)
+    return result
+
+
+def spread_report(rounds: list[list[dict[str, Any]]]) -> str:
+    """Each round's figures and ratios: the spread behind the medians."""
+    lines = ["Per round (chains/s, CPU ms/chain):"]
+    for number, results in enumerate(rounds, 1):
+        by_key = {r["scenario"]: r for r in results}
+        figures = ", ".join(
+            f"{r['scenario']} {r['chains_per_s']:.0f}/s {r['cpu_ms_per_chain']:.1f} ms"
+            for r in results
+        )
+        ratios = ", ".join(
+            f"{a}/{b} {by_key[a]['chains_per_s'] / by_key[b]['chains_per_s']:.2f}x"
+            for a, b in (
+                ("tracked", "bare"),
+                ("tracked-pq", "bare-pq"),
+                ("tracked-local-pq", "bare-pq"),
+            )
+            if a in by_key and b in by_key
+        )
+        lines.append(f"  round {number}: {figures}; {ratios}")
     return "\n".join(lines)
 
 
@@ -680,6 +732,9 @@ def main() -> None:
         default=shutil.which("py-spy") or "/tmp/benchtools/bin/py-spy",
         help="py-spy binary (not a project dependency: pip install it anywhere)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="scenarios take turns this many times; medians"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs")
     args = parser.parse_args()
@@ -697,10 +752,12 @@ def main() -> None:
             "not comparable with a normal run",
             file=sys.stderr,
         )
-    results = []
+    rounds: list[list[dict[str, Any]]] = []
     try:
-        for key in keys:
-            results.append(bench.run(SCENARIOS[key]))
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"=== round {number + 1}/{args.rounds}", file=sys.stderr, flush=True)
+            rounds.append([bench.run(SCENARIOS[key]) for key in keys])
     finally:
         bench.close()
         if args.keep_logs:
@@ -708,9 +765,13 @@ def main() -> None:
         else:
             shutil.rmtree(log_dir, ignore_errors=True)
     args.loadavg = (load_before, " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    results = [median_result([r[i] for r in rounds]) for i in range(len(keys))]
     print(report(results, args))
+    if args.rounds > 1:
+        print()
+        print(spread_report(rounds))
     if args.json:
-        dump_json(args.json, {"args": vars(args), "results": results})
+        dump_json(args.json, {"args": vars(args), "results": results, "rounds": rounds})
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def main() -> None:
             break
         n, rate, tag = int(command["n"]), float(command["rate"]), str(command["tag"])
         ids = []
+        took = []
         first = time.time()
         start = time.monotonic()
         for i in range(n):
@@ -73,11 +74,17 @@ def main() -> None:
                 delay = start + i / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+            began = time.perf_counter()
             ids.append(publish(tag, i))
+            took.append(time.perf_counter() - began)
         last = time.time()
-        print(
-            json.dumps({"n": n, "first": first, "last": last, "ids": [ids[0], ids[-1]]}), flush=True
-        )
+        took.sort()
+        # How long one publish took (a POST's transaction and message, without HTTP).
+        publish_ms = {
+            q: took[min(len(took) - 1, int(len(took) * q / 100))] * 1000 for q in (50, 99)
+        }
+        answer = {"n": n, "first": first, "last": last, "ids": [ids[0], ids[-1]]}
+        print(json.dumps({**answer, "publish_ms": publish_ms}), flush=True)
 
 
 if __name__ == "__main__":

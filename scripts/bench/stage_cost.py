@@ -76,7 +76,8 @@ def run(args: argparse.Namespace, db: Database) -> str:
     context = WorkerContext.build(Settings(database_url=db.url, enrich_provider="noop"))
     use_context(context)
     statements = [0]
-    for engine in (context.engine, context.marks_engine):
+    engines = (context.engine, context.marks_engine, context.single_engine)
+    for engine in {id(e): e for e in engines}.values():
         event.listen(
             engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1)
         )

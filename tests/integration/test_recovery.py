@@ -4,7 +4,6 @@ worker)."""
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import threading
@@ -106,7 +105,7 @@ def sent(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     found = []
     for raw in client.lrange(queue, 0, -1):
         envelope = json.loads(raw)
-        args, _kwargs, embed = json.loads(base64.b64decode(envelope["body"]))
+        args, _kwargs, embed = json.loads(envelope["body"])  # body_encoding utf-8
         rest = [s["options"]["task_id"] for s in reversed(embed.get("chain") or [])]
         found.append({"id": envelope["headers"]["id"], "args": args, "rest": rest})
     return found
