@@ -1,4 +1,4 @@
-"""Opaque cursors for keyset pagination."""
+"""Keyset pagination: opaque cursors, and the newest-first page that the lists share."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import base64
 import binascii
 import json
 import math
-from typing import Any
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, or_
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.schemas import UNSTORABLE
+
+Row = TypeVar("Row")
 
 # What a cursor this API made never holds, and the databases refuse as a query parameter:
 # integers beyond 64 bits (SQLite: OverflowError), NUL and lone surrogates (PostgreSQL).
@@ -45,3 +52,40 @@ def decode_cursor(cursor: str, *, keys: dict[str, type]) -> dict[str, Any]:
         ):
             raise InvalidCursor("invalid cursor")
     return position
+
+
+def newest_first_page(
+    session: Session,
+    query: Select[Row],
+    *,
+    created_at: InstrumentedAttribute[datetime],
+    key: InstrumentedAttribute[str],
+    limit: int,
+    cursor: str | None,
+) -> tuple[Sequence[Row], str | None]:
+    """One page of ``query``'s rows, newest ``created_at`` first (``key`` breaks ties), after
+    ``cursor``; and the cursor of the next page, None on the last. Raises InvalidCursor."""
+    query = query.order_by(created_at.desc(), key.desc())
+    if cursor is not None:
+        position = decode_cursor(cursor, keys={"created_at": str, "id": str})
+        after = _aware(position["created_at"])
+        query = query.where(or_(created_at < after, (created_at == after) & (key < position["id"])))
+    rows = session.scalars(query.limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return rows, None
+    last = rows[limit - 1]
+    return rows[:limit], encode_cursor(
+        {"created_at": getattr(last, created_at.key).isoformat(), "id": getattr(last, key.key)}
+    )
+
+
+def _aware(text: str) -> datetime:
+    """A cursor's timestamp, in UTC. The cursors this API makes are aware; one near the ends
+    of time may have no UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidCursor("invalid cursor") from exc

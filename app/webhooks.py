@@ -17,15 +17,14 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from app.retry_after import retry_after
 from app.states import TaskState, WebhookEvent
 
 EVENT_HEADER = "X-Issueflow-Event"
@@ -142,26 +141,6 @@ def post(
                 break
         excerpt = start[:MAX_RESPONSE_BYTES].decode("utf-8", errors="replace")
         return Answer(response.status_code, excerpt, retry_after(response.headers))
-
-
-def retry_after(sent: httpx.Headers) -> float | None:
-    """``Retry-After`` in seconds (a number or an HTTP-date), or None."""
-    value = sent.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def where(url: str) -> str:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import NamedTuple
 
 from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
-from app.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.pagination import newest_first_page
 from app.progress import note_ended
 from app.schemas import EnrichmentResult, Progress, StageRead, TaskStatusRead, Usage
 from app.states import (
@@ -222,32 +221,19 @@ def list_runs(
 ) -> tuple[Sequence[EnrichmentRun], str | None]:
     """Runs newest first, optionally only those that ended in ``state`` (``PENDING``: not
     ended yet) or of one issue. Raises InvalidCursor."""
-    query = select(EnrichmentRun).order_by(EnrichmentRun.created_at.desc(), EnrichmentRun.id.desc())
+    query = select(EnrichmentRun)
     if state is not None:
         query = query.where(EnrichmentRun.state == TaskState(state))
     if issue_id is not None:
         query = query.where(EnrichmentRun.issue_id == issue_id)
-    if cursor is not None:
-        position = decode_cursor(cursor, keys={"created_at": str, "id": str})
-        try:
-            created_at = datetime.fromisoformat(position["created_at"])
-            # The cursors this API makes are aware; one near the ends of time may have no UTC.
-            if created_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            created_at = created_at.astimezone(UTC)
-        except (ValueError, OverflowError) as exc:
-            raise InvalidCursor("invalid cursor") from exc
-        query = query.where(
-            or_(
-                EnrichmentRun.created_at < created_at,
-                (EnrichmentRun.created_at == created_at) & (EnrichmentRun.id < position["id"]),
-            )
-        )
-    runs = session.scalars(query.limit(limit + 1)).all()
-    if len(runs) <= limit:
-        return runs, None
-    last = runs[limit - 1]
-    return runs[:limit], encode_cursor({"created_at": last.created_at.isoformat(), "id": last.id})
+    return newest_first_page(
+        session,
+        query,
+        created_at=EnrichmentRun.created_at,
+        key=EnrichmentRun.id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 def chain_state(run: EnrichmentRun) -> TaskState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 from uuid import uuid4
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.models import Issue, WebhookDelivery, utcnow
-from app.pagination import InvalidCursor, decode_cursor, encode_cursor
+from app.pagination import newest_first_page
 from app.states import DeliveryState, WebhookEvent
 from app.webhooks import enriched_payload, failed_payload
 
@@ -211,31 +211,17 @@ def list_deliveries(
     state: DeliveryState | None = None,
 ) -> tuple[Sequence[WebhookDelivery], str | None]:
     """Deliveries newest first, optionally only those in ``state``. Raises InvalidCursor."""
-    query = select(WebhookDelivery).order_by(
-        WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()
-    )
+    query = select(WebhookDelivery)
     if state is not None:
         query = query.where(WebhookDelivery.state == state)
-    if cursor is not None:
-        position = decode_cursor(cursor, keys={"created_at": str, "id": str})
-        try:
-            created_at = datetime.fromisoformat(position["created_at"])
-            if created_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            created_at = created_at.astimezone(UTC)
-        except (ValueError, OverflowError) as exc:
-            raise InvalidCursor("invalid cursor") from exc
-        query = query.where(
-            or_(
-                WebhookDelivery.created_at < created_at,
-                (WebhookDelivery.created_at == created_at) & (WebhookDelivery.id < position["id"]),
-            )
-        )
-    rows = session.scalars(query.limit(limit + 1)).all()
-    if len(rows) <= limit:
-        return rows, None
-    last = rows[limit - 1]
-    return rows[:limit], encode_cursor({"created_at": last.created_at.isoformat(), "id": last.id})
+    return newest_first_page(
+        session,
+        query,
+        created_at=WebhookDelivery.created_at,
+        key=WebhookDelivery.id,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 class Redelivery(enum.Enum):

@@ -20,8 +20,6 @@ import secrets
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +28,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from app.config import SUMMARY_MAX
+from app.retry_after import retry_after
 from pipelines.providers.base import PermanentError, ProviderError, TransientError
 from pipelines.providers.text import PROMPT_TEXT_MAX, TITLE_MAX, prompt_text
 from pipelines.usage import record_usage
@@ -495,19 +494,4 @@ def _retry_after(response: httpx.Response) -> float | None:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds or seconds == float("inf"):  # NaN or infinity
-        return None
-    return max(0.0, seconds)
+    return retry_after(response.headers)

@@ -15,6 +15,7 @@ import pytest
 
 from app.celery_app import task_annotations
 from app.config import BODY_MAX, TITLE_MAX, Settings
+from app.retry_after import retry_after
 from app.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -26,7 +27,6 @@ from app.webhooks import (
     enriched_payload,
     failed_payload,
     headers,
-    retry_after,
     scrub,
 )
 from pipelines.policies import PolicyError, webhook_policy
