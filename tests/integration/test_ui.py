@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.main import create_app
+from app.models import EnrichmentRun, utcnow
 from tests.conftest import flush_broker
 
 XSS = "<script>alert(1)</script>"
@@ -87,6 +88,23 @@ def test_run_page_shows_the_timeline_and_buttons(client: TestClient) -> None:
     assert '<span class="badge badge-revoked">REVOKED</span>' in cancelled
     assert re.search(r'data-action="cancel"[^>]*disabled', cancelled)
     assert client.get("/ui/runs/no-such-run").status_code == 404
+
+
+def test_run_page_says_when_a_run_was_resumed(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    created = create(client, "Crash on save")
+    page = client.get(f"/ui/runs/{created['task_id']}").text
+    assert "run-resumes" not in page  # never resumed: nothing to say
+    with session_factory() as session:
+        run = session.get(EnrichmentRun, created["task_id"])
+        assert run is not None
+        run.resumes, run.resumed_at, run.resumed_from = 2, utcnow(), "tag"
+        session.commit()
+    page = client.get(f"/ui/runs/{created['task_id']}").text
+    assert re.search(
+        r'id="run-resumes">2 times after its message was lost; last at .+, from tag<', page
+    )
 
 
 def test_failed_runs_page_filters_by_state(client: TestClient) -> None:
