@@ -13,7 +13,7 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
@@ -201,12 +201,18 @@ def restore_previous_enrichment(*, session: Session, issue: Issue, cancelled: st
 
 
 def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
-    """The run whose root id, or one of whose stage ids, is ``task_id``: one round trip."""
-    by_stage = select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id)
+    """The run whose root id, or one of whose stage ids, is ``task_id``: one round trip.
+
+    The stage's run id (task ids are unique) or else ``task_id`` itself, then the run by its
+    primary key: two index lookups. ``id = x OR id IN (subquery)`` scanned both tables.
+    """
+    by_stage = (
+        select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id).scalar_subquery()
+    )
     query = (
         select(EnrichmentRun)
         .options(joinedload(EnrichmentRun.stages))
-        .where(or_(EnrichmentRun.id == task_id, EnrichmentRun.id.in_(by_stage)))
+        .where(EnrichmentRun.id == func.coalesce(by_stage, task_id))
     )
     return session.scalars(query).unique().one_or_none()
 

@@ -1,7 +1,8 @@
 """POST /issues: issueflow's API against an insert-only floor and the original plan's
-BackgroundTasks endpoint, in one run; then the SQL round trips of GET /tasks/<id>.
+BackgroundTasks endpoint, in one run; GET /tasks/<id> against a primary-key GET; then the
+SQL round trips of GET /tasks/<id>.
 
-    scripts/bench/api [--duration 10] [--rate 200] [--connections 32] [--rounds 1]
+    scripts/bench/api [--duration 10] [--rate 0] [--connections 32] [--rounds 1]
                       [--apps issueflow,issueflow-nobackend,floor,background]
 
 Each app runs alone as ONE uvicorn worker (uvloop, httptools, no access log) on a
@@ -10,8 +11,15 @@ redis-server of the benchmark's own, no Celery worker: the chains just queue up)
 
 1. throughput: ``wrk -t1 -c32`` POSTing the same issue for ``--duration`` seconds (after a
    short warm-up), with the CPU per request of uvicorn, the PostgreSQL backends and Redis;
-2. latency at a steady ``--rate`` req/s: ``loadgen.py`` in its own process, open loop,
-   latency from each request's scheduled send time.
+2. latency at a steady rate: ``loadgen.py`` in its own process, open loop, latency from
+   each request's scheduled send time. The rate is ``--rate`` req/s, or by default (0) half
+   the BackgroundTasks endpoint's req/s measured in step 1 of the same round (that app then
+   runs first in each round): the issue's goal is p99 <= 10 ms there;
+3. GETs (issueflow and the BackgroundTasks app; ``--skip-gets`` leaves them out): in the
+   same uvicorn process, ``wrk`` GETs one issue's run (``GET /tasks/<id>``) and the issue
+   (``GET /issues/<id>``); the BackgroundTasks app answers a primary-key GET as the
+   tutorial writes it (``session.get``), the contract's yardstick. req/s and CPU per
+   request for ``--get-duration`` seconds each.
 
 With ``--rounds`` > 1 the apps take turns, round after round, and the table shows each
 app's median. Then GET /tasks/<id> runs in-process against a counting proxy: SQL
@@ -32,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +73,24 @@ APPS = {
 }
 VARIANTS = {"issueflow-nosent": "no_sent_event"}
 
-WRK_LUA = """
+# The GET phases: issueflow's run status and its own issue read, and a primary-key GET in
+# the BackgroundTasks app (the tutorial's ``session.get``), the contract's yardstick.
+GETS = {
+    "issueflow": {"GET /tasks/<id>": "/tasks/{task}", "GET /issues/<id>": "/issues/{issue}"},
+    "background": {"PK GET /issues/<id>": "/issues/{issue}"},
+}
+
+WRK_POST = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = %s
+"""
+WRK_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRKJSON {"requests": %%d, "duration_us": %%d, "non2xx": %%d, "socket_errors": %%d, ' ..
-    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    'WRKJSON {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\\n',
     summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
@@ -94,7 +112,12 @@ class ApiBench:
         self.body_file = work / "issue.json"
         self.body_file.write_text(body)
         self.lua = work / "post_issue.lua"
-        self.lua.write_text(WRK_LUA % lua_string(body))
+        self.lua.write_text(WRK_POST % lua_string(body) + WRK_DONE)
+        self.get_lua = work / "get.lua"
+        self.get_lua.write_text('wrk.method = "GET"\n' + WRK_DONE)
+        # --rate 0: the steady rate of a round is half the BackgroundTasks endpoint's
+        # req/s measured in that round (it runs first), the issue's p99 target rate.
+        self.round_rate = float(args.rate)
         self.wrk = shutil.which("wrk")
 
     def close(self) -> None:
@@ -161,7 +184,10 @@ class ApiBench:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=30)
+            if not self.args.rate and key == "background":
+                self.round_rate = wrk["requests"] / (wrk["duration_us"] / 1e6) / 2
             steady = self.steady(url)
+            gets = self.get_phases(key, port, server.pid)
         finally:
             self.procs.stop(server)
         requests = wrk["requests"]
@@ -177,7 +203,48 @@ class ApiBench:
             "redis_cmds": {k: v / requests for k, v in commands.items()},
             "pg_sessions_per_req": sessions / requests,
             "steady": steady,
+            "gets": gets,
         }
+
+    def get_phases(self, key: str, port: int, server_pid: int) -> dict[str, dict[str, Any]]:
+        """Closed-loop GETs of one issue and its run, after the POST phases (so the tables
+        hold thousands of rows): req/s and CPU per request, each path in turn."""
+        paths = GETS.get(key, {})
+        if not paths or self.args.skip_gets:
+            return {}
+        base = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(
+            base + "/issues",
+            data=self.body_file.read_bytes(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            created = json.load(response)
+        # issueflow answers {"issue": ..., "task_id": ...}, the BackgroundTasks app the issue.
+        ids = {"issue": created.get("issue", created)["id"], "task": created.get("task_id", "")}
+        results = {}
+        for name, template in paths.items():
+            url = base + template.format(**ids)
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200, (url, response.status)
+            self.load(url, self.args.warmup, self.get_lua)
+            db_meter = self.db.meter_args()
+            meter = CpuMeter(
+                trees={"server": server_pid, **db_meter.get("trees", {})},
+                pid_sets=db_meter.get("pid_sets", {}),
+            )
+            meter.start()
+            wrk = self.load(url, self.args.get_duration, self.get_lua)
+            cpu = meter.stop()
+            requests = wrk["requests"]
+            results[name] = {
+                "req_per_s": requests / (wrk["duration_us"] / 1e6),
+                "p50_ms": wrk["p50_us"] / 1000,
+                "p99_ms": wrk["p99_us"] / 1000,
+                "errors": wrk["non2xx"] + wrk["socket_errors"],
+                "cpu_ms_per_req": {k: v * 1000 / requests for k, v in cpu.items()},
+            }
+        return results
 
     def start_profiler(self, key: str, server: subprocess.Popen[bytes]) -> Any:
         if not self.args.profile:
@@ -188,8 +255,8 @@ class ApiBench:
         time.sleep(1.0)
         return spy
 
-    def load(self, url: str, duration: float) -> dict[str, Any]:
-        """Closed loop, as fast as the server answers: wrk, or loadgen if there is no wrk."""
+    def load(self, url: str, duration: float, lua: Path | None = None) -> dict[str, Any]:
+        """Closed loop, as fast as the server answers: wrk (POST the issue, or ``lua``)."""
         if self.wrk is None:
             raise SystemExit("wrk not found: apt-get install -y wrk")
         out = subprocess.run(
@@ -199,7 +266,7 @@ class ApiBench:
                 f"-c{self.args.connections}",
                 f"-d{duration:g}s",
                 "-s",
-                str(self.lua),
+                str(lua or self.lua),
                 url,
             ],
             capture_output=True,
@@ -217,7 +284,7 @@ class ApiBench:
                 str(Path(__file__).with_name("loadgen.py")),
                 url,
                 "--rate",
-                str(self.args.rate),
+                f"{self.round_rate:.1f}",
                 "--duration",
                 str(self.args.duration),
                 "--connections",
@@ -230,6 +297,7 @@ class ApiBench:
             check=True,
         ).stdout
         result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        result["rate"] = self.round_rate
         return result
 
 
@@ -345,11 +413,19 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
     def med(app: str, get: Any) -> float:
         return median([get(r) for r in by_app[app]])
 
+    rates = [r["steady"]["rate"] for r in runs]
+    rate = (
+        f"{args.rate:g} req/s"
+        if args.rate
+        else "half the BackgroundTasks endpoint's req/s of the round ("
+        + ", ".join(f"{x:.0f}" for x in rates[:: len(by_app)])
+        + " req/s)"
+    )
     lines = [
         f"load average before/after: {args.loadavg[0]} / {args.loadavg[1]} (2 cores, shared)",
         f"POST /issues, 1 uvicorn worker, PostgreSQL, {args.connections} connections; "
         f"throughput: wrk -t1 for {args.duration:g} s; latency: open loop at "
-        f"{args.rate:g} req/s for {args.duration:g} s"
+        f"{rate} for {args.duration:g} s"
         + (f"; median of {args.rounds} rounds" if args.rounds > 1 else ""),
         "",
     ]
@@ -365,6 +441,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 *[med(app, lambda r, k=k: r["cpu_ms_per_req"].get(k, 0.0)) for k in cpu_keys],
                 med(app, lambda r: r["redis_cmds_per_req"]),
                 med(app, lambda r: r["pg_sessions_per_req"]),
+                med(app, lambda r: r["steady"]["rate"]),
                 med(app, lambda r: r["steady"]["achieved_rate"]),
                 med(app, lambda r: r["steady"]["p50_ms"]),
                 med(app, lambda r: r["steady"]["p99_ms"]),
@@ -390,7 +467,8 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 "redis",
                 "redis cmds/req",
                 "new PG conns/req",
-                f"@{args.rate:g}/s: rate",
+                "steady: target/s",
+                "achieved/s",
                 "p50 ms",
                 "p99 ms",
                 "max ms",
@@ -421,7 +499,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             "Ratios (same run). Contract: POST /issues at least as fast as the "
             "BackgroundTasks endpoint (req/s ratio >= 1.00x); p99 <= 10 ms at "
-            f"{args.rate:g} req/s:"
+            f"{rate}:"
         )
         pairs = [("issueflow", "background"), ("issueflow", "floor"), ("background", "floor")]
         pairs += [
@@ -446,23 +524,86 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
             )
         lines.append(
             table(
-                ["ratio", "req/s", f"p99 @{args.rate:g}/s", "CPU/req uvicorn", "CPU/req (all)"],
+                ["ratio", "req/s", "p99 steady", "CPU/req uvicorn", "CPU/req (all)"],
                 ratio_rows,
             )
         )
-        p99 = med("issueflow", lambda r: r["steady"]["p99_ms"])
+        p99s = [r["steady"]["p99_ms"] for r in by_app["issueflow"]]
+        p99 = median(p99s)
         lines.append(
-            f"issueflow p99 at {args.rate:g} req/s: {p99:.1f} ms "
-            f"({'meets' if p99 <= 10 else 'MISSES'} the 10 ms target)"
+            f"issueflow p99 at {rate}: {p99:.1f} ms (rounds: "
+            + ", ".join(f"{x:.1f}" for x in p99s)
+            + f"; {'meets' if p99 <= 10 else 'MISSES'} the 10 ms target)"
         )
+    lines += get_report(by_app)
     return "\n".join(lines)
+
+
+def get_report(by_app: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The GET phases: req/s and CPU per request, and GET /tasks/<id> against the PK GET."""
+    phases = [(app, name) for app, runs in by_app.items() for name in (runs[0].get("gets") or {})]
+    if not phases:
+        return []
+
+    def values(app: str, name: str, get: Any) -> list[float]:
+        return [get(r["gets"][name]) for r in by_app[app]]
+
+    rows = [
+        [
+            f"{app}: {name}",
+            median(values(app, name, lambda g: g["req_per_s"])),
+            median(values(app, name, lambda g: g["p50_ms"])),
+            median(values(app, name, lambda g: g["p99_ms"])),
+            median(values(app, name, lambda g: g["cpu_ms_per_req"]["server"])),
+            median(values(app, name, lambda g: g["cpu_ms_per_req"].get("postgres", 0.0))),
+            sum(values(app, name, lambda g: g["errors"])),
+        ]
+        for app, name in phases
+    ]
+    lines = [
+        "",
+        "GET phases (wrk -t1, same connections, one issue and its run, after the POST phases):",
+        table(
+            ["GET", "req/s", "p50 ms", "p99 ms", "CPU ms/req: uvicorn", "postgres", "errors"],
+            rows,
+        ),
+    ]
+    tasks = ("issueflow", "GET /tasks/<id>")
+    yardsticks = [("background", "PK GET /issues/<id>"), ("issueflow", "GET /issues/<id>")]
+    if tasks not in phases:
+        return lines
+    lines.append("Contract: GET /tasks/<id> at >= 1.00x a primary-key GET (req/s), same run:")
+    for app, name in yardsticks:
+        if (app, name) not in phases:
+            continue
+        per_round = [
+            t["gets"][tasks[1]]["req_per_s"] / y["gets"][name]["req_per_s"]
+            for t, y in zip(by_app[tasks[0]], by_app[app], strict=True)
+        ]
+        cpu = median(values(*tasks, lambda g: g["cpu_ms_per_req"]["server"])) / median(
+            values(app, name, lambda g: g["cpu_ms_per_req"]["server"])
+        )
+        lines.append(
+            f"  GET /tasks/<id> / {app} {name}: req/s {median(per_round):.2f}x (rounds: "
+            + ", ".join(f"{x:.2f}" for x in per_round)
+            + f"), uvicorn CPU/req {cpu:.2f}x"
+        )
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
-    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0,
+        help="req/s of the latency phase; 0 (default): half the BackgroundTasks endpoint's "
+        "req/s in the same round (it then runs first in each round)",
+    )
+    parser.add_argument("--get-duration", type=float, default=5, help="seconds per GET phase")
+    parser.add_argument("--skip-gets", action="store_true", help="no GET phases")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--pg",
@@ -489,6 +630,10 @@ def main() -> None:
     keys = args.apps.split(",")
     if unknown := [k for k in keys if k not in APPS]:
         parser.error(f"unknown apps {unknown}")
+    if not args.rate:
+        if "background" not in keys:
+            parser.error("--rate 0 (half the seed endpoint's rate) needs the background app")
+        keys.sort(key=lambda k: k != "background")
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     work = Path(tempfile.mkdtemp(prefix="bench-api-"))
     bench = ApiBench(args, work)

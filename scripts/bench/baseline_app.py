@@ -4,7 +4,10 @@
     uvicorn baseline_app:background_app   the original plan's endpoint (shared/original-plan.md):
                                           add + commit + refresh the issue (the FastAPI
                                           tutorial's shape, sync SQLAlchemy), then
-                                          BackgroundTasks.add_task(enrich) with a no-op enrich
+                                          BackgroundTasks.add_task(enrich) with a no-op enrich;
+                                          and GET /issues/{id}, a primary-key GET in the
+                                          same shape (``session.get``), the yardstick of
+                                          ``GET /tasks/<id>``
 
 Both validate the body with issueflow's ``IssueCreate``, use its engine settings
 (``app.db.make_engine``, DATABASE_URL) and answer ``201`` with the issue as ``IssueRead``,
@@ -17,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Response, status
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Response, status
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -74,4 +77,13 @@ def create_background(
     session.refresh(issue)
     background.add_task(enrich_issue, issue_id=issue.id)
     response.headers["Location"] = f"/issues/{issue.id}"
+    return to_read(issue)
+
+
+@background_app.get("/issues/{issue_id}")
+def read_background(issue_id: int, session: SessionDep) -> IssueRead:
+    """A primary-key GET as the tutorial writes it: ``session.get``, the tags loaded with it."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
     return to_read(issue)

@@ -326,13 +326,10 @@ class Database:
     def truncate(self) -> None:
         import sqlalchemy as sa
 
-        tables = (
-            "issue_tags",
-            "enrichment_retries",
-            "enrichment_stages",
-            "enrichment_runs",
-            "issues",
-        )
+        from app.models import Base
+
+        # Every table of the model (webhook deliveries too), children before parents.
+        tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
         with self.engine.begin() as conn:
             if self.kind == "postgres":
                 conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY"))

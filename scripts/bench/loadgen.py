@@ -38,6 +38,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         idle.put_nowait(await asyncio.open_connection(host, port))
 
     scheduled_latency: list[float] = []
+    slowest: list[tuple[float, float]] = []  # (latency, scheduled): where the tail comes from
     service_latency: list[float] = []
     statuses: Counter[int] = Counter()
 
@@ -57,6 +58,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         idle.put_nowait((reader, writer))
         statuses[int(status_line.split()[1]) if status_line else 0] += 1
         scheduled_latency.append(done - scheduled)
+        slowest.append((done - scheduled, scheduled))
         service_latency.append(done - sent)
 
     total = round(args.rate * args.duration)
@@ -87,6 +89,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "max_ms": max(scheduled_latency) * 1000,
         "service_p50_ms": ms(service_latency, 50),
         "service_p99_ms": ms(service_latency, 99),
+        "slowest_at_s": [
+            [round(at - start, 3), round(latency * 1000, 1)]
+            for latency, at in sorted(slowest, reverse=True)[:10]
+        ],
     }
 
 
