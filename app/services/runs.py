@@ -13,8 +13,9 @@ import enum
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import Connection, func, insert, or_, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.models import EnrichmentRun, EnrichmentStage, Issue, utcnow
 from app.pagination import newest_first_page
@@ -143,11 +144,8 @@ def cancel_run(*, session: Session, task_id: str) -> tuple[CancelOutcome, str | 
     told through ``app.progress`` once this commits. The issue gets back the enrichment it
     showed before this run (``restore_previous_enrichment``).
     """
-    by_stage = select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id)
     found = session.execute(
-        select(EnrichmentRun.id, EnrichmentRun.issue_id).where(
-            or_(EnrichmentRun.id == task_id, EnrichmentRun.id.in_(by_stage))
-        )
+        select(EnrichmentRun.id, EnrichmentRun.issue_id).where(_is_run_of(task_id))
     ).one_or_none()
     if found is None:
         return CancelOutcome.NOT_FOUND, None
@@ -200,8 +198,8 @@ def restore_previous_enrichment(*, session: Session, issue: Issue, cancelled: st
         issue.enrichment_error = previous.error
 
 
-def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
-    """The run whose root id, or one of whose stage ids, is ``task_id``: one round trip.
+def _is_run_of(task_id: str) -> ColumnElement[bool]:
+    """The run whose root id, or one of whose stage ids, is ``task_id``.
 
     The stage's run id (task ids are unique) or else ``task_id`` itself, then the run by its
     primary key: two index lookups. ``id = x OR id IN (subquery)`` scanned both tables.
@@ -209,10 +207,13 @@ def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
     by_stage = (
         select(EnrichmentStage.run_id).where(EnrichmentStage.task_id == task_id).scalar_subquery()
     )
+    return EnrichmentRun.id == func.coalesce(by_stage, task_id)
+
+
+def get_run(*, session: Session, task_id: str) -> EnrichmentRun | None:
+    """The run whose root id, or one of whose stage ids, is ``task_id``: one round trip."""
     query = (
-        select(EnrichmentRun)
-        .options(joinedload(EnrichmentRun.stages))
-        .where(EnrichmentRun.id == func.coalesce(by_stage, task_id))
+        select(EnrichmentRun).options(joinedload(EnrichmentRun.stages)).where(_is_run_of(task_id))
     )
     return session.scalars(query).unique().one_or_none()
 
