@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -68,20 +69,27 @@ class ScriptedProvider:
         return ["bug", "crash"] if "crash" in title.lower() else ["feature"]
 
 
-@pytest.fixture
-def worker_context(worker_database_url: str) -> Iterator[WorkerContext]:
-    """The embedded worker's context: a scripted provider and small backoffs (retries take
-    a fraction of a second)."""
-    settings = Settings(database_url=worker_database_url)
+@contextlib.contextmanager
+def scripted_context(settings: Settings) -> Iterator[WorkerContext]:
+    """The embedded worker's context while the block runs: a scripted provider and small
+    backoffs (retries take a fraction of a second)."""
     policies = {
         stage: dataclasses.replace(policy, backoff=0.2, backoff_max=0.4)
         for stage, policy in policies_for(settings).items()
     }
     context = WorkerContext.build(settings, provider=ScriptedProvider(), policies=policies)
     previous = use_context(context)
-    yield context
-    use_context(previous)
-    context.close()
+    try:
+        yield context
+    finally:
+        use_context(previous)
+        context.close()
+
+
+@pytest.fixture
+def worker_context(worker_database_url: str) -> Iterator[WorkerContext]:
+    with scripted_context(Settings(database_url=worker_database_url)) as context:
+        yield context
 
 
 @pytest.fixture

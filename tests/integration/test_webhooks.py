@@ -3,7 +3,6 @@ and PostgreSQL; the outbox rows on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 import time
@@ -26,13 +25,17 @@ from app.services.webhooks import RunEvents, list_deliveries, record_delivery
 from app.states import DeliveryState, WebhookEvent
 from pipelines import enrichment
 from pipelines.bookkeeping import fail_run, persist_result, stop_run
-from pipelines.context import WorkerContext, use_context
+from pipelines.context import WorkerContext
 from pipelines.dispatch import stage_specs
-from pipelines.policies import policies_for
 from pipelines.providers.base import PermanentError
 from pipelines.queues import Stage
 from pipelines.webhooks import send_undispatched
-from tests.integration.test_pipeline import ScriptedProvider, create, wait_for_state
+from tests.integration.test_pipeline import (
+    ScriptedProvider,
+    create,
+    scripted_context,
+    wait_for_state,
+)
 from tests.support.processes import ROOT, wait_until
 from tests.support.receiver import Answer, Receiver
 
@@ -74,15 +77,8 @@ def webhook_settings(database_url: str, url: str, **changes: Any) -> Settings:
 def worker_context(worker_database_url: str, receiver: Receiver) -> Iterator[WorkerContext]:
     """The embedded worker with the webhook set up, a scripted provider, short backoffs."""
     settings = webhook_settings(worker_database_url, receiver.url, notify_max_retries=2)
-    policies = {
-        stage: dataclasses.replace(policy, backoff=0.2, backoff_max=0.4)
-        for stage, policy in policies_for(settings).items()
-    }
-    context = WorkerContext.build(settings, provider=ScriptedProvider(), policies=policies)
-    previous = use_context(context)
-    yield context
-    use_context(previous)
-    context.close()
+    with scripted_context(settings) as context:
+        yield context
 
 
 @pytest.fixture
