@@ -66,8 +66,8 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             sweeper.stop()
         progress.close()
         engine.dispose()
-        if read_engine is not engine:
-            read_engine.dispose()
+        if autocommit_engine is not engine:
+            autocommit_engine.dispose()
 
     tracing = setup_tracing("issueflow-api")  # before the engine: its statements are traced
     engine = make_engine(settings.database_url)
@@ -88,10 +88,11 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
         trace_app(app)
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    # Routes that read with one statement (GET /tasks/<id>): on PostgreSQL a pool in
-    # autocommit, so the SELECT is the only round trip (no BEGIN, no ROLLBACK).
-    read_engine = make_autocommit_engine(settings.database_url, engine)
-    app.state.read_session_factory = make_session_factory(read_engine)
+    # Routes whose statements are each a transaction of their own (GET /tasks/<id>'s
+    # SELECT, POST /issues' insert): on PostgreSQL a pool in autocommit, so the statement
+    # is the only round trip (no BEGIN, no COMMIT or ROLLBACK).
+    autocommit_engine = make_autocommit_engine(settings.database_url, engine)
+    app.state.autocommit_session_factory = make_session_factory(autocommit_engine)
     # Runs the API ends (cancel, supersede, delete) are published once their commit lands.
     progress = ProgressPublisher.from_settings(settings)
     app.state.session_factory.configure(info={SESSION_PUBLISHER: progress})

@@ -26,8 +26,14 @@ from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.models import EnrichmentRun, Issue
-from app.services.issues import get_issue
-from app.services.runs import StageSpec, mark_undispatched, record_run
+from app.schemas import IssueCreate, IssueRead
+from app.services.issues import create_issue_with_run, get_issue
+from app.services.runs import (
+    StageSpec,
+    mark_new_run_undispatched,
+    mark_undispatched,
+    record_run,
+)
 from app.states import TaskState
 from pipelines.enrichment import persist, summarise, tag
 from pipelines.queues import Stage
@@ -191,6 +197,41 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
         )
         mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
     return run_id
+
+
+def create_and_start(*, session: Session, data: IssueCreate) -> tuple[IssueRead, str]:
+    """``POST /issues``: a new issue with its run, committed, then its chain sent.
+
+    Returns the issue as the API shows it and the run id. ``session`` is the API's
+    autocommit session (``app.deps.AutocommitSessionDep``): on PostgreSQL the issue, the
+    run and its stages are one statement and one round trip (``create_issue_with_run``).
+
+    Unlike ``start_enrichment`` the run commits before its message is sent. A broker that
+    refuses the message leaves the run in the outbox (``dispatched = false``), sent by
+    ``OutboxSweeper`` once the broker is back; an API process that dies between the commit
+    and the send leaves a dispatched run with no message, which ``pipelines.recovery``
+    finds stalled and resumes like a message the broker lost.
+    """
+    task_ids = [str(uuid4()) for _ in Stage]
+    run_id = task_ids[0]
+    with session.begin():
+        issue = create_issue_with_run(
+            session=session, data=data, run_id=run_id, stages=stage_specs(task_ids)
+        )
+    try:
+        publish_chain(issue.id, task_ids)
+    except BROKER_ERRORS as exc:
+        log.warning(
+            "broker unreachable; run %s kept in the outbox: %s",
+            run_id,
+            exc,
+            extra={"run_id": run_id, "issue_id": issue.id},
+        )
+        with session.begin():
+            issue.enrichment.error = mark_new_run_undispatched(
+                session=session, issue_id=issue.id, run_id=run_id, reason=type(exc).__name__
+            )
+    return issue, run_id
 
 
 def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:

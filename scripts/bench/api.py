@@ -335,7 +335,7 @@ def count_round_trips(
     app = create_app(Settings(), sweep_outbox=False)
     statements: list[str] = []
     # The API's engines: the one of its transactions, and its autocommit one for reads.
-    reads = getattr(app.state, "read_session_factory", None)
+    reads = getattr(app.state, "autocommit_session_factory", None)
     binds = [app.state.engine] + ([reads.kw["bind"]] if reads is not None else [])
     engines = {id(e): e for e in binds}
     for engine in engines.values():
