@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
             warning = eviction_warning(settings.celery_broker_url)
             if warning is not None:
                 log.warning("%s (README, Reliability)", warning)
+        freeze_startup_objects()
         yield
         if sweeper:
             sweeper.stop()
@@ -114,6 +116,26 @@ def create_app(settings: Settings | None = None, *, sweep_outbox: bool = True) -
 
     install_error_handlers(app)
     return app
+
+
+_frozen: list[bool] = []
+
+
+def freeze_startup_objects() -> None:
+    """Move what exists once the app has started (modules, the app, its routes, pydantic
+    and SQLAlchemy's caches: hundreds of thousands of objects) out of the garbage
+    collector's reach, once per process.
+
+    They live as long as the process, yet every full collection scanned them all: a pause
+    of tens of milliseconds, in the middle of whichever request allocated at that moment,
+    and the bulk of POST /issues' p99 at a steady rate. Done once: a process that builds
+    many apps (the tests) pays the collection once.
+    """
+    if _frozen:
+        return
+    _frozen.append(True)
+    gc.collect()
+    gc.freeze()
 
 
 def _recovery(engine: Engine, settings: Settings) -> Callable[[], int] | None:

@@ -70,8 +70,9 @@ APPS = {
     "background": ("original plan: BackgroundTasks", "baseline_app:background_app"),
     # what-if variants of issueflow (scripts/bench/app_variants.py), not run by default
     "issueflow-nosent": ("issueflow, task_send_sent_event=False", "app_variants:no_sent_event"),
+    "issueflow-nosweep": ("issueflow, no outbox sweeper", "app_variants:no_sweeper"),
 }
-VARIANTS = {"issueflow-nosent": "no_sent_event"}
+VARIANTS = {"issueflow-nosent": "no_sent_event", "issueflow-nosweep": "no_sweeper"}
 
 # The GET phases: issueflow's run status and its own issue read, and a primary-key GET in
 # the BackgroundTasks app (the tutorial's ``session.get``), the contract's yardstick.
