@@ -16,15 +16,24 @@ from typing import Any
 from uuid import uuid4
 
 from celery import Task
+from celery.app.amqp import task_message
 from celery.canvas import Signature
+from celery.utils.saferepr import saferepr
+from kombu import Connection
 from kombu.exceptions import KombuError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
 from app.models import EnrichmentRun, Issue
-from app.services.issues import get_issue
-from app.services.runs import StageSpec, mark_undispatched, record_run
+from app.schemas import IssueCreate, IssueRead
+from app.services.issues import create_issue_with_run, get_issue
+from app.services.runs import (
+    StageSpec,
+    mark_new_run_undispatched,
+    mark_undispatched,
+    record_run,
+)
 from app.states import TaskState
 from pipelines.enrichment import persist, summarise, tag
 from pipelines.queues import Stage
@@ -36,12 +45,19 @@ BROKER_ERRORS = (KombuError, OSError)
 
 # The stage tasks in chain order (``Stage`` order).
 STAGE_TASKS: tuple[Task[Any, Any], ...] = (summarise, tag, persist)
+# Their queues, in the same order.
+STAGE_QUEUES: tuple[str, ...] = tuple(stage.queue.value for stage in Stage)
+# Celery's own bound on ``argsrepr`` (a resumed run's first stage takes a result).
+ARGSREPR_MAX = 1024
 
 
 def build_chain(
     issue_id: int, task_ids: list[str], *, start: Stage = Stage.SUMMARISE, previous: Any = None
 ) -> Signature:
-    """The chain with every stage's task id fixed in advance: the first one is the run id.
+    """The chain as a Celery signature, every stage's task id fixed in advance: the first
+    one is the run id. ``publish_chain`` sends the same chain in a smaller message; this
+    form is for callers that want ``apply_async``'s options (tests, a resumed run's
+    ``connection``).
 
     One signature of the first stage that carries the rest of the chain as plain dicts (the
     message's ``chain``, which the worker pops when a stage succeeds), the form a canvas
@@ -51,13 +67,7 @@ def build_chain(
     A resumed run (``pipelines.recovery``) starts at ``start``, whose task takes
     ``previous``, the result of the stage before it.
     """
-    ids = {"run_id": task_ids[0], "issue_id": issue_id}
-    first = start.position
-    later = [
-        _step(stage_task, task_id, ids)
-        for stage_task, task_id in zip(STAGE_TASKS[first + 1 :], task_ids[first + 1 :], strict=True)
-    ]
-    later.reverse()  # the worker pops the next stage from the end
+    ids, first, later = _chain_parts(issue_id, task_ids, start)
     return STAGE_TASKS[first].signature(
         args=() if first == 0 else (previous,),
         kwargs=ids,
@@ -67,10 +77,90 @@ def build_chain(
     )
 
 
+def _chain_parts(
+    issue_id: int, task_ids: list[str], start: Stage
+) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
+    """The stages' keyword arguments, the first stage's position, and the later stages as
+    the message's ``chain`` holds them (last stage first: the worker pops from the end)."""
+    ids = {"run_id": task_ids[0], "issue_id": issue_id}
+    first = start.position
+    later = [
+        _step(stage_task, task_id, ids)
+        for stage_task, task_id in zip(STAGE_TASKS[first + 1 :], task_ids[first + 1 :], strict=True)
+    ]
+    later.reverse()
+    return ids, first, later
+
+
 def _step(stage_task: Task[Any, Any], task_id: str, ids: dict[str, Any]) -> dict[str, Any]:
     """A later stage as the message's chain holds it: ``celery.Signature`` as a dict, with
     only the keys Celery reads (``subtask_type`` and ``immutable`` default to None)."""
     return {"task": stage_task.name, "args": [], "kwargs": ids, "options": {"task_id": task_id}}
+
+
+def publish_chain(
+    issue_id: int,
+    task_ids: list[str],
+    *,
+    start: Stage = Stage.SUMMARISE,
+    previous: Any = None,
+    connection: Connection | None = None,
+) -> None:
+    """Send the chain ``build_chain`` describes as one protocol-2 task message with only
+    the fields a worker, Flower or our code reads.
+
+    A queued run costs its message's size in broker memory, and ``apply_async`` writes
+    every header and property Celery knows, most of them empty: ``eta``, ``expires``,
+    ``group``, ``shadow``, ``parent_id``, ``stamps``..., ``timelimit`` (the worker applies
+    its own stage limits, ``app.celery_app.task_annotations``), ``origin``,
+    ``ignore_result`` (the stage tasks ignore results), and the ``reply_to`` and
+    ``correlation_id`` only an RPC result backend reads; the body's empty ``callbacks``,
+    ``errbacks`` and ``chord``. A worker reads each of them with a default. What stays:
+    ``task``, ``id``, ``root_id``, the ``argsrepr`` and ``kwargsrepr`` that Flower shows
+    (the run and issue ids), ``lang``; the body's args, kwargs and the rest of the chain.
+    Celery's ``send_task_message`` still routes it, applies the publish retry policy,
+    sends ``task-sent`` when ``task_send_sent_event`` is on and fires the publish signals
+    (tracing injects its context there). ``connection``: a broker connection of the
+    caller's, else one of the app's pool.
+    """
+    ids, first, later = _chain_parts(issue_id, task_ids, start)
+    stage = STAGE_TASKS[first]
+    args: tuple[Any, ...] = () if first == 0 else (previous,)
+    task_id, root_id = task_ids[first], task_ids[0]
+    argsrepr = saferepr(args, ARGSREPR_MAX) if args else "()"
+    kwargsrepr = repr(ids)
+    headers = {
+        "lang": "py",
+        "task": stage.name,
+        "id": task_id,
+        "root_id": root_id,
+        "argsrepr": argsrepr,
+        "kwargsrepr": kwargsrepr,
+    }
+    embed = {"chain": later} if later else {}
+    app = stage.app
+    sent_event = (
+        {
+            "uuid": task_id,
+            "root_id": root_id,
+            "parent_id": None,
+            "name": stage.name,
+            "args": argsrepr,
+            "kwargs": kwargsrepr,
+            "retries": 0,
+            "eta": None,
+            "expires": None,
+        }
+        if app.conf.task_send_sent_event
+        else None
+    )
+    message = task_message(headers, {}, (args, ids, embed), sent_event)
+    producer = app.amqp.Producer(connection, auto_declare=False) if connection else None
+    with (
+        app.producer_or_acquire(producer) as pooled,
+        pooled.connection._reraise_as_library_errors(),
+    ):
+        app.amqp.send_task_message(pooled, stage.name, message, queue=STAGE_QUEUES[first])
 
 
 def stage_specs(task_ids: list[str]) -> list[StageSpec]:
@@ -97,7 +187,7 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
         session=session, issue=issue, run_id=run_id, stages=stage_specs(task_ids), force=force
     )
     try:
-        build_chain(issue.id, task_ids).apply_async()
+        publish_chain(issue.id, task_ids)
     except BROKER_ERRORS as exc:
         log.warning(
             "broker unreachable; run %s kept in the outbox: %s",
@@ -107,6 +197,41 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
         )
         mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
     return run_id
+
+
+def create_and_start(*, session: Session, data: IssueCreate) -> tuple[IssueRead, str]:
+    """``POST /issues``: a new issue with its run, committed, then its chain sent.
+
+    Returns the issue as the API shows it and the run id. ``session`` is the API's
+    autocommit session (``app.deps.AutocommitSessionDep``): on PostgreSQL the issue, the
+    run and its stages are one statement and one round trip (``create_issue_with_run``).
+
+    Unlike ``start_enrichment`` the run commits before its message is sent. A broker that
+    refuses the message leaves the run in the outbox (``dispatched = false``), sent by
+    ``OutboxSweeper`` once the broker is back; an API process that dies between the commit
+    and the send leaves a dispatched run with no message, which ``pipelines.recovery``
+    finds stalled and resumes like a message the broker lost.
+    """
+    task_ids = [str(uuid4()) for _ in Stage]
+    run_id = task_ids[0]
+    with session.begin():
+        issue = create_issue_with_run(
+            session=session, data=data, run_id=run_id, stages=stage_specs(task_ids)
+        )
+    try:
+        publish_chain(issue.id, task_ids)
+    except BROKER_ERRORS as exc:
+        log.warning(
+            "broker unreachable; run %s kept in the outbox: %s",
+            run_id,
+            exc,
+            extra={"run_id": run_id, "issue_id": issue.id},
+        )
+        with session.begin():
+            issue.enrichment.error = mark_new_run_undispatched(
+                session=session, issue_id=issue.id, run_id=run_id, reason=type(exc).__name__
+            )
+    return issue, run_id
 
 
 def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
@@ -130,7 +255,7 @@ def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
             if run is None or run.dispatched or run.state != TaskState.PENDING:
                 continue
             try:
-                build_chain(issue_id, [stage.task_id for stage in run.stages]).apply_async()
+                publish_chain(issue_id, [stage.task_id for stage in run.stages])
             except BROKER_ERRORS as exc:
                 log.info(
                     "outbox: broker still unreachable (%s); %d runs waiting",

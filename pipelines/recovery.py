@@ -40,7 +40,7 @@ from app.models import EnrichmentRun, EnrichmentStage, utcnow
 from app.services.webhooks import RunEvents
 from app.states import UNFINISHED_STATES, TaskState
 from pipelines.bookkeeping import fail_run
-from pipelines.dispatch import build_chain
+from pipelines.dispatch import publish_chain
 from pipelines.policies import policies_for
 from pipelines.queues import Queue, Stage
 from pipelines.webhooks import events_after_commit
@@ -204,7 +204,7 @@ def resume(
     """
     resumed = failed = 0
     settings = settings or get_settings()
-    with celery_app.connection_for_write(broker_url) as producer:
+    with celery_app.connection_for_write(broker_url) as broker:
         for run in runs:
             now = utcnow()
             if run.resumes >= max_resumes:
@@ -225,9 +225,13 @@ def resume(
                 if not claimed:
                     continue  # another sweeper resumed it, or it moved meanwhile
                 # Published before the claim commits: a failed publish rolls the claim back.
-                build_chain(
-                    run.issue_id, run.task_ids, start=run.start, previous=run.previous
-                ).apply_async(connection=producer)
+                publish_chain(
+                    run.issue_id,
+                    run.task_ids,
+                    start=run.start,
+                    previous=run.previous,
+                    connection=broker,
+                )
             resumed += 1
             log.warning(
                 "run %s of issue %s stalled (no progress for %.0fs, no message in the broker): "

@@ -133,7 +133,7 @@ def client(session_factory: sessionmaker[Session], settings: Settings) -> Iterat
     """The API on the test's database. Chains go to the tests' Redis DB (no worker runs)."""
     app = create_app(settings, sweep_outbox=False)
     app.state.session_factory = session_factory
-    app.state.read_session_factory = session_factory  # the test's transaction
+    app.state.autocommit_session_factory = session_factory  # the test's transaction
     with TestClient(app) as test_client:
         yield test_client
     flush_broker()

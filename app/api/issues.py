@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.api.errors import errors
 from app.api.responses import model_response
-from app.deps import ReadAccess, SessionDep, SettingsDep, WriteAccess
+from app.deps import AutocommitSessionDep, ReadAccess, SessionDep, SettingsDep, WriteAccess
 from app.models import Issue
 from app.notify import notify_issue_creation
 from app.pagination import InvalidCursor
@@ -24,10 +24,10 @@ from app.schemas import (
     TaskPage,
     storable_text,
 )
-from app.services.issues import create_issue, get_issue, list_issues, to_read, update_issue
+from app.services.issues import get_issue, list_issues, to_read, update_issue
 from app.services.runs import list_runs, revoke_runs_of, task_status
 from app.states import EnrichmentStatus, IssueStatus
-from pipelines.dispatch import start_enrichment
+from pipelines.dispatch import create_and_start, start_enrichment
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 
@@ -64,15 +64,12 @@ def _locked_issue(session: Session, issue_id: int) -> Issue:
 )
 def create(
     data: IssueCreate,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     settings: SettingsDep,
     background: BackgroundTasks,
 ) -> Response:
     """Create an issue and start its enrichment; poll ``status_url`` for progress."""
-    with session.begin():
-        issue = create_issue(session=session, data=data)
-        run_id = start_enrichment(session=session, issue=issue)
-    read = to_read(issue)
+    read, run_id = create_and_start(session=session, data=data)
     if settings.notify_webhook_url:
         background.add_task(
             notify_issue_creation,
@@ -83,7 +80,7 @@ def create(
         )
     created = IssueCreated(issue=read, task_id=run_id, status_url=f"/tasks/{run_id}")
     return model_response(
-        created, status_code=status.HTTP_201_CREATED, headers={"Location": f"/issues/{issue.id}"}
+        created, status_code=status.HTTP_201_CREATED, headers={"Location": f"/issues/{read.id}"}
     )
 
 

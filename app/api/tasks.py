@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse
 
 from app.api.errors import errors
 from app.api.responses import model_response
-from app.deps import ReadAccess, ReadSessionDep, SessionDep, SettingsDep, WriteAccess
+from app.deps import AutocommitSessionDep, ReadAccess, SessionDep, SettingsDep, WriteAccess
 from app.pagination import InvalidCursor
 from app.run_events import event_stream, not_found
 from app.schemas import TaskPage, TaskStatusRead, storable_text
@@ -29,7 +29,7 @@ def _not_found(task_id: str) -> HTTPException:
 
 
 @router.get("/{task_id}", response_model=TaskStatusRead, responses=errors(401, 403, 404, 422, 503))
-def read(task_id: TaskId, session: ReadSessionDep, settings: SettingsDep) -> Response:
+def read(task_id: TaskId, session: AutocommitSessionDep, settings: SettingsDep) -> Response:
     """The whole chain's state from its root task id (a stage's own id works too)."""
     run = get_run(session=session, task_id=task_id)
     if run is None:

@@ -97,7 +97,28 @@ def mark_undispatched(*, session: Session, issue: Issue, run_id: str, reason: st
         .where(EnrichmentRun.id == run_id)
         .values(dispatched=False, dispatch_error=reason)
     )
-    issue.enrichment_error = f"waiting for the broker; dispatch is retried automatically ({reason})"
+    issue.enrichment_error = undispatched_error(reason)
+
+
+def mark_new_run_undispatched(*, session: Session, issue_id: int, run_id: str, reason: str) -> str:
+    """``mark_undispatched`` for a run already committed with its new issue (``POST
+    /issues``), in the caller's transaction; returns the issue's ``enrichment.error``."""
+    error = undispatched_error(reason)
+    session.execute(
+        update(EnrichmentRun)
+        .where(EnrichmentRun.id == run_id)
+        .values(dispatched=False, dispatch_error=reason)
+    )
+    session.execute(
+        update(Issue)
+        .where(Issue.id == issue_id, Issue.enrichment_task_id == run_id)
+        .values(enrichment_error=error)
+    )
+    return error
+
+
+def undispatched_error(reason: str) -> str:
+    return f"waiting for the broker; dispatch is retried automatically ({reason})"
 
 
 def end_run(executor: Executor, *, run_id: str, state: TaskState, reason: str) -> bool:

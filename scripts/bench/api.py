@@ -70,8 +70,9 @@ APPS = {
     "background": ("original plan: BackgroundTasks", "baseline_app:background_app"),
     # what-if variants of issueflow (scripts/bench/app_variants.py), not run by default
     "issueflow-nosent": ("issueflow, task_send_sent_event=False", "app_variants:no_sent_event"),
+    "issueflow-nosweep": ("issueflow, no outbox sweeper", "app_variants:no_sweeper"),
 }
-VARIANTS = {"issueflow-nosent": "no_sent_event"}
+VARIANTS = {"issueflow-nosent": "no_sent_event", "issueflow-nosweep": "no_sweeper"}
 
 # The GET phases: issueflow's run status and its own issue read, and a primary-key GET in
 # the BackgroundTasks app (the tutorial's ``session.get``), the contract's yardstick.
@@ -335,7 +336,7 @@ def count_round_trips(
     app = create_app(Settings(), sweep_outbox=False)
     statements: list[str] = []
     # The API's engines: the one of its transactions, and its autocommit one for reads.
-    reads = getattr(app.state, "read_session_factory", None)
+    reads = getattr(app.state, "autocommit_session_factory", None)
     binds = [app.state.engine] + ([reads.kw["bind"]] if reads is not None else [])
     engines = {id(e): e for e in binds}
     for engine in engines.values():

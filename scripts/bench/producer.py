@@ -8,9 +8,9 @@ reads one JSON command per line on stdin and answers one JSON line on stdout:
     -> {"n": 2000, "first": <time>, "last": <time>, "ids": [first issue id, last issue id]}
     {"cmd": "quit"}
 
-``tracked`` does what ``POST /issues`` does, minus HTTP: per issue, one transaction that
-inserts the issue and calls ``pipelines.enrichment.start_enrichment`` (run + stages
-recorded, chain published). ``bare`` publishes ``bare_tasks``' stock chain.
+``tracked`` does what ``POST /issues`` does, minus HTTP: per issue,
+``pipelines.dispatch.create_and_start`` on an autocommit session (issue, run and stages in
+one statement, then the chain published). ``bare`` publishes ``bare_tasks``' stock chain.
 
 Imports and connections happen once, before the first command, so a measurement never
 includes them.
@@ -27,21 +27,19 @@ from common import ISSUE_BODY
 
 
 def tracked_publisher() -> Callable[[str, int], int]:
-    from sqlalchemy.orm import Session
-
     from app.config import get_settings
-    from app.db import make_engine
+    from app.db import make_autocommit_engine, make_engine, make_session_factory
     from app.schemas import IssueCreate
-    from app.services.issues import create_issue
-    from pipelines.dispatch import start_enrichment
+    from pipelines.dispatch import create_and_start
 
-    engine = make_engine(get_settings().database_url)
+    url = get_settings().database_url
+    # The API's own session for POST /issues: autocommit on PostgreSQL.
+    sessions = make_session_factory(make_autocommit_engine(url, make_engine(url)))
 
     def publish(tag: str, i: int) -> int:
         data = IssueCreate(title=f"bench {tag} {i}: settings page hangs on save", body=ISSUE_BODY)
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            issue = create_issue(session=session, data=data)
-            start_enrichment(session=session, issue=issue)
+        with sessions() as session:
+            issue, _run_id = create_and_start(session=session, data=data)
         return issue.id
 
     return publish

@@ -391,13 +391,21 @@ published with no worker up, then drained while runs keep arriving at
 
 A chain's CPU is Celery's per-task work (the worker's event loop, the ack, the next
 stage's publish, kombu's Redis client per call), which the stock chain pays too, plus the
-run's bookkeeping: a transaction in the producer (issue, run, three stages), each stage's
+run's bookkeeping: one statement in the producer (issue, run and three stages), each stage's
 begin and finish, persist's durable transaction, and PostgreSQL's own CPU for them (about
 a quarter of the total). The stock chain with its Redis result backend does none of that;
 as long as a run is recorded in PostgreSQL at each stage, its CPU per chain stays above
 the stock chain's, and on a 2-core machine where every process competes for the same
 cores, throughput follows CPU. `scripts/bench/stage_cost` shows the bookkeeping alone,
 `scripts/bench/pipeline --profile DIR` where the rest goes.
+
+`POST /issues` is one database round trip (the issue, its run and the three stages in one
+INSERT with data-modifying CTEs, on an autocommit pool: no BEGIN, no COMMIT) and one LPUSH
+of a message that carries only what a worker and Flower read (no empty Celery headers, no
+RPC reply fields): about 1 KB, which is also what a queued run costs in Redis. Its CPU in
+uvicorn is below the BackgroundTasks endpoint's, which commits and then reads the issue
+back. Its p99 at a steady rate follows whatever else the two cores run at that moment;
+the BackgroundTasks endpoint's p99 in the same round is the yardstick.
 
 The raw figures of this report: `docs/perf/*.json` and `docs/perf/*.txt`.
 """

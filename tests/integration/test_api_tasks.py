@@ -118,3 +118,19 @@ def test_every_stage_message_names_its_run_and_issue_for_flower(
         (f"enrichment.{stage['name']}", stage["task_id"], {"run_id": run_id, "issue_id": issue_id})
         for stage in status["stages"][1:]
     ]
+
+
+def test_the_first_stage_message_carries_only_what_a_worker_or_flower_reads(
+    client: TestClient, redis_url: str
+) -> None:
+    """A queued run costs its message's size in Redis memory: no empty Celery headers, no
+    RPC reply fields, no empty canvas keys (issue 11: at most 1.5 KB per queued run)."""
+    created = create(client, title="Crash on save")
+    [raw] = redis.Redis.from_url(redis_url).lrange("summarise", 0, -1)
+    message = json.loads(raw)
+    assert set(message["headers"]) == {"lang", "task", "id", "root_id", "argsrepr", "kwargsrepr"}
+    assert message["headers"]["root_id"] == message["headers"]["id"] == created["task_id"]
+    assert not {"reply_to", "correlation_id"} & set(message["properties"])
+    _args, _kwargs, embed = json.loads(message["body"])
+    assert set(embed) == {"chain"}
+    assert len(raw) < 1100, len(raw)

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db import make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, WebhookDelivery, utcnow
+from app.schemas import IssueCreate
+from app.services.issues import create_issue_with_run
 from app.services.runs import get_run, task_status
-from pipelines.dispatch import OutboxSweeper
+from pipelines.dispatch import OutboxSweeper, stage_specs
 from pipelines.queues import Stage
 from pipelines.recovery import (
     SCAN_LIMIT,
@@ -184,6 +186,30 @@ def test_a_stalled_run_resumes_from_its_first_unfinished_stage_with_its_own_task
     assert status["state"] == "PENDING"
     # Once resumed, they have a message again (and just moved): a second pass finds nothing.
     assert find_stalled_runs(engine, client, stalled_after=60) == []
+
+
+def test_a_post_whose_process_died_before_the_send_is_resumed(
+    engine: Engine, client: redis.Redis
+) -> None:
+    """POST /issues commits the issue with its run, then sends the chain: a process killed
+    in between leaves a dispatched run with no message, which recovery resumes."""
+    task_ids = [f"died-{stage}" for stage in Stage]
+    with Session(engine) as session, session.begin():
+        issue = create_issue_with_run(
+            session=session,
+            data=IssueCreate(title="sent never"),
+            run_id=task_ids[0],
+            stages=stage_specs(task_ids),
+        )
+    time.sleep(0.01)  # idle for longer than stalled_after
+    [stalled] = find_stalled_runs(engine, client, stalled_after=0.001)
+    assert (stalled.run_id, stalled.issue_id, stalled.start) == (
+        task_ids[0],
+        issue.id,
+        Stage.SUMMARISE,
+    )
+    resume(engine, [stalled], stalled_after=0.001, max_resumes=3, broker_url=broker_of(client))
+    assert sent(client, "summarise") == [{"id": task_ids[0], "args": [], "rest": task_ids[1:]}]
 
 
 def test_a_stage_done_before_results_were_kept_runs_again(

@@ -89,7 +89,7 @@ def database(
     engine = make_engine(url)
     for app in (open_app, locked_app):
         app.state.session_factory = sessionmaker(engine, expire_on_commit=False)
-        app.state.read_session_factory = app.state.session_factory
+        app.state.autocommit_session_factory = app.state.session_factory
     yield
     engine.dispose()
     if request.param == "postgres":

@@ -45,7 +45,7 @@ def make_client(session_factory: sessionmaker[Session]) -> Iterator[ClientFactor
             settings = Settings(database_url="sqlite://", enrich_provider="local", **overrides)
             app = create_app(settings, sweep_outbox=False)
             app.state.session_factory = session_factory
-            app.state.read_session_factory = session_factory  # the test's transaction
+            app.state.autocommit_session_factory = session_factory  # the test's transaction
             return stack.enter_context(TestClient(app))
 
         yield make

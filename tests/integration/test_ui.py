@@ -133,7 +133,7 @@ def locked(session_factory: sessionmaker[Session]) -> Iterator[TestClient]:
     settings = Settings(database_url="sqlite://", api_keys="secret-key")  # type: ignore[arg-type]
     app = create_app(settings, sweep_outbox=False)
     app.state.session_factory = session_factory
-    app.state.read_session_factory = session_factory  # the test's transaction
+    app.state.autocommit_session_factory = session_factory  # the test's transaction
     with TestClient(app) as client:
         yield client
     flush_broker()
@@ -156,7 +156,7 @@ def test_when_reads_need_a_key_the_pages_take_it_once_as_a_cookie(
     )
     app = create_app(settings, sweep_outbox=False)
     app.state.session_factory = session_factory
-    app.state.read_session_factory = session_factory  # the test's transaction
+    app.state.autocommit_session_factory = session_factory  # the test's transaction
     bearer = {"Authorization": "Bearer secret-key"}
     with TestClient(app) as client:
         created = client.post("/issues", json={"title": "Crash"}, headers=bearer).json()

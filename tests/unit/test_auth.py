@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable
 
@@ -70,13 +71,18 @@ def test_without_keys_nothing_is_checked(compared: list[tuple[object, object]]) 
 
 
 def test_reads_are_checked_only_when_configured(compared: list[tuple[object, object]]) -> None:
-    deps.require_read_key(Settings(api_keys="k1"), None)  # open
+    # The dependencies are async (no I/O: FastAPI then runs them without a thread-pool trip).
+    asyncio.run(deps.require_read_key(Settings(api_keys="k1"), None))  # open
     with pytest.raises(HTTPException) as refused:
-        deps.require_read_key(Settings(api_keys="k1", api_read_requires_key=True), None)
+        asyncio.run(
+            deps.require_read_key(Settings(api_keys="k1", api_read_requires_key=True), None)
+        )
     assert refused.value.status_code == 401
-    deps.require_read_key(Settings(api_keys="k1", api_read_requires_key=True), offer("k1"))
+    asyncio.run(
+        deps.require_read_key(Settings(api_keys="k1", api_read_requires_key=True), offer("k1"))
+    )
     with pytest.raises(HTTPException):
-        deps.require_write_key(Settings(api_keys="k1"), offer("k2"))
+        asyncio.run(deps.require_write_key(Settings(api_keys="k1"), offer("k2")))
 
 
 def test_keys_come_from_the_environment_and_stay_secret(monkeypatch: pytest.MonkeyPatch) -> None:
