@@ -1,9 +1,9 @@
 """Every place a chain is published: a new run (create, edit, re-run) and the outbox.
 
 A run is recorded in the caller's transaction and its chain, with every stage's task id
-fixed in advance, is published before the caller commits. If the broker is unreachable the
-run stays in the outbox (``dispatched = false``) and ``OutboxSweeper`` sends it once the
-broker is back.
+fixed in advance, is published before the caller commits (``POST /issues`` commits first:
+``create_and_start``). If the broker is unreachable the run stays in the outbox
+(``dispatched = false``) and ``OutboxSweeper`` sends it once the broker is back.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -21,11 +22,11 @@ from celery.canvas import Signature
 from celery.utils.saferepr import saferepr
 from kombu import Connection
 from kombu.exceptions import KombuError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
-from app.models import EnrichmentRun, Issue
+from app.models import EnrichmentRun, Issue, utcnow
 from app.schemas import IssueCreate, IssueRead
 from app.services.issues import create_issue_with_run, get_issue
 from app.services.runs import (
@@ -49,6 +50,10 @@ STAGE_TASKS: tuple[Task[Any, Any], ...] = (summarise, tag, persist)
 STAGE_QUEUES: tuple[str, ...] = tuple(stage.queue.value for stage in Stage)
 # Celery's own bound on ``argsrepr`` (a resumed run's first stage takes a result).
 ARGSREPR_MAX = 1024
+# A new run whose send is not confirmed yet (``create_and_start(confirm_send=True)``) is
+# left to its request this long before the outbox sends it: only a request that died
+# between its commit and its send leaves one older.
+UNCONFIRMED_SEND_GRACE = timedelta(seconds=30)
 
 
 def build_chain(
@@ -199,7 +204,9 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
     return run_id
 
 
-def create_and_start(*, session: Session, data: IssueCreate) -> tuple[IssueRead, str]:
+def create_and_start(
+    *, session: Session, data: IssueCreate, confirm_send: bool = False
+) -> tuple[IssueRead, str]:
     """``POST /issues``: a new issue with its run, committed, then its chain sent.
 
     Returns the issue as the API shows it and the run id. ``session`` is the API's
@@ -208,18 +215,34 @@ def create_and_start(*, session: Session, data: IssueCreate) -> tuple[IssueRead,
 
     Unlike ``start_enrichment`` the run commits before its message is sent. A broker that
     refuses the message leaves the run in the outbox (``dispatched = false``), sent by
-    ``OutboxSweeper`` once the broker is back; an API process that dies between the commit
-    and the send leaves a dispatched run with no message, which ``pipelines.recovery``
-    finds stalled and resumes like a message the broker lost.
+    ``OutboxSweeper`` once the broker is back. An API process that dies between the commit
+    and the send leaves a run with no message: with a Redis broker ``pipelines.recovery``
+    finds it stalled and resumes it like a message the broker lost. Where no sweeper looks
+    for lost messages (RabbitMQ, or ``RECOVER_INTERVAL=0``) the caller passes
+    ``confirm_send``: the run is committed in the outbox and marked dispatched once its
+    message is sent (one more round trip), so the outbox sends it if the process dies in
+    between (``UNCONFIRMED_SEND_GRACE``; a message sent twice runs once:
+    ``pipelines.deliveries``).
     """
     task_ids = [str(uuid4()) for _ in Stage]
     run_id = task_ids[0]
     with session.begin():
         issue = create_issue_with_run(
-            session=session, data=data, run_id=run_id, stages=stage_specs(task_ids)
+            session=session,
+            data=data,
+            run_id=run_id,
+            stages=stage_specs(task_ids),
+            dispatched=not confirm_send,
         )
     try:
         publish_chain(issue.id, task_ids)
+        if confirm_send:
+            with session.begin():
+                session.execute(
+                    update(EnrichmentRun)
+                    .where(EnrichmentRun.id == run_id, EnrichmentRun.dispatched.is_(False))
+                    .values(dispatched=True)
+                )
     except BROKER_ERRORS as exc:
         log.warning(
             "broker unreachable; run %s kept in the outbox: %s",
@@ -238,12 +261,20 @@ def dispatch_pending(engine: Engine, *, limit: int = 100) -> int:
     """Send up to ``limit`` runs of the outbox, oldest first; how many were sent.
 
     Each run is sent once: the issue row is locked, then the run row, and only a run still
-    marked undispatched is sent.
+    marked undispatched is sent. A new run whose send is still unconfirmed (no
+    ``dispatch_error`` yet) is left to its request for ``UNCONFIRMED_SEND_GRACE``.
     """
     with session_scope(engine) as session:
         pending = session.execute(
             select(EnrichmentRun.id, EnrichmentRun.issue_id)
-            .where(EnrichmentRun.dispatched.is_(False), EnrichmentRun.state == TaskState.PENDING)
+            .where(
+                EnrichmentRun.dispatched.is_(False),
+                EnrichmentRun.state == TaskState.PENDING,
+                or_(
+                    EnrichmentRun.dispatch_error.is_not(None),
+                    EnrichmentRun.created_at < utcnow() - UNCONFIRMED_SEND_GRACE,
+                ),
+            )
             .order_by(EnrichmentRun.created_at)
             .limit(limit)
         ).all()

@@ -69,7 +69,9 @@ def create(
     background: BackgroundTasks,
 ) -> Response:
     """Create an issue and start its enrichment; poll ``status_url`` for progress."""
-    read, run_id = create_and_start(session=session, data=data)
+    # Where no sweeper looks for messages the broker lost, a run's send is confirmed.
+    confirm_send = not (settings.broker_is_redis and settings.recover_interval)
+    read, run_id = create_and_start(session=session, data=data, confirm_send=confirm_send)
     if settings.notify_webhook_url:
         background.add_task(
             notify_issue_creation,

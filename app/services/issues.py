@@ -36,7 +36,7 @@ WITH issue AS (
     RETURNING id
 ), run AS (
     INSERT INTO enrichment_runs (id, issue_id, state, dispatched, force, created_at, resumes)
-    SELECT %(run_id)s, issue.id, %(state)s, true, false, %(now)s, 0 FROM issue
+    SELECT %(run_id)s, issue.id, %(state)s, %(dispatched)s, false, %(now)s, 0 FROM issue
     RETURNING id
 ), stages AS (
     INSERT INTO enrichment_stages (run_id, position, name, queue, task_id, state, retries,
@@ -52,10 +52,16 @@ SELECT id FROM issue
 
 
 def create_issue_with_run(
-    *, session: Session, data: IssueCreate, run_id: str, stages: Sequence[StageSpec]
+    *,
+    session: Session,
+    data: IssueCreate,
+    run_id: str,
+    stages: Sequence[StageSpec],
+    dispatched: bool = True,
 ) -> IssueRead:
     """Insert a new issue with its first run (``run_id``, three ``stages``) and return it
-    as the API shows it, in the caller's transaction.
+    as the API shows it, in the caller's transaction. ``dispatched=False`` records the run
+    in the outbox until its send is confirmed (``pipelines.dispatch.create_and_start``).
 
     This is ``create_issue`` + ``record_run`` for the hottest route (``POST /issues``)
     without ORM objects: on PostgreSQL one statement (``_INSERT_ISSUE_WITH_RUN``), which
@@ -71,6 +77,7 @@ def create_issue_with_run(
             "run_id": run_id,
             "now": now,
             "state": TaskState.PENDING.value,
+            "dispatched": dispatched,
         }
         for position, spec in enumerate(stages):
             params |= {
@@ -93,7 +100,8 @@ def create_issue_with_run(
             },
         ).scalar_one()
         session.execute(
-            insert(EnrichmentRun), {"id": run_id, "issue_id": issue_id, "created_at": now}
+            insert(EnrichmentRun),
+            {"id": run_id, "issue_id": issue_id, "created_at": now, "dispatched": dispatched},
         )
         session.execute(
             insert(EnrichmentStage),
