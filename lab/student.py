@@ -1,6 +1,7 @@
 """A static student of MiniLM's sentence embeddings, and its blend with the n-gram model.
 
-Experiment harness for issue 9, part 3 (model card rows 55+). The student maps cheap
+Experiment harness for issue 9, part 3 (model card rows 55-62; the student did not clear
+the ship bar, so nothing here is served). The student maps cheap
 features of a text -- sublinear TF-IDF word 1-2-grams and ``char_wb`` n-grams, the
 analysers of :mod:`pipelines.providers.classifier` -- linearly onto the teacher's 384-d
 sentence embedding (:mod:`lab.teacher`), by ridge regression on every text cut from the
@@ -11,7 +12,11 @@ probabilities are blended with the shipped n-gram model's, as row 52 blended the
 For CV and LORO the student is fitted on the training folds' texts only, so the left-out
 repository is unseen by the student, the classifier and the vocabulary alike.
 
-``python -m lab.student cv|loro --data FILE [--alpha A] [--weight W ...]``
+``python -m lab.student cv|loro --data FILE [--opening raw|clean] [--alpha A ...]
+[--chars yes|no ...] [--static W ...] [--normalise yes|no ...] [--train-on teacher|student ...]``
+prints, for every combination, the scores of the blends (student share 0 = the shipped
+model, 0.3, 0.5, 0.7, 1) and of the teacher itself (share 0.5 and 1) on the same splits.
+Needs the ``[teacher]`` extra (torch) unless the teacher's embeddings are cached.
 """
 
 from __future__ import annotations
