@@ -69,7 +69,8 @@ _WEAK = re.compile(
     r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
     r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
-    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
+    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
+    r"(?:has|have|does|did) (?:any|some)(?:body|one) (?:else )?(?:experienced|seen|had|got))\b",
     re.I,
 )
 # "Code for conversion.", "Here is the full log:": a label in front of code.
@@ -336,7 +337,7 @@ _CONNECTOR = re.compile(
 )
 _POINTS_AT = re.compile(
     r"\b(?:the following|(?:code|example|log|output) (?:sees? |shown )?below|see below|"
-    r"as shown (?:below|above)|(?:code|example) above)\b",
+    r"as (?:shown |written |given )?(?:below|above)|(?:code|example) above)\b",
     re.I,
 )
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
@@ -516,16 +517,80 @@ def _expected(parsed: ParsedIssue) -> str:
     return ""
 
 
+QUESTION_NEW_WORDS = 2  # content words a question must add to the title and the statement
+PROPOSAL_NEW_WORDS = 3  # ... and a proposal
+_QUESTION_ROLES = frozenset((PROBLEM, OTHER, ASK, ERROR))
+_QUESTIONS_READ = 12  # question sentences looked at, at most
+
+
+def _question(parsed: ParsedIssue, statement: str) -> str:
+    """The question the issue asks, when the statement does not ask it.
+
+    A question issue often opens with its context ("I was stitching 360° images with
+    SIFT…") and asks later ("Can I choose which image is in the centre?"): the question is
+    what a maintainer must answer. The first question sentence that stands alone (no
+    "any ideas?", no "how do I fix this?") and adds words to the title and the statement.
+    """
+    if statement.rstrip().endswith("?"):
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _QUESTION_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if "?" not in paragraph:
+                continue
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX]):
+                if not sentence.endswith("?"):
+                    continue
+                read += 1
+                if read > _QUESTIONS_READ:
+                    return ""
+                sentence = _unmark(_drop_lead(sentence))
+                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
+                    continue
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _ASIDE.match(sentence) or _WEAK.search(sentence) or _POINTS_AT.search(sentence):
+                    continue
+                if len(set(tokens(sentence)) - known) >= QUESTION_NEW_WORDS:
+                    return sentence
+    return ""
+
+
+def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
+    """What a feature request proposes ("Proposed solution" and the like), when the
+    statement came from another section: the problem says why, this says what."""
+    if role == ASK:
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    for section in parsed.sections:
+        if section.role != ASK:
+            continue
+        for paragraph in section.paragraphs:
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:_CANDIDATES]:
+                sentence = _unmark(_drop_lead(sentence))
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
+                    continue
+                if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
+                    return sentence
+    return ""
+
+
 def _contains(haystack: str, needle: str) -> bool:
     return needle.lower() in haystack.lower()
 
 
-def _fits(parts: list[str], extra: str, limit: int) -> bool:
-    return len(" ".join([*parts, extra])) <= limit
-
-
 def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
-    """A summary of at most ``max_chars`` characters that is never empty."""
+    """A summary of at most ``max_chars`` characters that is never empty.
+
+    Composed of parts, shown in reading order (statement, question or proposal, error,
+    expected, environment) but given room in order of worth: the statement, then the error,
+    the question or proposal, the environment and last "Expected:", which takes what is left.
+    """
     parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
     statement, role = _statement(parsed)
@@ -535,36 +600,54 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     error = find_error(parsed)
     env = environment(parsed)
     expected = _expected(parsed)
-    context = f"{title} {statement}"
+    asked = _question(parsed, statement) if statement else ""
+    proposed = "" if asked or not statement else _proposal(parsed, statement, role)
+    context = f"{title} {statement} {asked} {proposed}"
     if error and any(_contains(context, piece) for piece in _error_keys(error)):
         error = ""
     env = [fact for fact in env if not _contains(context, fact.split()[-1])]
 
-    parts: list[str] = []
+    lead = ""
     if statement:
-        has_extras = bool(error or env or expected)
-        parts.append(truncate(statement, MAIN_MAX if has_extras else max_chars))
+        has_extras = bool(error or env or expected or asked or proposed)
+        lead = truncate(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
-        parts.append(_ensure_period(truncate(title, MAIN_MAX)))
+        lead = _ensure_period(truncate(title, MAIN_MAX))
+    # (order shown, text) by worth; each is kept only if it fits whole.
+    slots: dict[int, str] = {0: lead} if lead else {}
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
         shown = shown.replace("`", "")
-        error_text = _ensure_period(f"Error: {truncate(shown, 120)}")
-        if _fits(parts, error_text, max_chars):
-            parts.append(error_text)
+        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, 120)}"), max_chars)
+    if asked:
+        _place(slots, 1, asked, max_chars)
+    elif proposed:
+        _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
+    if env:
+        _place(slots, 4, f"({', '.join(env)})", max_chars)
+    if statement and lead != statement and 0 in slots:
+        # The statement was cut to make room: give it back what the others left.
+        others = len(_joined({k: v for k, v in slots.items() if k != 0}))
+        slots[0] = truncate(statement, max_chars - others - (1 if others else 0))
     if expected and statement:
         expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
-        room = max_chars - len(" ".join(parts)) - 1
+        room = max_chars - len(_joined(slots)) - 1
         if room >= 40:
-            parts.append(truncate(expected_text, room))
-    if env:
-        env_text = f"({', '.join(env)})"
-        if _fits(parts, env_text, max_chars):
-            parts.append(env_text)
-    summary = " ".join(parts).strip()
+            slots[3] = truncate(expected_text, room)
+    summary = _joined(slots).strip()
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
+
+
+def _joined(slots: dict[int, str]) -> str:
+    return " ".join(slots[k] for k in sorted(slots))
+
+
+def _place(slots: dict[int, str], order: int, text: str, limit: int) -> None:
+    """Put ``text`` at position ``order`` if the summary still fits in ``limit``."""
+    if len(_joined({**slots, order: text})) <= limit:
+        slots[order] = text
 
 
 def _error_keys(error: str) -> list[str]:

@@ -432,7 +432,11 @@ TEMPLATE_TEXT = re.compile(
     r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
     r"be sure to convey here|describe the problem clearly here|^a bug happened!?$|"
     r"provide code to help us reproduce|provide a link to a github gist|"
-    r"which versions? of react,? and which browser|did this work in previous versions of react)",
+    r"which versions? of react,? and which browser|did this work in previous versions of react|"
+    r"if the conversion is successful, but the generated model is wrong|"
+    r"model produces wrong results and/or has lesser accuracy|"
+    r"model produces correct results, but it is slower than expected|"
+    r"if converting tf rnn to tflite fused rnn ops)",
     re.I,
 )
 

@@ -538,3 +538,70 @@ def test_a_link_cut_by_the_body_limit_keeps_its_text() -> None:
     text = clean_issue_text("", "See [Playground Repro 1](https://example.org/#" + "x" * 30_000)
     assert "Playground Repro 1" in text
     assert "[" not in text
+
+
+def test_the_question_asked_after_its_context_is_added() -> None:
+    body = (
+        "I render a long list of cards with a virtualised grid component.\n\n"
+        "Can I keep the scroll position of the grid when its rows are re-sorted?"
+    )
+    summary = summarise("Scroll position in grids", body)
+    assert summary.startswith("I render a long list of cards")
+    assert "Can I keep the scroll position of the grid when its rows are re-sorted?" in summary
+
+
+def test_a_question_that_adds_nothing_or_points_elsewhere_is_not_added() -> None:
+    body = (
+        "The exporter writes an empty archive when the output folder is a symlink.\n\n"
+        "Any ideas? How do I fix this? What should I change in the code below?"
+    )
+    summary = summarise("Exporter writes empty archive", body)
+    assert "?" not in summary
+
+
+def test_a_statement_that_asks_gets_no_second_question() -> None:
+    body = (
+        "Is there a way to pin the minimap to the left side of the editor when the "
+        "window is split into two columns of different widths?\n\n"
+        "Would a setting for the minimap position be accepted as a pull request?"
+    )
+    summary = summarise("Minimap on the left", body)
+    assert summary.count("?") == 1
+
+
+def test_a_feature_request_shows_its_proposal() -> None:
+    body = (
+        "**Is your feature request related to a problem? Please describe.**\n"
+        "Exported reports always use the server's time zone, so teams abroad misread them.\n\n"
+        "**Describe the solution you'd like**\n"
+        "Add a timezone option to the export dialog that defaults to the browser's zone.\n"
+    )
+    summary = summarise("Report export time zone", body)
+    assert "Exported reports always use the server's time zone" in summary
+    assert "Proposed: Add a timezone option to the export dialog" in summary
+
+
+def test_the_statement_keeps_its_length_when_nothing_else_fits() -> None:
+    first = (
+        "Opening a workspace with many nested folders makes the explorer tree redraw every "
+        "node on each file change, which freezes the window for several seconds while the "
+        "language server indexes the project"
+    )
+    body = f"{first}. Is there a setting that stops the explorer from redrawing every node?"
+    summary = summarise("Explorer redraw", body, max_chars=230)
+    assert summary.startswith(first[:200])
+    assert len(summary) <= 230
+
+
+def test_tflite_template_options_are_not_the_statement() -> None:
+    body = (
+        "### 3. Failure after conversion\n"
+        "If the conversion is successful, but the generated model is wrong, then state "
+        "what is wrong:\n\n"
+        "- Model produces wrong results and/or has lesser accuracy.\n"
+        "- Model produces correct results, but it is slower than expected.\n\n"
+        "The converted detector returns boxes shifted by half a cell on the GPU delegate.\n"
+    )
+    summary = summarise("Converted detector boxes shifted", body)
+    assert "Model produces" not in summary
+    assert "shifted by half a cell on the GPU delegate" in summary
