@@ -54,6 +54,8 @@ SHORT_STATEMENT = 110  # below this, a second sentence of the same section is ad
 RESTATES_TITLE = 0.5  # a statement with fewer new content words than this share restates it
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
+TITLE_LEADS = 3  # content words a title needs to be put in front of a statement
+TITLE_COVERED = 0.5  # a statement with less of such a title's words is led by it
 ELLIPSIS = "…"
 EMPTY = "(no description)"
 
@@ -289,12 +291,38 @@ def _novel(text: str, title_tokens: set[str]) -> float:
     return len(words - title_tokens) / len(words) if words else 0.0
 
 
+# "[DevTools Bug]: ", "Bug: ", "[Feature Request] ": labels of the issue's kind, which the
+# type tag says; in front of a statement they only take room.
+_KIND_LABEL = re.compile(
+    r"(?:\[[ \t]?(?:devtools )?(?:bug|bug report|feature|feature request|question|request|"
+    r"proposal|idea|enhancement)[ \t]?\][ \t]*:?|(?:bug|bug report|feature|feature request|"
+    r"feature idea|question|request|proposal|idea)[ \t]*:)[ \t]*",
+    re.I,
+)
+_KIND_LABELS = 3  # at most this many labels are taken off a title's start
+
+
+def title_context(title: str) -> str:
+    """The title as the context of a statement: without its kind labels ("[DevTools Bug]:")
+    and its end punctuation. The title unchanged when the labels are all it has."""
+    rest = title
+    for _ in range(_KIND_LABELS):
+        match = _KIND_LABEL.match(rest)
+        if not match:
+            break
+        rest = rest[match.end() :]
+    rest = rest.strip().rstrip(".:;!… ")
+    return rest if any(c.isalnum() for c in rest) else ""
+
+
 def _with_context(sentence: str, title: str) -> str:
     """Prefix a sentence that needs its neighbours with the title."""
-    if not title:
+    context = title_context(title) if title else ""
+    if not context:
         return sentence
-    first = _lower_first(sentence)
-    return f"{title.rstrip('.:;!?… ')}: {first}"
+    if context.endswith("?"):
+        return f"{context} {sentence}"
+    return f"{context}: {_lower_first(sentence)}"
 
 
 def _lower_first(sentence: str) -> str:
@@ -479,10 +507,16 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
         text = " ".join(_ensure_period(_unmark(s)) for s in chosen)
         text = _capitalise(text)
         short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
-        # A statement that shares no word with the title does not say what it is about.
+        # A statement that carries little of the title does not say what it is about:
+        # "I installed bitcoin core on ubuntu" under "createwallet error: Compiled without
+        # sqlite support". A title of one or two content words says too little to lead.
+        shared = len(set(tokens(text)) & title_tokens)
         unanchored = (
             title_tokens
-            and not set(tokens(text)) & title_tokens
+            and (
+                not shared
+                or (len(title_tokens) >= TITLE_LEADS and shared < TITLE_COVERED * len(title_tokens))
+            )
             and len(parsed.title) <= TITLE_CONTEXT_MAX
         )
         if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
@@ -596,7 +630,9 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     statement, role = _statement(parsed)
     if statement and role == STEPS and title:
         # Steps alone do not say what is wrong: the title does.
-        statement = f"{_ensure_period(truncate(title, 140))} Steps: {statement}"
+        context = title_context(title)
+        steps = f"Steps: {statement}"
+        statement = f"{_ensure_period(truncate(context, 140))} {steps}" if context else steps
     error = find_error(parsed)
     env = environment(parsed)
     expected = _expected(parsed)
@@ -610,7 +646,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     lead = ""
     if statement:
         has_extras = bool(error or env or expected or asked or proposed)
-        lead = truncate(statement, MAIN_MAX if has_extras else max_chars)
+        lead = _fit(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
         lead = _ensure_period(truncate(title, MAIN_MAX))
     # (order shown, text) by worth; each is kept only if it fits whole.
@@ -628,7 +664,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     if statement and lead != statement and 0 in slots:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
-        slots[0] = truncate(statement, max_chars - others - (1 if others else 0))
+        slots[0] = _fit(statement, max_chars - others - (1 if others else 0))
     if expected and statement:
         expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
         room = max_chars - len(_joined(slots)) - 1
@@ -638,6 +674,20 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
+
+
+def _fit(statement: str, limit: int) -> str:
+    """The statement in ``limit`` characters: whole sentences while the first fits (a
+    second sentence cut in the middle says less than none), else the first one cut."""
+    if len(statement) <= limit:
+        return statement
+    sentences = split_sentences(statement)
+    kept = sentences[:1]
+    for sentence in sentences[1:]:
+        if len(" ".join([*kept, sentence])) > limit:
+            break
+        kept.append(sentence)
+    return truncate(" ".join(kept), limit)
 
 
 def _joined(slots: dict[int, str]) -> str:
