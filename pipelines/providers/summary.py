@@ -392,7 +392,8 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
 
 _LEAD = re.compile(
     r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
-    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)",
+    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
+    r"\d{1,2}[.)](?=[A-Z])",  # "1.Is there any way…": a list number without its space
     re.I,
 )
 

@@ -284,7 +284,7 @@ _QUOTE = re.compile(r"^[ \t]*>[ \t]?")
 _LOG_PREFIX = re.compile(
     r"[ \t]*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
     r"|(?:INFO|WARN|WARNING|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[ \t:\]]"
-    r"|#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
+    r"|(?://[ \t]?)?#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
     r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!|-{2,}>"
     r"|\w{1,60}(?:Error|Exception)[ \t]+Traceback\b"
     r"|[ \t]*\^+[ \t]*$"
@@ -479,17 +479,24 @@ def _written_sentence(line: str) -> bool:
     return sum(map(str.isalpha, line)) >= 0.75 * compact
 
 
+_LABEL_END = ".,:;!?"
+
+
 def _prose_block(block: str) -> list[str]:
     """The lines of a fenced block that is really prose (TensorFlow's old form fenced the
     "Current behaviour" answer as ```shell), else ``[]``."""
     lines = [line.strip() for line in block.split("\n") if line.strip()]
     if not lines or len(lines) > _PROSE_BLOCK_LINES:
         return []
-    # A short label ("Problem", "Expected Behaviour") counts neither way.
+    # A short label or aside ("Problem", "Expected Behaviour:", "Hi there!", "Thanks,")
+    # counts neither way.
     telling = [
-        line for line in lines if line.count(" ") >= 3 or not line.replace(" ", "").isalpha()
+        line
+        for line in lines
+        if line.count(" ") >= 3 or not line.rstrip(_LABEL_END).replace(" ", "").isalpha()
     ]
-    prose = [line for line in telling if looks_like_prose(line)]
+    # A long sentence may name a call or a URL and still be a sentence someone wrote.
+    prose = [line for line in telling if looks_like_prose(line) or _written_sentence(line)]
     return lines if prose and len(prose) >= 0.7 * len(telling) else []
 
 
@@ -839,7 +846,7 @@ _FATAL = re.compile(
     r"error message: [^\n]{5,160}|"
     r"undefined reference to [^\n]{1,120}|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
-    r"error: [^\n]{5,160})\b",
+    r"error: [^\n]{5,300})\b",
     re.I,
 )
 _VERSION = re.compile(r"\bv?\d{1,4}(?:\.\d{1,6}){1,3}(?:[-+.]?[A-Za-z][\w.]{0,12})?")
@@ -910,7 +917,7 @@ def find_error(parsed: ParsedIssue) -> str:
         for line in _candidate_lines(chunk, _FATAL_HINTS):
             fatal = _FATAL.search(line)
             if fatal:
-                return fatal.group(1).strip()
+                return _without_location(fatal.group(1).strip())
     for chunk in ordered[code_chunks:]:  # in prose, only what cannot be a passing word
         for line in _candidate_lines(
             chunk, ("undefined reference", "segmentation fault", "error:")
@@ -920,6 +927,21 @@ def find_error(parsed: ParsedIssue) -> str:
                 found = fatal.group(1) or fatal.group(2) or fatal.group(0)
                 return found.strip(" \"'`")
     return ""
+
+
+# "ERROR: /home/u/.cache/bazel/…/BUILD.bazel:3204:11: Compiling x failed": where is not what.
+_LOCATION = re.compile(
+    r"(error:[ \t]*)(?:[A-Za-z]:)?[^\s:]{1,400}:\d{1,6}(?::\d{1,6})?:[ \t]*", re.I
+)
+_LOCATION_KEEP = 20  # a message shorter than this after the location keeps it
+
+
+def _without_location(error: str) -> str:
+    """An ``error: <file>:<line>:<col>: message`` line without its file location."""
+    match = _LOCATION.match(error)
+    if match and len(error) - match.end() >= _LOCATION_KEEP:
+        return match.group(1) + error[match.end() :]
+    return error
 
 
 _PROSE_FATAL = re.compile(

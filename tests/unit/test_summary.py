@@ -629,3 +629,39 @@ def test_kind_labels_are_taken_off_the_title_as_context() -> None:
     )
     assert title_context("Why does the panel freeze?") == "Why does the panel freeze?"
     assert title_context("[Feature Request]") == ""
+
+
+def test_fenced_prose_that_names_a_call_or_a_url_is_still_prose() -> None:
+    body = (
+        "### Current Behaviour?\n\n```shell\nHi there!\n\n"
+        "I was trying to register a custom kernel from the C API and the build fails when "
+        "it asks for the device stream.\n"
+        "My questions are:\n"
+        "1.Is there any way to turn the handle returned by TF_GetThing(ctx,status) into a "
+        "native stream?\n"
+        "Thanks,\n```\n"
+    )
+    summary = summarise("Custom kernel device stream", body)
+    assert "register a custom kernel from the C API" in summary
+    assert "Is there any way to turn the handle returned by" in summary
+    assert "1.Is" not in summary
+
+
+def test_an_error_line_loses_its_file_location() -> None:
+    body = (
+        "I build the wheel with clang and coverage flags.\n\n### Relevant log output\n\n```\n"
+        "ERROR: /home/u/.cache/bazel/_bazel_u/0123abcd/external/proj/BUILD.bazel:3204:11: "
+        "Compiling lib/Support/Stream.cpp failed: undeclared inclusion in rule\n```\n"
+    )
+    summary = summarise("Clang build fails", body)
+    assert "Error: Compiling lib/Support/Stream.cpp failed: undeclared inclusion" in summary
+    assert ".cache/bazel" not in summary
+
+
+def test_commented_out_includes_are_code() -> None:
+    body = (
+        "//#include <cv.h> 注释掉了 找不到这个文件\n#include <opencv2/core.hpp>\n\n"
+        "My version is 4.5.5."
+    )
+    summary = summarise("IplImage has not been declared", body)
+    assert "#include" not in summary
