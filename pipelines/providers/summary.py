@@ -2,19 +2,24 @@
 
 The body is read through :func:`pipelines.providers.text.parse_issue`: issue-form sections
 get a role (what happens, expected behaviour, steps, error message, environment, log ...).
-The summary is built from what a maintainer skimming a triage queue looks for:
+The summary is composed of what a maintainer skimming a triage queue looks for, in this
+order (room is given by worth: statement, error, question or proposal, environment, then
+"Expected:"):
 
 1. **what happens or what is asked** — the best of the first informative prose sentences
    of the problem sections (or the text before any heading, then the other sections; a
    step the maintainers mark with 🐛 first), a second one when the first is short and the
    second adds words of its own, the next section's first when the statement only
-   restates the title; a sentence that needs its neighbours is given the title as its
-   context. Command lines, compiler and configure output, tracebacks, code statements,
-   author lists and link labels are not sentences;
-2. **the error** — exception name and message from the error fields, logs and code, when
+   restates the title; a sentence that needs its neighbours, or carries less than half of
+   the title's words, is led by the title (without "[DevTools Bug]:"-like labels). Command
+   lines, compiler and configure output, tracebacks, code statements, author lists and
+   link labels are not sentences;
+2. **the question** the issue asks after its context, or what a feature request
+   **proposes**, when the statement says neither;
+3. **the error** — exception name and message from the error fields, logs and code, when
    neither the title nor the sentence already names it;
-3. **expected behaviour**, when the report says it and there is room;
-4. **the environment** — product version and platform from the system-information text.
+4. **expected behaviour**, when the report says it and there is room;
+5. **the environment** — product version and platform from the system-information text.
 
 At most :data:`SUMMARY_MAX` characters, cut at a word boundary. Never empty: with no
 usable prose, the title plus whatever specifics exist. Pure Python, linear time.
@@ -304,7 +309,8 @@ _KIND_LABELS = 3  # at most this many labels are taken off a title's start
 
 def title_context(title: str) -> str:
     """The title as the context of a statement: without its kind labels ("[DevTools Bug]:")
-    and its end punctuation. The title unchanged when the labels are all it has."""
+    and its end punctuation (a question keeps its "?"); ``""`` when the labels are all it
+    has."""
     rest = title
     for _ in range(_KIND_LABELS):
         match = _KIND_LABEL.match(rest)
