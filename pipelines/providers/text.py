@@ -270,6 +270,10 @@ _ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _BOLD_LABEL = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?\*\*((?:[^*\n]|\*(?!\*)){1,100})\*\*[ \t]*:?[ \t]*(.*)$"
 )
+# Bold template labels whose role is no keyword ("**Any extra information that might be
+# useful in the debugging process.**", "**Any other info / logs**"): a section of their own,
+# so the label is never read as the reporter's text.
+_TEMPLATE_LABEL = re.compile(r"(?:\(optional\)[ \t]*)?any (?:other|extra) info(?:rmation)?\b", re.I)
 _KEY_VALUE = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?(?:\*\*)?([A-Za-z][\w /&().,'#-]{0,60}?)(?:\*\*)?[ \t]*"
     r"(?::|=>)[ \t]*(.*)$"
@@ -665,9 +669,9 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
                 sections[-1].paragraphs.append(joined)
             paragraph.clear()
 
-    def start(heading: str) -> Section:
+    def start(heading: str, role: str | None = None) -> Section:
         flush()
-        section = Section(heading, heading_role(heading))
+        section = Section(heading, heading_role(heading) if role is None else role)
         sections.append(section)
         return section
 
@@ -721,6 +725,13 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         ):
             flush()
             continue
+        label = _BOLD_LABEL.match(line) if "**" in line and len(sections) < MAX_SECTIONS else None
+        if label and _TEMPLATE_LABEL.match(label.group(1).strip()):
+            start(clean_inline(label.group(1)), OTHER)  # what follows is the reporter's
+            rest = clean_inline(label.group(2))
+            if rest and not is_placeholder(rest):
+                paragraph.append(rest)
+            continue
         if current.role == CODE and looks_like_prose(line):
             paragraph.append(clean_inline(line))  # "Hi: I compiled… and got this error"
             continue
@@ -728,7 +739,6 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             flush()
             current.code.append(line)
             continue
-        label = _BOLD_LABEL.match(line) if "**" in line and len(sections) < MAX_SECTIONS else None
         if label and heading_role(label.group(1)) != OTHER:
             new = start(clean_inline(label.group(1)))
             rest = clean_inline(label.group(2))
@@ -849,7 +859,9 @@ _FATAL = re.compile(
     r"error: [^\n]{5,300})\b",
     re.I,
 )
-_VERSION = re.compile(r"\bv?\d{1,4}(?:\.\d{1,6}){1,3}(?:[-+.]?[A-Za-z][\w.]{0,12})?")
+# Not "\b": a version glued to its name ("tf2.12.0") starts after a letter, and must not
+# start inside its own digits ("12.0").
+_VERSION = re.compile(r"(?<![\d.])v?\d{1,4}(?:\.\d{1,6}){1,3}(?:[-+.]?[A-Za-z][\w.]{0,12})?")
 _PRODUCTS = (
     ("tensorflow", "TensorFlow"),
     ("tf ", "TensorFlow"),
