@@ -59,6 +59,7 @@ SHORT_STATEMENT = 110  # below this, a second sentence of the same section is ad
 RESTATES_TITLE = 0.5  # a statement with fewer new content words than this share restates it
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
+ERROR_SHOWN = 120  # characters of the error shown
 TITLE_LEADS = 3  # content words a title needs to be put in front of a statement
 TITLE_COVERED = 0.5  # a statement with less of such a title's words is led by it
 ELLIPSIS = "…"
@@ -102,7 +103,9 @@ _WEAK_START = re.compile(
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
     r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
-    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b)",
+    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
+    r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
+    r"(?:a |the )?(?:pr|pull request)\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
@@ -185,6 +188,7 @@ _TRACEBACK = re.compile(
 # Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
 # opens with a call taking a string ("plt.title('Loss') plt.show()").
 _STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
+PUNCTUATED_WORDS = 15  # a sentence this long with ";" and at most one " = " is prose
 _CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
 _CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
 # "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
@@ -197,8 +201,9 @@ _OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
 _DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
 
 # Section roles in the order the statement is taken from them.
-# CODE last: the prose a reporter wrote into a "Standalone code" field.
-_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE)
+# CODE: the prose a reporter wrote into a "Standalone code" field. EXPECTED last: React's
+# old template asks feature requests only "What is the expected behavior?".
+_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE, EXPECTED)
 
 
 def tokens(text: str) -> list[str]:
@@ -247,11 +252,11 @@ def is_prose(sentence: str) -> bool:
         return False  # "./configure --with-gui=no --disable-tests"
     if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
         return False  # "/usr/local/bin/ld: … /opt/src/util/system.cpp:1103: undefined …"
-    if (
-        len(_STATEMENT_MARK.findall(sentence)) >= 2
-        or _CALL_START.match(sentence)
-        or _CONFIGURE.findall(sentence)[1:]
-    ):
+    # Semicolons in a long sentence are punctuation ("…decoding; when I switch…").
+    marks = _STATEMENT_MARK.findall(sentence)
+    if sentence.count(" = ") < 2 and sentence.count(" ") >= PUNCTUATED_WORDS:
+        marks = []
+    if len(marks) >= 2 or _CALL_START.match(sentence) or _CONFIGURE.findall(sentence)[1:]:
         return False  # "a.x = 1; a.y = 2;", "plt.title('x') plt.show()", configure output
     if _TRACEBACK.search(sentence):
         return False
@@ -465,8 +470,8 @@ def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
 def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
     """The first informative sentence of ``sections`` (not a step), or ``""``."""
     for section in sections:
-        if section.role == STEPS:
-            continue
+        if section.role in (STEPS, EXPECTED):
+            continue  # a step does not say what is wrong; "Expected:" has its own place
         for sentence in _section_sentences(section.paragraphs, seen)[:_CANDIDATES]:
             if _informative(sentence, title_tokens) and not is_dangling(sentence):
                 return sentence
@@ -518,16 +523,19 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
         # "I installed bitcoin core on ubuntu" under "createwallet error: Compiled without
         # sqlite support". A title of one or two content words says too little to lead.
         shared = len(set(tokens(text)) & title_tokens)
-        unanchored = (
-            title_tokens
-            and (
-                not shared
-                or (len(title_tokens) >= TITLE_LEADS and shared < TITLE_COVERED * len(title_tokens))
-            )
-            and len(parsed.title) <= TITLE_CONTEXT_MAX
+        misses_title = bool(title_tokens) and (
+            not shared
+            or (len(title_tokens) >= TITLE_LEADS and shared < TITLE_COVERED * len(title_tokens))
         )
+        unanchored = misses_title and len(parsed.title) <= TITLE_CONTEXT_MAX
         if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
             text = _with_context(text, parsed.title)
+        elif role != STEPS and misses_title:
+            # A long title is its own sentence in front, when both fit in the lead.
+            context = title_context(parsed.title)
+            context = context if context[-1:] in ".!?…" else f"{context}."
+            if len(context) + 1 + len(text) <= MAIN_MAX:
+                text = f"{context} {text}"
         return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.
     for section in parsed.sections:
@@ -648,6 +656,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     context = f"{title} {statement} {asked} {proposed}"
     if error and any(_contains(context, piece) for piece in _error_keys(error)):
         error = ""
+    error = error or _title_error(title, statement)
     env = [fact for fact in env if not _contains(context, fact.split()[-1])]
 
     lead = ""
@@ -661,7 +670,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
         shown = shown.replace("`", "")
-        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, 120)}"), max_chars)
+        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
     if asked:
         _place(slots, 1, asked, max_chars)
     elif proposed:
@@ -672,7 +681,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
         slots[0] = _fit(statement, max_chars - others - (1 if others else 0))
-    if expected and statement:
+    if expected and statement and role != EXPECTED:
         expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
         room = max_chars - len(_joined(slots)) - 1
         if room >= 40:
@@ -705,6 +714,30 @@ def _place(slots: dict[int, str], order: int, text: str, limit: int) -> None:
     """Put ``text`` at position ``order`` if the summary still fits in ``limit``."""
     if len(_joined({**slots, order: text})) <= limit:
         slots[order] = text
+
+
+# A title that names an error ("…: Element type is invalid: expected a string…",
+# "libfoo.so: signal 11 (SIGSEGV)"); not one that only says something fails.
+_NAMES_ERROR = re.compile(
+    r"\b(?:\w{0,40}(?:error|exception)|invalid|sig(?:segv|abrt|ill|bus)|segmentation fault|"
+    r"panic|assertion)\b",
+    re.I,
+)
+
+
+def _title_error(title: str, statement: str) -> str:
+    """A long title that names the error, as the error, when the statement does not carry
+    it: too long to lead the statement, it would else be lost from the summary."""
+    if not statement:
+        return ""  # the title leads the summary itself
+    context = title_context(title)
+    # The error named where the shown error (cut at ERROR_SHOWN) still has it.
+    if len(title) <= TITLE_CONTEXT_MAX or not _NAMES_ERROR.search(context[:TITLE_CONTEXT_MAX]):
+        return ""
+    title_tokens = set(tokens(context))
+    if len(title_tokens & set(tokens(statement))) >= TITLE_COVERED * len(title_tokens):
+        return ""  # the statement carries the title
+    return context
 
 
 def _error_keys(error: str) -> list[str]:

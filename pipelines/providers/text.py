@@ -94,6 +94,7 @@ _HEADING_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         CODE,
         ("standalone code", "code to reproduce", "reproducible", "minimal code", "example code"),
     ),
+    (PROBLEM, ("unexpected",)),  # "onClick creates unexpected behavior" is the problem
     (EXPECTED, ("expected",)),
     (STEPS, ("steps", "repro", "how to reproduce", "to reproduce")),
     (
@@ -484,6 +485,7 @@ def _written_sentence(line: str) -> bool:
 
 
 _LABEL_END = ".,:;!?"
+_LINK_LINE = re.compile(r"(?:[-*+][ \t]+)?(?:[\w .()-]{1,40}:[ \t]*)?<?(?:https?|ftp)://\S{1,2000}")
 
 
 def _prose_block(block: str) -> list[str]:
@@ -494,10 +496,12 @@ def _prose_block(block: str) -> list[str]:
         return []
     # A short label or aside ("Problem", "Expected Behaviour:", "Hi there!", "Thanks,")
     # counts neither way.
+    # as does a line that only gives a link ("- https://…", "Paper: https://…").
     telling = [
         line
         for line in lines
-        if line.count(" ") >= 3 or not line.rstrip(_LABEL_END).replace(" ", "").isalpha()
+        if (line.count(" ") >= 3 or not line.rstrip(_LABEL_END).replace(" ", "").isalpha())
+        and not _LINK_LINE.fullmatch(line)
     ]
     # A long sentence may name a call or a URL and still be a sentence someone wrote.
     prose = [line for line in telling if looks_like_prose(line) or _written_sentence(line)]
@@ -633,6 +637,12 @@ def _split_fences(body: str) -> tuple[list[str], list[str]]:
     return out, blocks
 
 
+# Template questions answered in a word or two: a paragraph after the answer is the
+# reporter's own text.
+_ANSWERED = re.compile(r"do you want to request", re.I)
+ANSWER_WORDS = 5  # an answer longer than this may go on in the next paragraph
+
+
 def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
     """Sections, prose, code and environment of an issue. Linear in the (bounded) input."""
     title, body = _bound(title, body, max_body)
@@ -666,7 +676,18 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
                 ]
                 joined = " ".join(kept)
             if joined and not is_placeholder(joined):
-                sections[-1].paragraphs.append(joined)
+                last = sections[-1]
+                if (
+                    last.role == IGNORE
+                    and len(last.paragraphs) == 1
+                    and last.paragraphs[0].count(" ") < ANSWER_WORDS
+                    and _ANSWERED.search(last.heading)
+                ):
+                    # React's old template: "Request a feature", then the request itself
+                    # with no heading of its own.
+                    last = Section("", PROBLEM)
+                    sections.append(last)
+                last.paragraphs.append(joined)
             paragraph.clear()
 
     def start(heading: str, role: str | None = None) -> Section:

@@ -665,3 +665,90 @@ def test_commented_out_includes_are_code() -> None:
     )
     summary = summarise("IplImage has not been declared", body)
     assert "#include" not in summary
+
+
+def test_react_old_template_feature_written_under_expected_behaviour() -> None:
+    body = (
+        "**Do you want to request a *feature* or report a *bug*?**\n"
+        "Feature\n\n"
+        "**What is the current behavior?**\n"
+        "N/A\n\n"
+        "**What is the expected behavior?**\n"
+        "Suspense boundaries could report how long each fallback stayed on screen, so "
+        "that profiling slow lazy routes needs no custom timers.\n"
+    )
+    summary = summarise("Suspense fallback timings in the profiler", body)
+    assert "how long each fallback stayed on screen" in summary
+    assert "Expected:" not in summary  # said once, as the statement
+
+
+def test_prose_after_the_feature_or_bug_answer_is_the_statement() -> None:
+    body = (
+        "**Do you want to request a *feature* or report a *bug*?**\n"
+        "Request a feature\n\n"
+        "I'd like a way to mark a context provider as static so that consumers skip "
+        "the comparison on every render.\n"
+    )
+    summary = summarise("Static context providers", body)
+    assert "mark a context provider as static" in summary
+    assert "Request a feature" not in summary
+
+
+def test_a_long_sentence_with_semicolons_and_a_windows_path_is_prose() -> None:
+    body = (
+        "### Detailed description\n\n"
+        "I built the library with the video codec module; decoding a local file works "
+        "fine; when I open a network stream the reader fails with: Error: stream open "
+        "failed (code = 7) in VideoSource, file C:\\build\\lib\\src\\video_source.cpp, line 12\n"
+    )
+    summary = summarise("Reader error code 7", body)
+    assert "decoding a local file works fine" in summary
+
+
+def test_fenced_prose_that_lists_links_is_prose() -> None:
+    body = (
+        "### Current Behaviour?\n\n"
+        "```shell\n"
+        "The Lion optimizer trains faster than Adam on several vision benchmarks. "
+        "Could it be added to the Keras optimizers?\n\n"
+        "References:\n\n"
+        "Paper: https://example.org/papers/lion\n"
+        "- https://example.com/lion-reference-implementation\n"
+        "```\n"
+    )
+    summary = summarise("Lion optimizer", body)
+    assert "trains faster than Adam" in summary
+
+
+def test_a_long_title_that_names_the_error_is_kept_as_the_error() -> None:
+    title = (
+        "Grid view - Cell type is invalid: expected a component class or function "
+        "for the cell renderer (for custom cells) but got: null"
+    )
+    body = (
+        "I am building a small admin page that lists the orders from our database and "
+        "lets the staff sign in with their own accounts."
+    )
+    summary = summarise(title, body)
+    assert summary.startswith("I am building a small admin page")
+    assert "Error: Grid view - Cell type is invalid: expected a component class" in summary
+    assert len(summary) <= SUMMARY_MAX
+
+
+def test_a_long_title_that_the_statement_misses_leads_as_its_own_sentence() -> None:
+    title = (
+        "devtools-hook: add options to rename the injected globals so that sandboxed "
+        "module loaders can use it"
+    )
+    body = "Today the plugin always writes to window globals named by the hook."
+    assert summarise(title, body) == f"{title}. {body}"
+
+
+def test_an_offer_to_send_a_pull_request_is_not_the_statement() -> None:
+    body = (
+        "If you don't mind I could create a PR with the change next week.\n\n"
+        "The date picker ignores the locale's first day of the week."
+    )
+    summary = summarise("Date picker week start", body)
+    assert "first day of the week" in summary
+    assert "create a PR" not in summary

@@ -384,3 +384,8 @@ def test_bold_template_labels_without_a_role_are_not_text() -> None:
     text = clean_issue_text("Delegate fails", code_then_label)
     assert "Any other info" not in text
     assert "The phone has a Mali GPU and the delegate reports no device." in text
+
+
+def test_an_unexpected_behaviour_heading_is_the_problem() -> None:
+    assert heading_role("Scrolling creates unexpected behavior") == PROBLEM
+    assert heading_role("What is the expected behavior?") == EXPECTED
