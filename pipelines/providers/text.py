@@ -495,8 +495,8 @@ def _prose_block(block: str) -> list[str]:
     if not lines or len(lines) > _PROSE_BLOCK_LINES:
         return []
     # A short label or aside ("Problem", "Expected Behaviour:", "Hi there!", "Thanks,")
-    # counts neither way.
-    # as does a line that only gives a link ("- https://…", "Paper: https://…").
+    # counts neither way, nor does a line that only gives a link ("- https://…",
+    # "Paper: https://…").
     telling = [
         line
         for line in lines
