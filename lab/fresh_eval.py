@@ -1,7 +1,8 @@
 """Figures of the hand-rated fresh samples (``lab/eval/fresh_ratings.jsonl``), issue 9.
 
 ``python -m lab.fresh_eval [--data FILE]`` prints, for each sample (``tune``, ``holdout``,
-``holdout2``, ``holdout3``; see ``lab/eval/fresh_sample.py``): the mean of the hand ratings of the
+``holdout2``, ``holdout3``, ``holdout4``; see ``lab/eval/fresh_sample.py``): the mean of the hand
+ratings of the
 summaries (1-5, the rubric of issue 9) and of the title alone, their spread, the share of
 issues with prose in the body whose summary adds information over the title, and the topic
 tags of the *current* tagger scored against the hand-annotated topics (precision, recall,
@@ -10,8 +11,11 @@ per tag with the counts).
 The ratings were given once, by one rater (the author), to the summaries of the code at the
 time of rating; the tune sample was read while tuning, ``holdout`` after a first round of
 fixes and ``holdout2`` after a second (the failures of both were fixed afterwards), and
-``holdout3`` once on the final code (see docs/model-card.md). Re-running this script
-re-scores the topics only: the ratings are data.
+``holdout3`` once on the final code of the second round (see docs/model-card.md). In the
+third round ``holdout3`` was re-rated with the composing summariser (``rating_after`` and
+``adds_info_after``: a before/after on the same issues, no longer held out, since they were
+read while tuning) and ``holdout4`` was drawn and rated once on its final code. Re-running this
+script re-scores the topics only: the ratings are data.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from lab.evaluate import DATA, format_topics, join_rows, read_jsonl, topic_repor
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
-SAMPLES = ("tune", "holdout", "holdout2", "holdout3")
+SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4")
 
 
 def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -51,6 +55,13 @@ def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     before = [int(r["rating_before"]) for r in rows if "rating_before" in r]
     if before:
         report["rating_before_mean"] = statistics.mean(before)
+    after = [r for r in rows if "rating_after" in r]
+    if after:
+        report["rating_after_mean"] = statistics.mean(int(r["rating_after"]) for r in after)
+        report["rating_after_of"] = len(after)
+        prose_after = [r for r in after if r.get("adds_info_after") is not None]
+        report["adds_info_after"] = sum(bool(r["adds_info_after"]) for r in prose_after)
+        report["with_prose_after"] = len(prose_after)
     return report
 
 
@@ -74,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"adds information on {rep['adds_info']} of {rep['with_prose']} with prose "
             f"({rep['adds_info'] / max(rep['with_prose'], 1):.0%}); ratings {rep['distribution']}"
         )
+        if "rating_after_mean" in rep:
+            print(
+                f"  re-rated with the third round's summariser ({rep['rating_after_of']} issues, "
+                f"no longer held out): mean {rep['rating_after_mean']:.2f}; adds information "
+                f"on {rep['adds_info_after']} of {rep['with_prose_after']} with prose "
+                f"({rep['adds_info_after'] / max(rep['with_prose_after'], 1):.0%})"
+            )
         print(format_topics(rep["topics"]))
     return 0
 

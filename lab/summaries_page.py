@@ -3,7 +3,7 @@
 The previous summariser runs from a source tree of its own (its ``summary.py`` imports its
 own ``text.py``), in a child process::
 
-    mkdir /tmp/prev && git archive 2207e29 app pipelines | tar -x -C /tmp/prev
+    mkdir /tmp/prev && git archive 037d1b4 app pipelines | tar -x -C /tmp/prev
     python -m lab.summaries_page /tmp/prev > docs/summaries.md
 
 Only titles and summaries are quoted (no bodies); each title links to a GitHub search for
@@ -24,7 +24,7 @@ from pipelines.providers.summary import summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 PICKS = [0, 6, 12, 18, 30, 36, 42, 48, 60, 66, 72, 78, 90, 96, 102, 108, 120, 126, 132, 138]
-PREVIOUS_COMMIT = "2207e29"  # main before the second round of issue 9
+PREVIOUS_COMMIT = "037d1b4"  # main before the third round of issue 9 (the composing summariser)
 
 _CHILD = (
     "import json, sys\n"
@@ -61,11 +61,11 @@ def main(previous_source: str) -> None:
     )
     picked = [rows[i] for i in PICKS]
     previous = previous_summaries(Path(previous_source), [(r["title"], r["body"]) for r in picked])
-    print("# Summaries: before and after (issue 9, second round)\n")
+    print("# Summaries: before and after (issue 9, third round)\n")
     print(
         "Twenty issues of the evaluation set (`lab/eval/eval_set.jsonl`, four per project, "
         "the same picks every time), summarised by the offline summariser of main before "
-        f"the second round of issue 9 (`{PREVIOUS_COMMIT}`) and by the current one "
+        f"the third round of issue 9 (`{PREVIOUS_COMMIT}`) and by the current one "
         "(`pipelines/providers/summary.py`). Titles link to a search for the issue in its "
         "repository; only titles and summaries are quoted. Regenerate with "
         "`python -m lab.summaries_page` (see its docstring). Figures and hand ratings, "

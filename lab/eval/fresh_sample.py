@@ -1,12 +1,14 @@
 """Draw fresh samples outside the evaluation set, for hand rating (issue 9, second round).
 
-``python -m lab.eval.fresh_sample [DATA]`` prints four samples of keys as JSONL, each
+``python -m lab.eval.fresh_sample [DATA]`` prints five samples of keys as JSONL, each
 3 issues per (repo, label) cell (45 issues), none in ``eval_set.jsonl`` and none shared:
 ``tune`` (read while fixing the summariser and the tagger), ``holdout`` (rated once after
 the first fixes; the failures it showed were then fixed too, so it became tuning data) and
 ``holdout2`` (drawn afterwards with seed 2027, rated once; its few failures were fixed
-afterwards too) and ``holdout3`` (seed 2028, rated once on the final code, nothing changed
-after it). Seed 2026 for the first two. Only keys and hand ratings are committed
+afterwards too), ``holdout3`` (seed 2028, rated once on the final code of the second round;
+read since, so tuning data for the third round) and ``holdout4`` (seed 2029, drawn and rated
+once on the final code of the third round, nothing changed after it). Seed 2026 for the
+first two. Only keys and hand ratings are committed
 (``fresh_ratings.jsonl``); the text stays in the data file.
 """
 
@@ -23,13 +25,14 @@ from lab.eval.sample import DATA, read_jsonl
 SEED = 2026
 SECOND_SEED = 2027
 THIRD_SEED = 2028
+FOURTH_SEED = 2029
 PER_CELL = 3
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Four disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``), PER_CELL per
-    (repo, label) each."""
+    """Five disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
+    ``holdout4``), PER_CELL per (repo, label) each."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -38,11 +41,13 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
     rng = random.Random(SEED)
     second = random.Random(SECOND_SEED)
     third = random.Random(THIRD_SEED)
+    fourth = random.Random(FOURTH_SEED)
     out: dict[str, list[dict[str, str]]] = {
         "tune": [],
         "holdout": [],
         "holdout2": [],
         "holdout3": [],
+        "holdout4": [],
     }
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
@@ -53,7 +58,10 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         drawn2 = second.sample(rest, PER_CELL)
         out["holdout2"].extend(sorted(drawn2, key=lambda r: r["id"]))
         rest = [r for r in rest if r not in drawn2]
-        out["holdout3"].extend(sorted(third.sample(rest, PER_CELL), key=lambda r: r["id"]))
+        drawn3 = third.sample(rest, PER_CELL)
+        out["holdout3"].extend(sorted(drawn3, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn3]
+        out["holdout4"].extend(sorted(fourth.sample(rest, PER_CELL), key=lambda r: r["id"]))
     return out
 
 

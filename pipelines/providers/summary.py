@@ -2,19 +2,24 @@
 
 The body is read through :func:`pipelines.providers.text.parse_issue`: issue-form sections
 get a role (what happens, expected behaviour, steps, error message, environment, log ...).
-The summary is built from what a maintainer skimming a triage queue looks for:
+The summary is composed of what a maintainer skimming a triage queue looks for, in this
+order (room is given by worth: statement, error, question or proposal, environment, then
+"Expected:"):
 
 1. **what happens or what is asked** — the best of the first informative prose sentences
    of the problem sections (or the text before any heading, then the other sections; a
    step the maintainers mark with 🐛 first), a second one when the first is short and the
    second adds words of its own, the next section's first when the statement only
-   restates the title; a sentence that needs its neighbours is given the title as its
-   context. Command lines, compiler and configure output, tracebacks, code statements,
-   author lists and link labels are not sentences;
-2. **the error** — exception name and message from the error fields, logs and code, when
+   restates the title; a sentence that needs its neighbours, or carries less than half of
+   the title's words, is led by the title (without "[DevTools Bug]:"-like labels). Command
+   lines, compiler and configure output, tracebacks, code statements, author lists and
+   link labels are not sentences;
+2. **the question** the issue asks after its context, or what a feature request
+   **proposes**, when the statement says neither;
+3. **the error** — exception name and message from the error fields, logs and code, when
    neither the title nor the sentence already names it;
-3. **expected behaviour**, when the report says it and there is room;
-4. **the environment** — product version and platform from the system-information text.
+4. **expected behaviour**, when the report says it and there is room;
+5. **the environment** — product version and platform from the system-information text.
 
 At most :data:`SUMMARY_MAX` characters, cut at a word boundary. Never empty: with no
 usable prose, the title plus whatever specifics exist. Pure Python, linear time.
@@ -54,6 +59,9 @@ SHORT_STATEMENT = 110  # below this, a second sentence of the same section is ad
 RESTATES_TITLE = 0.5  # a statement with fewer new content words than this share restates it
 SHORT_ALONE = 45  # below this, a statement is read with the title as its context
 TITLE_CONTEXT_MAX = 100  # a longer title is not put in front of a statement
+ERROR_SHOWN = 120  # characters of the error shown
+TITLE_LEADS = 3  # content words a title needs to be put in front of a statement
+TITLE_COVERED = 0.5  # a statement with less of such a title's words is led by it
 ELLIPSIS = "…"
 EMPTY = "(no description)"
 
@@ -69,7 +77,8 @@ _WEAK = re.compile(
     r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
     r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
-    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all)\b",
+    r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
+    r"(?:has|have|does|did) (?:any|some)(?:body|one) (?:else )?(?:experienced|seen|had|got))\b",
     re.I,
 )
 # "Code for conversion.", "Here is the full log:": a label in front of code.
@@ -94,7 +103,9 @@ _WEAK_START = re.compile(
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
     r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
-    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b)",
+    r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
+    r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
+    r"(?:a |the )?(?:pr|pull request)\b)",
     re.I,
 )
 _BOILERPLATE = re.compile(
@@ -177,6 +188,7 @@ _TRACEBACK = re.compile(
 # Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
 # opens with a call taking a string ("plt.title('Loss') plt.show()").
 _STATEMENT_MARK = re.compile(r";(?=\s|$)| = ")
+PUNCTUATED_WORDS = 15  # a sentence this long with ";" and at most one " = " is prose
 _CALL_START = re.compile(r"[\w.]{1,80}\(['\"]")
 _CONFIGURE = re.compile(r"\bchecking (?:whether|for|if|how)\b")
 # "./configure --with-gui=no --disable-wallet": a command line, not a sentence.
@@ -189,8 +201,9 @@ _OPTION = re.compile(r"(?:^|(?<=\s))(?:--[A-Za-z]|-\w{1,40}=)")
 _DIAGNOSTIC = re.compile(r"[A-Za-z]:\d{1,6}:(?:\d{1,6}:)?\s|\*\*\*|\bmake\[\d")
 
 # Section roles in the order the statement is taken from them.
-# CODE last: the prose a reporter wrote into a "Standalone code" field.
-_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE)
+# CODE: the prose a reporter wrote into a "Standalone code" field. EXPECTED last: React's
+# old template asks feature requests only "What is the expected behavior?".
+_STATEMENT_ROLES: tuple[str, ...] = (PROBLEM, ERROR, OTHER, ASK, STEPS, CODE, EXPECTED)
 
 
 def tokens(text: str) -> list[str]:
@@ -239,11 +252,11 @@ def is_prose(sentence: str) -> bool:
         return False  # "./configure --with-gui=no --disable-tests"
     if len(_PATH.findall(sentence)) >= 2 or _DIAGNOSTIC.search(sentence):
         return False  # "/usr/local/bin/ld: … /opt/src/util/system.cpp:1103: undefined …"
-    if (
-        len(_STATEMENT_MARK.findall(sentence)) >= 2
-        or _CALL_START.match(sentence)
-        or _CONFIGURE.findall(sentence)[1:]
-    ):
+    # Semicolons in a long sentence are punctuation ("…decoding; when I switch…").
+    marks = _STATEMENT_MARK.findall(sentence)
+    if sentence.count(" = ") < 2 and sentence.count(" ") >= PUNCTUATED_WORDS:
+        marks = []
+    if len(marks) >= 2 or _CALL_START.match(sentence) or _CONFIGURE.findall(sentence)[1:]:
         return False  # "a.x = 1; a.y = 2;", "plt.title('x') plt.show()", configure output
     if _TRACEBACK.search(sentence):
         return False
@@ -288,12 +301,39 @@ def _novel(text: str, title_tokens: set[str]) -> float:
     return len(words - title_tokens) / len(words) if words else 0.0
 
 
+# "[DevTools Bug]: ", "Bug: ", "[Feature Request] ": labels of the issue's kind, which the
+# type tag says; in front of a statement they only take room.
+_KIND_LABEL = re.compile(
+    r"(?:\[[ \t]?(?:devtools )?(?:bug|bug report|feature|feature request|question|request|"
+    r"proposal|idea|enhancement)[ \t]?\][ \t]*:?|(?:bug|bug report|feature|feature request|"
+    r"feature idea|question|request|proposal|idea)[ \t]*:)[ \t]*",
+    re.I,
+)
+_KIND_LABELS = 3  # at most this many labels are taken off a title's start
+
+
+def title_context(title: str) -> str:
+    """The title as the context of a statement: without its kind labels ("[DevTools Bug]:")
+    and its end punctuation (a question keeps its "?"); ``""`` when the labels are all it
+    has."""
+    rest = title
+    for _ in range(_KIND_LABELS):
+        match = _KIND_LABEL.match(rest)
+        if not match:
+            break
+        rest = rest[match.end() :]
+    rest = rest.strip().rstrip(".:;!… ")
+    return rest if any(c.isalnum() for c in rest) else ""
+
+
 def _with_context(sentence: str, title: str) -> str:
     """Prefix a sentence that needs its neighbours with the title."""
-    if not title:
+    context = title_context(title) if title else ""
+    if not context:
         return sentence
-    first = _lower_first(sentence)
-    return f"{title.rstrip('.:;!?… ')}: {first}"
+    if context.endswith("?"):
+        return f"{context} {sentence}"
+    return f"{context}: {_lower_first(sentence)}"
 
 
 def _lower_first(sentence: str) -> str:
@@ -336,7 +376,7 @@ _CONNECTOR = re.compile(
 )
 _POINTS_AT = re.compile(
     r"\b(?:the following|(?:code|example|log|output) (?:sees? |shown )?below|see below|"
-    r"as shown (?:below|above)|(?:code|example) above)\b",
+    r"as (?:shown |written |given )?(?:below|above)|(?:code|example) above)\b",
     re.I,
 )
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
@@ -363,7 +403,8 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
 
 _LEAD = re.compile(
     r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
-    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)",
+    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
+    r"\d{1,2}[.)](?=[A-Z])",  # "1.Is there any way…": a list number without its space
     re.I,
 )
 
@@ -429,8 +470,8 @@ def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
 def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
     """The first informative sentence of ``sections`` (not a step), or ``""``."""
     for section in sections:
-        if section.role == STEPS:
-            continue
+        if section.role in (STEPS, EXPECTED):
+            continue  # a step does not say what is wrong; "Expected:" has its own place
         for sentence in _section_sentences(section.paragraphs, seen)[:_CANDIDATES]:
             if _informative(sentence, title_tokens) and not is_dangling(sentence):
                 return sentence
@@ -478,14 +519,23 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
         text = " ".join(_ensure_period(_unmark(s)) for s in chosen)
         text = _capitalise(text)
         short = len(text) < SHORT_ALONE and _novel(text, title_tokens) >= 0.5
-        # A statement that shares no word with the title does not say what it is about.
-        unanchored = (
-            title_tokens
-            and not set(tokens(text)) & title_tokens
-            and len(parsed.title) <= TITLE_CONTEXT_MAX
+        # A statement that carries little of the title does not say what it is about:
+        # "I installed bitcoin core on ubuntu" under "createwallet error: Compiled without
+        # sqlite support". A title of one or two content words says too little to lead.
+        shared = len(set(tokens(text)) & title_tokens)
+        misses_title = bool(title_tokens) and (
+            not shared
+            or (len(title_tokens) >= TITLE_LEADS and shared < TITLE_COVERED * len(title_tokens))
         )
+        unanchored = misses_title and len(parsed.title) <= TITLE_CONTEXT_MAX
         if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
             text = _with_context(text, parsed.title)
+        elif role != STEPS and misses_title:
+            # A long title is its own sentence in front, when both fit in the lead.
+            context = title_context(parsed.title)
+            context = context if context[-1:] in ".!?…" else f"{context}."
+            if len(context) + 1 + len(text) <= MAIN_MAX:
+                text = f"{context} {text}"
         return text, role
     # Nothing informative: still never the title alone when the body has prose of its own.
     for section in parsed.sections:
@@ -516,55 +566,178 @@ def _expected(parsed: ParsedIssue) -> str:
     return ""
 
 
+QUESTION_NEW_WORDS = 2  # content words a question must add to the title and the statement
+PROPOSAL_NEW_WORDS = 3  # ... and a proposal
+_QUESTION_ROLES = frozenset((PROBLEM, OTHER, ASK, ERROR))
+_QUESTIONS_READ = 12  # question sentences looked at, at most
+
+
+def _question(parsed: ParsedIssue, statement: str) -> str:
+    """The question the issue asks, when the statement does not ask it.
+
+    A question issue often opens with its context ("I was stitching 360° images with
+    SIFT…") and asks later ("Can I choose which image is in the centre?"): the question is
+    what a maintainer must answer. The first question sentence that stands alone (no
+    "any ideas?", no "how do I fix this?") and adds words to the title and the statement.
+    """
+    if statement.rstrip().endswith("?"):
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _QUESTION_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if "?" not in paragraph:
+                continue
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX]):
+                if not sentence.endswith("?"):
+                    continue
+                read += 1
+                if read > _QUESTIONS_READ:
+                    return ""
+                sentence = _unmark(_drop_lead(sentence))
+                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
+                    continue
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _ASIDE.match(sentence) or _WEAK.search(sentence) or _POINTS_AT.search(sentence):
+                    continue
+                if len(set(tokens(sentence)) - known) >= QUESTION_NEW_WORDS:
+                    return sentence
+    return ""
+
+
+def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
+    """What a feature request proposes ("Proposed solution" and the like), when the
+    statement came from another section: the problem says why, this says what."""
+    if role == ASK:
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    for section in parsed.sections:
+        if section.role != ASK:
+            continue
+        for paragraph in section.paragraphs:
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:_CANDIDATES]:
+                sentence = _unmark(_drop_lead(sentence))
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
+                    continue
+                if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
+                    return sentence
+    return ""
+
+
 def _contains(haystack: str, needle: str) -> bool:
     return needle.lower() in haystack.lower()
 
 
-def _fits(parts: list[str], extra: str, limit: int) -> bool:
-    return len(" ".join([*parts, extra])) <= limit
-
-
 def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
-    """A summary of at most ``max_chars`` characters that is never empty."""
+    """A summary of at most ``max_chars`` characters that is never empty.
+
+    Composed of parts, shown in reading order (statement, question or proposal, error,
+    expected, environment) but given room in order of worth: the statement, then the error,
+    the question or proposal, the environment and last "Expected:", which takes what is left.
+    """
     parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
     statement, role = _statement(parsed)
     if statement and role == STEPS and title:
         # Steps alone do not say what is wrong: the title does.
-        statement = f"{_ensure_period(truncate(title, 140))} Steps: {statement}"
+        context = title_context(title)
+        steps = f"Steps: {statement}"
+        statement = f"{_ensure_period(truncate(context, 140))} {steps}" if context else steps
     error = find_error(parsed)
     env = environment(parsed)
     expected = _expected(parsed)
-    context = f"{title} {statement}"
+    asked = _question(parsed, statement) if statement else ""
+    proposed = "" if asked or not statement else _proposal(parsed, statement, role)
+    context = f"{title} {statement} {asked} {proposed}"
     if error and any(_contains(context, piece) for piece in _error_keys(error)):
         error = ""
+    error = error or _title_error(title, statement)
     env = [fact for fact in env if not _contains(context, fact.split()[-1])]
 
-    parts: list[str] = []
+    lead = ""
     if statement:
-        has_extras = bool(error or env or expected)
-        parts.append(truncate(statement, MAIN_MAX if has_extras else max_chars))
+        has_extras = bool(error or env or expected or asked or proposed)
+        lead = _fit(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
-        parts.append(_ensure_period(truncate(title, MAIN_MAX)))
+        lead = _ensure_period(truncate(title, MAIN_MAX))
+    # (order shown, text) by worth; each is kept only if it fits whole.
+    slots: dict[int, str] = {0: lead} if lead else {}
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
         shown = shown.replace("`", "")
-        error_text = _ensure_period(f"Error: {truncate(shown, 120)}")
-        if _fits(parts, error_text, max_chars):
-            parts.append(error_text)
-    if expected and statement:
-        expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
-        room = max_chars - len(" ".join(parts)) - 1
-        if room >= 40:
-            parts.append(truncate(expected_text, room))
+        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
+    if asked:
+        _place(slots, 1, asked, max_chars)
+    elif proposed:
+        _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
     if env:
-        env_text = f"({', '.join(env)})"
-        if _fits(parts, env_text, max_chars):
-            parts.append(env_text)
-    summary = " ".join(parts).strip()
+        _place(slots, 4, f"({', '.join(env)})", max_chars)
+    if statement and lead != statement and 0 in slots:
+        # The statement was cut to make room: give it back what the others left.
+        others = len(_joined({k: v for k, v in slots.items() if k != 0}))
+        slots[0] = _fit(statement, max_chars - others - (1 if others else 0))
+    if expected and statement and role != EXPECTED:
+        expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
+        room = max_chars - len(_joined(slots)) - 1
+        if room >= 40:
+            slots[3] = truncate(expected_text, room)
+    summary = _joined(slots).strip()
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
+
+
+def _fit(statement: str, limit: int) -> str:
+    """The statement in ``limit`` characters: whole sentences while the first fits (a
+    second sentence cut in the middle says less than none), else the first one cut."""
+    if len(statement) <= limit:
+        return statement
+    sentences = split_sentences(statement)
+    kept = sentences[:1]
+    for sentence in sentences[1:]:
+        if len(" ".join([*kept, sentence])) > limit:
+            break
+        kept.append(sentence)
+    return truncate(" ".join(kept), limit)
+
+
+def _joined(slots: dict[int, str]) -> str:
+    return " ".join(slots[k] for k in sorted(slots))
+
+
+def _place(slots: dict[int, str], order: int, text: str, limit: int) -> None:
+    """Put ``text`` at position ``order`` if the summary still fits in ``limit``."""
+    if len(_joined({**slots, order: text})) <= limit:
+        slots[order] = text
+
+
+# A title that names an error ("…: Element type is invalid: expected a string…",
+# "libfoo.so: signal 11 (SIGSEGV)"); not one that only says something fails.
+_NAMES_ERROR = re.compile(
+    r"\b(?:\w{0,40}(?:error|exception)|invalid|sig(?:segv|abrt|ill|bus)|segmentation fault|"
+    r"panic|assertion)\b",
+    re.I,
+)
+
+
+def _title_error(title: str, statement: str) -> str:
+    """A long title that names the error, as the error, when the statement does not carry
+    it: too long to lead the statement, it would else be lost from the summary."""
+    if not statement:
+        return ""  # the title leads the summary itself
+    context = title_context(title)
+    # The error named where the shown error (cut at ERROR_SHOWN) still has it.
+    if len(title) <= TITLE_CONTEXT_MAX or not _NAMES_ERROR.search(context[:TITLE_CONTEXT_MAX]):
+        return ""
+    title_tokens = set(tokens(context))
+    if len(title_tokens & set(tokens(statement))) >= TITLE_COVERED * len(title_tokens):
+        return ""  # the statement carries the title
+    return context
 
 
 def _error_keys(error: str) -> list[str]:

@@ -94,6 +94,7 @@ _HEADING_ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
         CODE,
         ("standalone code", "code to reproduce", "reproducible", "minimal code", "example code"),
     ),
+    (PROBLEM, ("unexpected",)),  # "onClick creates unexpected behavior" is the problem
     (EXPECTED, ("expected",)),
     (STEPS, ("steps", "repro", "how to reproduce", "to reproduce")),
     (
@@ -270,6 +271,10 @@ _ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*))?$")
 _BOLD_LABEL = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?\*\*((?:[^*\n]|\*(?!\*)){1,100})\*\*[ \t]*:?[ \t]*(.*)$"
 )
+# Bold template labels whose role is no keyword ("**Any extra information that might be
+# useful in the debugging process.**", "**Any other info / logs**"): a section of their own,
+# so the label is never read as the reporter's text.
+_TEMPLATE_LABEL = re.compile(r"(?:\(optional\)[ \t]*)?any (?:other|extra) info(?:rmation)?\b", re.I)
 _KEY_VALUE = re.compile(
     r"[ \t]*(?:[-*+][ \t]+)?(?:\*\*)?([A-Za-z][\w /&().,'#-]{0,60}?)(?:\*\*)?[ \t]*"
     r"(?::|=>)[ \t]*(.*)$"
@@ -284,7 +289,7 @@ _QUOTE = re.compile(r"^[ \t]*>[ \t]?")
 _LOG_PREFIX = re.compile(
     r"[ \t]*(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\[\d|\[(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE)\]"
     r"|(?:INFO|WARN|WARNING|DEBUG|TRACE|FATAL|E\d{4}|W\d{4}|I\d{4})[ \t:\]]"
-    r"|#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
+    r"|(?://[ \t]?)?#(?:include|define|undef|ifn?def|if|endif|pragma)\b"
     r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!|-{2,}>"
     r"|\w{1,60}(?:Error|Exception)[ \t]+Traceback\b"
     r"|[ \t]*\^+[ \t]*$"
@@ -432,7 +437,11 @@ TEMPLATE_TEXT = re.compile(
     r"have you reproduced the bug|collect some of this information|tag:(?:bug|feature)_template|"
     r"be sure to convey here|describe the problem clearly here|^a bug happened!?$|"
     r"provide code to help us reproduce|provide a link to a github gist|"
-    r"which versions? of react,? and which browser|did this work in previous versions of react)",
+    r"which versions? of react,? and which browser|did this work in previous versions of react|"
+    r"if the conversion is successful, but the generated model is wrong|"
+    r"model produces wrong results and/or has lesser accuracy|"
+    r"model produces correct results, but it is slower than expected|"
+    r"if converting tf rnn to tflite fused rnn ops)",
     re.I,
 )
 
@@ -475,17 +484,27 @@ def _written_sentence(line: str) -> bool:
     return sum(map(str.isalpha, line)) >= 0.75 * compact
 
 
+_LABEL_END = ".,:;!?"
+_LINK_LINE = re.compile(r"(?:[-*+][ \t]+)?(?:[\w .()-]{1,40}:[ \t]*)?<?(?:https?|ftp)://\S{1,2000}")
+
+
 def _prose_block(block: str) -> list[str]:
     """The lines of a fenced block that is really prose (TensorFlow's old form fenced the
     "Current behaviour" answer as ```shell), else ``[]``."""
     lines = [line.strip() for line in block.split("\n") if line.strip()]
     if not lines or len(lines) > _PROSE_BLOCK_LINES:
         return []
-    # A short label ("Problem", "Expected Behaviour") counts neither way.
+    # A short label or aside ("Problem", "Expected Behaviour:", "Hi there!", "Thanks,")
+    # counts neither way, nor does a line that only gives a link ("- https://…",
+    # "Paper: https://…").
     telling = [
-        line for line in lines if line.count(" ") >= 3 or not line.replace(" ", "").isalpha()
+        line
+        for line in lines
+        if (line.count(" ") >= 3 or not line.rstrip(_LABEL_END).replace(" ", "").isalpha())
+        and not _LINK_LINE.fullmatch(line)
     ]
-    prose = [line for line in telling if looks_like_prose(line)]
+    # A long sentence may name a call or a URL and still be a sentence someone wrote.
+    prose = [line for line in telling if looks_like_prose(line) or _written_sentence(line)]
     return lines if prose and len(prose) >= 0.7 * len(telling) else []
 
 
@@ -618,6 +637,12 @@ def _split_fences(body: str) -> tuple[list[str], list[str]]:
     return out, blocks
 
 
+# Template questions answered in a word or two: a paragraph after the answer is the
+# reporter's own text.
+_ANSWERED = re.compile(r"do you want to request", re.I)
+ANSWER_WORDS = 5  # an answer longer than this may go on in the next paragraph
+
+
 def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
     """Sections, prose, code and environment of an issue. Linear in the (bounded) input."""
     title, body = _bound(title, body, max_body)
@@ -651,12 +676,23 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
                 ]
                 joined = " ".join(kept)
             if joined and not is_placeholder(joined):
-                sections[-1].paragraphs.append(joined)
+                last = sections[-1]
+                if (
+                    last.role == IGNORE
+                    and len(last.paragraphs) == 1
+                    and last.paragraphs[0].count(" ") < ANSWER_WORDS
+                    and _ANSWERED.search(last.heading)
+                ):
+                    # React's old template: "Request a feature", then the request itself
+                    # with no heading of its own.
+                    last = Section("", PROBLEM)
+                    sections.append(last)
+                last.paragraphs.append(joined)
             paragraph.clear()
 
-    def start(heading: str) -> Section:
+    def start(heading: str, role: str | None = None) -> Section:
         flush()
-        section = Section(heading, heading_role(heading))
+        section = Section(heading, heading_role(heading) if role is None else role)
         sections.append(section)
         return section
 
@@ -710,6 +746,13 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         ):
             flush()
             continue
+        label = _BOLD_LABEL.match(line) if "**" in line and len(sections) < MAX_SECTIONS else None
+        if label and _TEMPLATE_LABEL.match(label.group(1).strip()):
+            start(clean_inline(label.group(1)), OTHER)  # what follows is the reporter's
+            rest = clean_inline(label.group(2))
+            if rest and not is_placeholder(rest):
+                paragraph.append(rest)
+            continue
         if current.role == CODE and looks_like_prose(line):
             paragraph.append(clean_inline(line))  # "Hi: I compiled… and got this error"
             continue
@@ -717,7 +760,6 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             flush()
             current.code.append(line)
             continue
-        label = _BOLD_LABEL.match(line) if "**" in line and len(sections) < MAX_SECTIONS else None
         if label and heading_role(label.group(1)) != OTHER:
             new = start(clean_inline(label.group(1)))
             rest = clean_inline(label.group(2))
@@ -835,10 +877,12 @@ _FATAL = re.compile(
     r"error message: [^\n]{5,160}|"
     r"undefined reference to [^\n]{1,120}|"
     r"(?:zsh|bash|sh): killed|npm ERR! code [A-Z]+|error C\d{4}[^\n]{0,120}|"
-    r"error: [^\n]{5,160})\b",
+    r"error: [^\n]{5,300})\b",
     re.I,
 )
-_VERSION = re.compile(r"\bv?\d{1,4}(?:\.\d{1,6}){1,3}(?:[-+.]?[A-Za-z][\w.]{0,12})?")
+# Not "\b": a version glued to its name ("tf2.12.0") starts after a letter, and must not
+# start inside its own digits ("12.0").
+_VERSION = re.compile(r"(?<![\d.])v?\d{1,4}(?:\.\d{1,6}){1,3}(?:[-+.]?[A-Za-z][\w.]{0,12})?")
 _PRODUCTS = (
     ("tensorflow", "TensorFlow"),
     ("tf ", "TensorFlow"),
@@ -906,7 +950,7 @@ def find_error(parsed: ParsedIssue) -> str:
         for line in _candidate_lines(chunk, _FATAL_HINTS):
             fatal = _FATAL.search(line)
             if fatal:
-                return fatal.group(1).strip()
+                return _without_location(fatal.group(1).strip())
     for chunk in ordered[code_chunks:]:  # in prose, only what cannot be a passing word
         for line in _candidate_lines(
             chunk, ("undefined reference", "segmentation fault", "error:")
@@ -916,6 +960,21 @@ def find_error(parsed: ParsedIssue) -> str:
                 found = fatal.group(1) or fatal.group(2) or fatal.group(0)
                 return found.strip(" \"'`")
     return ""
+
+
+# "ERROR: /home/u/.cache/bazel/…/BUILD.bazel:3204:11: Compiling x failed": where is not what.
+_LOCATION = re.compile(
+    r"(error:[ \t]*)(?:[A-Za-z]:)?[^\s:]{1,400}:\d{1,6}(?::\d{1,6})?:[ \t]*", re.I
+)
+_LOCATION_KEEP = 20  # a message shorter than this after the location keeps it
+
+
+def _without_location(error: str) -> str:
+    """An ``error: <file>:<line>:<col>: message`` line without its file location."""
+    match = _LOCATION.match(error)
+    if match and len(error) - match.end() >= _LOCATION_KEEP:
+        return match.group(1) + error[match.end() :]
+    return error
 
 
 _PROSE_FATAL = re.compile(

@@ -350,3 +350,42 @@ def test_nul_and_line_separators_do_not_break_parsing() -> None:
     text = clean_issue_text("Title\u2028with separator", "Body\x00 text\u2028more text here.")
     assert "\x00" not in text
     assert text.startswith("Title\u2028with separator")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("tf2.12.0", "TensorFlow 2.12.0"),
+        ("tf2.9", "TensorFlow 2.9"),
+        ("2.13.0", "TensorFlow 2.13.0"),
+        ("v2.11.1-rc0", "TensorFlow v2.11.1-rc0"),
+    ],
+)
+def test_a_version_glued_to_its_name_is_read_whole(value: str, expected: str) -> None:
+    parsed = parse_issue("Saver fails", f"### TensorFlow version\n\n{value}\n")
+    assert environment(parsed) == [expected]
+
+
+def test_bold_template_labels_without_a_role_are_not_text() -> None:
+    body = (
+        "The wallet window freezes when I sort the history by amount.\n\n"
+        "**Any extra information that might be useful in the debugging process.**\n\n"
+        "It only happens with more than ten thousand transactions.\n"
+    )
+    text = clean_issue_text("Wallet freezes", body)
+    assert "debugging process" not in text
+    assert "It only happens with more than ten thousand transactions." in text
+    code_then_label = (
+        "### Standalone code to reproduce the issue\n"
+        "interpreter.allocate_tensors()\n\n"
+        "**Any other info / logs**\n"
+        "The phone has a Mali GPU and the delegate reports no device.\n"
+    )
+    text = clean_issue_text("Delegate fails", code_then_label)
+    assert "Any other info" not in text
+    assert "The phone has a Mali GPU and the delegate reports no device." in text
+
+
+def test_an_unexpected_behaviour_heading_is_the_problem() -> None:
+    assert heading_role("Scrolling creates unexpected behavior") == PROBLEM
+    assert heading_role("What is the expected behavior?") == EXPECTED
