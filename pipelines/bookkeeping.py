@@ -36,7 +36,8 @@ from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, I
 from app.services.runs import end_run
 from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
-from pipelines.deliveries import unclaimed_stage
+from pipelines.deliveries import StageDone, unclaimed_stage
+from pipelines.marks import MarkBuffer
 from pipelines.queues import Stage
 from pipelines.usage import StageUsage
 
@@ -117,7 +118,7 @@ _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     state=TaskState.SUCCESS,
     error=None,
     finished_at=bindparam("p_now"),
-    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_started")),
 )
 # An attempt's tokens are added to the stage's (a retried stage paid for every attempt).
 _ADD_TOKENS = {
@@ -191,6 +192,85 @@ _RUN_FAILED = (
 )
 
 
+# A stage's input and its own row, in one statement: what ``begin_stage_behind`` needs to
+# decide whether the stage may start with a mark written behind.
+_STAGE_READ = (
+    select(
+        EnrichmentRun.state,
+        EnrichmentRun.issue_id,
+        Issue.enrichment_task_id,
+        Issue.title,
+        Issue.body,
+        EnrichmentRun.force,
+        EnrichmentStage.state,
+        EnrichmentStage.result,
+    )
+    .select_from(EnrichmentRun)
+    .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
+    .outerjoin(
+        EnrichmentStage,
+        and_(
+            EnrichmentStage.run_id == EnrichmentRun.id,
+            EnrichmentStage.position == bindparam("p_position"),
+        ),
+    )
+    .where(EnrichmentRun.id == bindparam("p_run"))
+)
+# Stage states a first delivery may leave behind its start mark: nobody else started it.
+_FREE_STATES = frozenset({TaskState.PENDING, TaskState.RETRY})
+
+
+def _current_input(run_id: str, row: Any) -> StageInput:
+    """The stage's input from a row of ``_STAGE_INPUT`` or ``_STAGE_READ``; raises
+    StaleRun when the run ended, was superseded or its issue deleted."""
+    state, issue_id, current_run, title, body, force = row[:6]
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if current_run != run_id:
+        if title is None:
+            raise StaleRun(f"issue {issue_id} was deleted")
+        raise StaleRun(f"superseded by {current_run}")
+    return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
+
+
+def begin_stage_behind(
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    marks: MarkBuffer,
+    lease: timedelta | None = None,
+) -> tuple[StageInput, bool]:
+    """``begin_stage`` in one read, its marks written behind when that is safe.
+
+    The read returns the input and the stage's row. A stage already done raises
+    ``StageDone`` at once. A first delivery (``lease`` set) of a stage nobody started
+    (PENDING, or RETRY: its own retry) leaves its STARTED mark, and summarise the issue's
+    running mark, in ``marks``: True as the second value, and its finish goes there too.
+    Anything else (a redelivered message, a stage STARTED elsewhere) is claimed at once,
+    as ``begin_stage`` does: False.
+    """
+    row = connection.execute(
+        _STAGE_READ, {"p_run": run_id, "p_position": stage.position}
+    ).one_or_none()
+    if row is None:
+        raise RunNotFound(run_id)
+    issue = _current_input(run_id, row)
+    stage_state, result = row[6], row[7]
+    if stage_state == TaskState.SUCCESS and result is not None:
+        raise StageDone(result)
+    if lease is not None and stage_state in _FREE_STATES:
+        marks.started(
+            run_id,
+            stage.position,
+            utcnow(),
+            issue_id=issue.issue_id if stage.position == 0 else None,
+        )
+        return issue, True
+    _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+    return issue, False
+
+
 def begin_stage(
     connection: Connection, *, run_id: str, stage: Stage, lease: timedelta | None = None
 ) -> StageInput:
@@ -203,13 +283,15 @@ def begin_stage(
     row = connection.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
-    state, issue_id, current_run, title, body, force = row
-    if state in FINISHED_STATES:
-        raise StaleRun(f"run {run_id} already ended {state}")
-    if current_run != run_id:
-        if title is None:
-            raise StaleRun(f"issue {issue_id} was deleted")
-        raise StaleRun(f"superseded by {current_run}")
+    issue = _current_input(run_id, row)
+    _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+    return issue
+
+
+def _claim(
+    connection: Connection, *, run_id: str, stage: Stage, issue_id: int, lease: timedelta | None
+) -> None:
+    """Mark the stage STARTED now (summarise: the issue running too), or say why not."""
     if stage.position == 0:
         connection.execute(_ISSUE_RUNNING, {"p_issue": issue_id, "p_run": run_id})
     now = utcnow()
@@ -224,7 +306,6 @@ def begin_stage(
     ).rowcount
     if not claimed:
         unclaimed_stage(connection, run_id=run_id, stage=stage, lease=lease, now=now)
-    return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
 
 
 def finish_stage(
@@ -234,16 +315,20 @@ def finish_stage(
     stage: Stage,
     usage: StageUsage | None = None,
     result: Any = None,
+    started_at: datetime | None = None,
 ) -> bool:
     """Mark the stage SUCCESS and keep its ``result``; ``usage`` says what its attempt spent
-    or that it was cached.
+    or that it was cached; ``started_at``: when it started, if its start mark was never
+    written (``pipelines.marks``).
 
     False when the stage was no longer unfinished (its run ended meanwhile).
     """
+    now = utcnow()
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
-        "p_now": utcnow(),
+        "p_now": now,
+        "p_started": started_at or now,
         "p_result": result,
     }
     statement = _STAGE_SUCCEEDED_WITH_RESULT
@@ -385,7 +470,8 @@ def persist_result(
         },
     )
     connection.execute(
-        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now}
+        _STAGE_SUCCEEDED,
+        {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now, "p_started": now},
     )
     if events is not None:
         events.enriched(
