@@ -12,6 +12,7 @@ then the run, then its stages. Progress marks touch one row at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -439,42 +440,111 @@ def persist_result(
     is no longer the issue's current one never overwrites the newer run's result.
     ``events`` records the ``issue.enriched`` webhook.
     """
-    issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
-    state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:  # both locks in one round trip, the issue's first
+        current_run, state = connection.exec_driver_sql(
+            _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
+        ).one()
+        issue_found = current_run is not None
+    else:
+        issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
+        state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+        issue_found, current_run = issue is not None, issue and issue.enrichment_task_id
     if state is None:
         raise RunNotFound(run_id)
     if state == TaskState.SUCCESS:
         return False
     if state in FINISHED_STATES:
         raise StaleRun(f"run {run_id} already ended {state}")
-    if issue is None:
+    if not issue_found:
         raise StaleRun(f"issue {issue_id} was deleted")
-    if issue.enrichment_task_id != run_id:
-        raise StaleRun(f"superseded by {issue.enrichment_task_id}")
+    if current_run != run_id:
+        raise StaleRun(f"superseded by {current_run}")
     now = utcnow()
     unique = list(dict.fromkeys(tags))
-    connection.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
-    connection.execute(_DROP_TAGS, {"p_issue": issue_id})
-    if unique:
-        connection.execute(
-            insert(IssueTag),
-            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(unique)],
+    result = {"ai_summary": summary, "tags": unique}
+    if postgres:  # every write in one statement, one round trip
+        connection.exec_driver_sql(
+            _PG_PERSIST,
+            {
+                "issue": issue_id,
+                "run": run_id,
+                "summary": summary,
+                "tags": unique,
+                "result": json.dumps(result),
+                "fingerprint": fingerprint,
+                "now": now,
+                "position": Stage.PERSIST.position,
+            },
         )
-    connection.execute(
-        _RUN_SUCCEEDED,
-        {
-            "p_run": run_id,
-            "p_now": now,
-            "p_result": {"ai_summary": summary, "tags": unique},
-            "p_fingerprint": fingerprint,
-        },
-    )
-    connection.execute(
-        _STAGE_SUCCEEDED,
-        {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now, "p_started": now},
-    )
+    else:
+        _persist_each(connection, run_id, issue_id, summary, unique, result, fingerprint, now)
     if events is not None:
         events.enriched(
             connection, run_id=run_id, issue_id=issue_id, summary=summary, tags=unique, at=now
         )
     return True
+
+
+def _persist_each(
+    connection: Connection,
+    run_id: str,
+    issue_id: int,
+    summary: str,
+    tags: list[str],
+    result: dict[str, Any],
+    fingerprint: str | None,
+    now: datetime,
+) -> None:
+    """``persist_result``'s writes one statement at a time (SQLite)."""
+    connection.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
+    connection.execute(_DROP_TAGS, {"p_issue": issue_id})
+    if tags:
+        connection.execute(
+            insert(IssueTag),
+            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(tags)],
+        )
+    connection.execute(
+        _RUN_SUCCEEDED,
+        {"p_run": run_id, "p_now": now, "p_result": result, "p_fingerprint": fingerprint},
+    )
+    connection.execute(
+        _STAGE_SUCCEEDED,
+        {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now, "p_started": now},
+    )
+
+
+# PostgreSQL: persist's locks in one statement. Scalar sub-SELECTs are evaluated in order,
+# so the issue row is locked before the run row, the order every writer follows. The
+# issue's column is never NULL when the issue exists ('' for none): NULL means deleted.
+_PG_LOCK_ISSUE_AND_RUN = """
+SELECT (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s FOR UPDATE),
+       (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE)
+"""
+# PostgreSQL: persist's writes in one statement (the issue's result, its tags, the run, the
+# persist stage). The tags are replaced without a DELETE and INSERT of the same row (whose
+# order inside one statement is not defined): tags no longer there are deleted, the others
+# inserted or given their new position.
+_PG_PERSIST = f"""
+WITH issue AS (
+    UPDATE issues SET ai_summary = %(summary)s,
+        enrichment_status = '{EnrichmentStatus.SUCCEEDED.value}', enrichment_error = NULL,
+        enriched_at = %(now)s, updated_at = %(now)s
+    WHERE id = %(issue)s
+), dropped AS (
+    DELETE FROM issue_tags WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[])
+), tagged AS (
+    INSERT INTO issue_tags (issue_id, tag, position)
+    SELECT %(issue)s, t.tag, t.n - 1
+    FROM unnest(%(tags)s::varchar[]) WITH ORDINALITY AS t(tag, n)
+    ON CONFLICT (issue_id, tag) DO UPDATE SET position = EXCLUDED.position
+), run AS (
+    UPDATE enrichment_runs SET state = '{TaskState.SUCCESS.value}', error = NULL,
+        result = %(result)s::json, fingerprint = %(fingerprint)s, finished_at = %(now)s
+    WHERE id = %(run)s
+)
+UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
+    finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
+WHERE run_id = %(run)s AND position = %(position)s
+  AND state IN ({", ".join(f"'{state.value}'" for state in sorted(UNFINISHED_STATES))})
+"""
