@@ -141,7 +141,7 @@ class MarkBuffer:
             if not starts and not issues:
                 return 0
             try:
-                with self._engine.connect() as connection:
+                with self._engine.begin() as connection:
                     runs = {
                         row[0]
                         for row in connection.exec_driver_sql(
