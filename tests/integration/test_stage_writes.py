@@ -1,5 +1,6 @@
 """Start marks written behind (``pipelines.marks``), a stage's one-read begin and persist's
-PostgreSQL statements, on a real PostgreSQL database of the test's own (no worker).
+PostgreSQL statements (in a transaction, and alone), on a real PostgreSQL database of the
+test's own (no worker).
 
 What they prove: a waiting mark is written by one flush and tells the run's watchers; a
 mark written late never undoes a later state; a finish takes a waiting start with it; a
@@ -18,7 +19,13 @@ from sqlalchemy import Engine, insert, select, update
 
 from app.db import make_autocommit_engine, make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
-from pipelines.bookkeeping import StaleRun, begin_stage_behind, finish_stage, persist_result
+from pipelines.bookkeeping import (
+    StaleRun,
+    begin_stage_behind,
+    finish_stage,
+    persist_alone,
+    persist_result,
+)
 from pipelines.deliveries import StageDone, StageHeld
 from pipelines.marks import MarkBuffer
 from pipelines.queues import Stage
@@ -224,7 +231,17 @@ def tags_of(engine: Engine, issue_id: int) -> list[str]:
         )
 
 
-def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine) -> None:
+def persist_with(engine: Engine, how: str, **kwargs: Any) -> bool:
+    """persist_result in a transaction, or persist_alone on an autocommit connection."""
+    if how == "transaction":
+        with engine.begin() as connection:
+            return persist_result(connection, **kwargs)
+    with engine.connect() as connection:
+        return persist_alone(connection.execution_options(isolation_level="AUTOCOMMIT"), **kwargs)
+
+
+@pytest.mark.parametrize("how", ["transaction", "alone"])
+def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine, how: str) -> None:
     add_run(engine, 1, "run-1")
     with engine.begin() as connection:
         connection.execute(
@@ -236,10 +253,9 @@ def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine) -> None
         )
 
     def persist(tags: list[str]) -> bool:
-        with engine.connect() as connection, connection.begin():
-            return persist_result(
-                connection, run_id="run-1", issue_id=1, summary="sum", tags=tags, fingerprint="f"
-            )
+        return persist_with(
+            engine, how, run_id="run-1", issue_id=1, summary="sum", tags=tags, fingerprint="f"
+        )
 
     assert persist(["docs", "bug", "docs"])
     assert tags_of(engine, 1) == ["docs", "bug"]
@@ -257,13 +273,32 @@ def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine) -> None
     assert tags_of(engine, 1) == ["docs", "bug"]
 
 
-def test_persist_of_a_superseded_or_deleted_run_writes_nothing(engine: Engine) -> None:
+@pytest.mark.parametrize("how", ["transaction", "alone"])
+def test_persist_of_a_superseded_ended_or_deleted_run_writes_nothing(
+    engine: Engine, how: str
+) -> None:
     add_run(engine, 1, "run-1")
     add_run(engine, 2, "run-2")
+    add_run(engine, 3, "run-3")
     with engine.begin() as connection:
         connection.execute(update(Issue).where(Issue.id == 1).values(enrichment_task_id="newer"))
         connection.execute(Issue.__table__.delete().where(Issue.id == 2))
-    for run, issue_id, reason in (("run-1", 1, "superseded by newer"), ("run-2", 2, "deleted")):
-        with pytest.raises(StaleRun, match=reason), engine.begin() as connection:
-            persist_result(connection, run_id=run, issue_id=issue_id, summary="s", tags=["bug"])
+        connection.execute(
+            update(EnrichmentRun).where(EnrichmentRun.id == "run-3").values(state="REVOKED")
+        )
+    cases = [
+        ("run-1", 1, "superseded by newer"),
+        ("run-2", 2, "issue 2 was deleted"),
+        ("run-3", 3, "already ended REVOKED"),
+    ]
+    for run, issue_id, reason in cases:
+        with pytest.raises(StaleRun, match=reason):
+            persist_with(engine, how, run_id=run, issue_id=issue_id, summary="s", tags=["bug"])
         assert tags_of(engine, issue_id) == []
+    with engine.connect() as connection:
+        states = connection.execute(
+            select(EnrichmentRun.state).where(EnrichmentRun.id.in_(["run-1", "run-2"]))
+        ).scalars()
+        assert set(states) == {"PENDING"}
+        assert connection.scalar(select(Issue.enrichment_status).where(Issue.id == 1)) == "pending"
+    assert [row.state for row in stage_rows(engine, "run-1")] == ["PENDING"] * 3
