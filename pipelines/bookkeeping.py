@@ -2,9 +2,14 @@
 
 Every function runs on a ``Connection`` inside the caller's transaction (the workers' cheap
 path: prebuilt Core statements, no ORM session). ``pipelines.stage_task`` decides which one
-to call and when. ``begin_stage`` and ``finish_stage`` need no transaction of their own:
-each of their writes is guarded (a stage only while unfinished, the issue only while the
-run is current), so the worker sends them in autocommit on PostgreSQL.
+to call and when. ``begin_stage``, ``begin_stage_behind`` and ``finish_stage`` need no
+transaction of their own: each of their writes is guarded (a stage only while unfinished,
+the issue only while the run is current), so the worker sends them in autocommit on
+PostgreSQL, and ``begin_stage_behind`` may leave its marks to ``pipelines.marks``.
+
+On PostgreSQL persist takes one statement (``persist_alone``, no webhook event to record)
+or a transaction of four round trips (``persist_result``); statements with several rows or
+tables are written as SQL there, the rest as prebuilt Core statements.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
 then the run, then its stages. Progress marks touch one row at a time.

@@ -2,7 +2,8 @@
 
 ``__call__`` begins the stage (reads its input and marks it STARTED), runs the task's body
 outside any transaction, and finishes it (SUCCESS): on PostgreSQL each of these statements
-is its own transaction, one round trip (``WorkerContext.single_engine``).
+is its own transaction, one round trip (``WorkerContext.single_engine``), and the STARTED
+mark of a first delivery is written behind (``pipelines.marks``), or by the finish.
 Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
