@@ -65,13 +65,17 @@ Issues = dict[int, str]
 
 
 def flush_params(starts: Starts, issues: Issues) -> dict[str, list[object]]:
-    """The statement's arrays."""
+    """The statement's arrays, sorted: rows are locked in key order, as the API's writers
+    lock theirs (issues in id order, then stages), so two writers never wait on each other
+    in a circle. The statement updates the issues first (``running`` is read first)."""
+    issue_ids = sorted(issues)
+    keys = sorted(starts)
     return {
-        "issue_id": list(issues),
-        "issue_run": list(issues.values()),
-        "run_id": [run_id for run_id, _ in starts],
-        "position": [position for _, position in starts],
-        "started_at": list(starts.values()),
+        "issue_id": issue_ids,
+        "issue_run": [issues[issue_id] for issue_id in issue_ids],
+        "run_id": [run_id for run_id, _ in keys],
+        "position": [position for _, position in keys],
+        "started_at": [starts[key] for key in keys],
     }
 
 
