@@ -137,6 +137,27 @@ _STAGE_RESULT = {"result": bindparam("p_result", type_=JSON(none_as_null=True))}
 _STAGE_SUCCEEDED_WITH_RESULT = _STAGE_SUCCEEDED.values(_STAGE_RESULT)
 _STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED_WITH_RESULT.values(_ADD_TOKENS)
 _STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED_WITH_RESULT.values(cached=True)
+# summarise's finish carrying its issue's running mark (``pipelines.marks``), guarded: only
+# while the issue is still pending for this run, never over persist's result.
+_ISSUE_STILL_PENDING_RUNNING = (
+    update(Issue)
+    .where(
+        Issue.id == bindparam("p_issue"),
+        Issue.enrichment_task_id == bindparam("p_run"),
+        Issue.enrichment_status == EnrichmentStatus.PENDING,
+    )
+    .values(enrichment_status=EnrichmentStatus.RUNNING)
+    .returning(Issue.id)
+    .cte("running")
+)
+_WITH_ISSUE_RUNNING = {
+    statement: statement.add_cte(_ISSUE_STILL_PENDING_RUNNING)
+    for statement in (
+        _STAGE_SUCCEEDED_WITH_RESULT,
+        _STAGE_SUCCEEDED_CACHED,
+        _STAGE_SUCCEEDED_METERED,
+    )
+}
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     state=TaskState.RETRY,
     retries=bindparam("p_retries"),
@@ -322,10 +343,11 @@ def finish_stage(
     usage: StageUsage | None = None,
     result: Any = None,
     started_at: datetime | None = None,
+    issue_id: int | None = None,
 ) -> bool:
     """Mark the stage SUCCESS and keep its ``result``; ``usage`` says what its attempt spent
-    or that it was cached; ``started_at``: when it started, if its start mark was never
-    written (``pipelines.marks``).
+    or that it was cached; ``started_at``: when it started, and ``issue_id``: the issue to
+    turn running, if those marks were never written (``pipelines.marks``; PostgreSQL).
 
     False when the stage was no longer unfinished (its run ended meanwhile).
     """
@@ -343,6 +365,9 @@ def finish_stage(
     elif usage is not None and usage.metered:
         statement = _STAGE_SUCCEEDED_METERED
         params.update(_token_params(usage))
+    if issue_id is not None:
+        statement = _WITH_ISSUE_RUNNING[statement]
+        params["p_issue"] = issue_id
     return bool(connection.execute(statement, params).rowcount)
 
 

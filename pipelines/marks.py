@@ -7,10 +7,10 @@ daemon thread writes them every ``FLUSH_INTERVAL`` seconds (sooner when ``FLUSH_
 one statement for all of them, one round trip, committed without waiting for the disk; the
 runs' watchers are told after that commit (``ProgressPublisher.changed_many``).
 
-A stage that ends while its start mark still waits takes the mark back
-(``take_start``): its finish, written at once as before (it says whether the run was
-cancelled meanwhile), carries the start time, so a short stage costs one write, not two.
-A retry takes it back too. Every mark is guarded as the synchronous one was (a stage is
+A stage that ends while its start marks still wait takes them back (``take_start``): its
+finish, written at once as before (it says whether the run was cancelled meanwhile),
+carries the start time and the issue's running mark, so a short stage costs one write, not
+two or three. Every mark is guarded as the synchronous one was (a stage is
 started only while PENDING or RETRY; the issue turns running only while it is still pending
 for this run), so a mark written late never undoes a later state (a finish, a failure, a
 cancel, persist's result). The context writes what waits when the worker stops.
@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -61,18 +62,18 @@ SELECT run_id FROM running UNION SELECT run_id FROM started
 """
 
 Starts = dict[tuple[str, int], datetime]
-Issues = dict[int, str]
+Issues = dict[str, int]  # run id -> its issue's id
 
 
-def flush_params(starts: Starts, issues: Issues) -> dict[str, list[object]]:
+def flush_params(starts: Starts, issues: Issues) -> dict[str, list[Any]]:
     """The statement's arrays, sorted: rows are locked in key order, as the API's writers
     lock theirs (issues in id order, then stages), so two writers never wait on each other
     in a circle. The statement updates the issues first (``running`` is read first)."""
-    issue_ids = sorted(issues)
+    running = sorted((issue_id, run_id) for run_id, issue_id in issues.items())
     keys = sorted(starts)
     return {
-        "issue_id": issue_ids,
-        "issue_run": [issues[issue_id] for issue_id in issue_ids],
+        "issue_id": [issue_id for issue_id, _ in running],
+        "issue_run": [run_id for _, run_id in running],
         "run_id": [run_id for run_id, _ in keys],
         "position": [position for _, position in keys],
         "started_at": [starts[key] for key in keys],
@@ -99,7 +100,7 @@ class MarkBuffer:
         self._interval = interval
         self._flush_at = flush_at
         self._starts: Starts = {}  # (run id, position) -> started at
-        self._issues: Issues = {}  # issue id -> the run that started on it
+        self._issues: Issues = {}  # run id -> its issue, to turn running
         self._lock = threading.Lock()  # guards the two dicts
         self._flushing = threading.Lock()  # one flush at a time: marks land in order
         self._wake = threading.Event()
@@ -111,7 +112,7 @@ class MarkBuffer:
         with self._lock:
             self._starts[(run_id, position)] = at
             if issue_id is not None:
-                self._issues[issue_id] = run_id
+                self._issues[run_id] = issue_id
             many = len(self._starts) + len(self._issues) >= self._flush_at
             closed = self._closed
             if self._thread is None and not closed:
@@ -124,11 +125,14 @@ class MarkBuffer:
         elif many:
             self._wake.set()
 
-    def take_start(self, run_id: str, position: int) -> datetime | None:
-        """The stage's start mark if it still waits, no longer to be written by the buffer:
-        the caller's own write (a finish, a retry) carries it or replaces it."""
+    def take_start(self, run_id: str, position: int) -> tuple[datetime | None, int | None]:
+        """The stage's start mark and (summarise) its issue's running mark, if they still
+        wait, no longer to be written by the buffer: the caller's own write (a finish)
+        carries them, or (a retry) writes its own state."""
         with self._lock:
-            return self._starts.pop((run_id, position), None)
+            started = self._starts.pop((run_id, position), None)
+            issue_id = self._issues.pop(run_id, None) if position == 0 else None
+            return started, issue_id
 
     def waiting(self) -> int:
         with self._lock:

@@ -181,8 +181,10 @@ class StageTask(Task[Any, Any]):
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
                 marks = self.context.marks
-                # A start mark still waiting is written by the finish instead.
-                started = marks.take_start(run_id, self.stage.position) if marks else None
+                # Start marks still waiting are written by the finish instead.
+                started, issue_id = (
+                    marks.take_start(run_id, self.stage.position) if marks else (None, None)
+                )
                 # One statement, one round trip on PostgreSQL (autocommit); the staleness
                 # read only when the mark found nothing to change.
                 with self.context.single_engine.begin() as connection:
@@ -193,6 +195,7 @@ class StageTask(Task[Any, Any]):
                         usage=usage,
                         result=result,
                         started_at=started,
+                        issue_id=issue_id,
                     )
                     # Not marked: a redelivery of a stage already done goes on; a run that
                     # was cancelled (or superseded) while the stage ran drops the result.

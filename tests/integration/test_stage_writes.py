@@ -154,11 +154,15 @@ def test_a_late_start_mark_never_undoes_a_later_state(
     assert written == []
 
 
-def test_a_finish_takes_its_waiting_start_along(engine: Engine, marks: MarkBuffer) -> None:
+def test_a_finish_takes_its_waiting_marks_along(
+    engine: Engine, marks: MarkBuffer, written: list[set[str]]
+) -> None:
     add_run(engine, 1, "run-1")
     begin(engine, marks, "run-1", Stage.SUMMARISE)
-    started = marks.take_start("run-1", Stage.SUMMARISE.position)
+    started, issue_id = marks.take_start("run-1", Stage.SUMMARISE.position)
     assert started is not None
+    assert issue_id == 1
+    assert marks.waiting() == 0
     with engine.begin() as connection:
         assert finish_stage(
             connection,
@@ -166,12 +170,23 @@ def test_a_finish_takes_its_waiting_start_along(engine: Engine, marks: MarkBuffe
             stage=Stage.SUMMARISE,
             result={"summary": "s"},
             started_at=started,
+            issue_id=issue_id,
         )
-    marks.flush()  # the issue's running mark only
     first = stage_rows(engine, "run-1")[0]
     assert (first.state, first.started_at, first.result) == ("SUCCESS", started, {"summary": "s"})
     assert first.finished_at >= started
     assert issue_status(engine, 1) == "running"
+    assert marks.flush() == 0
+    assert written == []
+
+
+def test_a_finish_carrying_the_issue_mark_never_undoes_persist(engine: Engine) -> None:
+    add_run(engine, 1, "run-1")
+    with engine.begin() as connection:
+        connection.execute(update(Issue).where(Issue.id == 1).values(enrichment_status="succeeded"))
+        finish_stage(connection, run_id="run-1", stage=Stage.TAG, result={}, issue_id=1)
+    assert issue_status(engine, 1) == "succeeded"
+    assert stage_rows(engine, "run-1")[1].state == "SUCCESS"
 
 
 def test_a_failed_flush_keeps_its_marks_for_the_next(engine: Engine) -> None:
