@@ -163,6 +163,7 @@ _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     retries=bindparam("p_retries"),
     error=bindparam("p_error"),
     retry_at=bindparam("p_retry_at"),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_started")),
 )
 _STAGE_RETRYING_METERED = _STAGE_RETRYING.values(_ADD_TOKENS)
 _STAGE_FAILED = _UNFINISHED_STAGE.values(
@@ -381,15 +382,18 @@ def retry_stage(
     reason: str = "other",
     usage: StageUsage | None = None,
     retry_at: datetime | None = None,
+    started_at: datetime | None = None,
 ) -> None:
     """The stage waits for retry number ``retries`` after ``error``, until ``retry_at``;
-    ``reason`` is its short name (``pipelines.outcomes``), kept for the metrics."""
+    ``reason`` is its short name (``pipelines.outcomes``), kept for the metrics;
+    ``started_at``: when the attempt started, if its start mark was never written."""
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
         "p_retries": retries,
         "p_error": error,
         "p_retry_at": retry_at,
+        "p_started": started_at,
     }
     statement = _STAGE_RETRYING
     if usage is not None and usage.metered:

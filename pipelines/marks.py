@@ -10,11 +10,13 @@ runs' watchers are told after that commit (``ProgressPublisher.changed_many``).
 A stage that ends while its start marks still wait takes them back (``take_start``): its
 finish, written at once as before (it says whether the run was cancelled meanwhile),
 carries the start time and the issue's running mark, so a short stage costs one write, not
-two or three. Every mark is guarded as the synchronous one was (a stage is
-started only while PENDING or RETRY; the issue turns running only while it is still pending
-for this run), so a mark written late never undoes a later state (a finish, a failure, a
-cancel, persist's result). The context writes what waits when the worker stops.
-SQLite keeps writing its marks at once (``pipelines.stage_task``).
+two or three; a retry's RETRY mark carries the start time the same way.
+
+Every mark is guarded as the synchronous one was (a stage is started only while PENDING or
+RETRY; the issue turns running only while it is still pending for this run), so a mark
+written late never undoes a later state (a finish, a failure, a cancel, persist's result).
+The context writes what waits when the worker stops. SQLite keeps writing its marks at
+once (``pipelines.stage_task``).
 """
 
 from __future__ import annotations
@@ -125,13 +127,16 @@ class MarkBuffer:
         elif many:
             self._wake.set()
 
-    def take_start(self, run_id: str, position: int) -> tuple[datetime | None, int | None]:
-        """The stage's start mark and (summarise) its issue's running mark, if they still
-        wait, no longer to be written by the buffer: the caller's own write (a finish)
-        carries them, or (a retry) writes its own state."""
-        with self._lock:
+    def take_start(
+        self, run_id: str, position: int, *, with_issue: bool = True
+    ) -> tuple[datetime | None, int | None]:
+        """The stage's start mark and (summarise, ``with_issue``) its issue's running mark,
+        if they still wait, no longer to be written by the buffer: the caller's own write (a finish)
+        carries them, or (a retry) writes its own state. Waits for a flush in flight, so a
+        mark taken is never written as well."""
+        with self._flushing, self._lock:
             started = self._starts.pop((run_id, position), None)
-            issue_id = self._issues.pop(run_id, None) if position == 0 else None
+            issue_id = self._issues.pop(run_id, None) if position == 0 and with_issue else None
             return started, issue_id
 
     def waiting(self) -> int:

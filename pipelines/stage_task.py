@@ -299,23 +299,17 @@ class StageTask(Task[Any, Any]):
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
 
-    def _flush_marks(self) -> None:
-        """Write this process's waiting marks before a write they must not overtake."""
-        marks = self.context.marks
-        if marks is None:
-            return
-        try:
-            marks.flush()
-        except sa_exc.SQLAlchemyError:
-            log.warning("progress marks not written yet; they are kept for the next flush")
-
     def _lease(self) -> timedelta | None:
         return lease_for(self.policy.time_limit, alive_elsewhere=not started_here(self.request))
 
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
         reason = describe(exc)
-        self._flush_marks()  # the stage's start mark, if waiting, lands before its RETRY
+        marks = self.context.marks
+        # The attempt's start mark, if still waiting, is written by the RETRY mark instead.
+        started = None
+        if marks is not None:
+            started, _ = marks.take_start(run_id, self.stage.position, with_issue=False)
         wait = self.policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
         try:
             with self.context.marks_engine.begin() as connection:
@@ -328,6 +322,7 @@ class StageTask(Task[Any, Any]):
                     reason=failure_reason(exc),
                     usage=usage,
                     retry_at=utcnow() + timedelta(seconds=wait),
+                    started_at=started,
                 )
             self._changed(run_id)
         except sa_exc.SQLAlchemyError:

@@ -25,6 +25,7 @@ from pipelines.bookkeeping import (
     finish_stage,
     persist_alone,
     persist_result,
+    retry_stage,
 )
 from pipelines.deliveries import StageDone, StageHeld
 from pipelines.marks import MarkBuffer
@@ -187,6 +188,24 @@ def test_a_finish_carrying_the_issue_mark_never_undoes_persist(engine: Engine) -
         finish_stage(connection, run_id="run-1", stage=Stage.TAG, result={}, issue_id=1)
     assert issue_status(engine, 1) == "succeeded"
     assert stage_rows(engine, "run-1")[1].state == "SUCCESS"
+
+
+def test_a_retry_takes_the_start_mark_and_leaves_the_issue_mark(
+    engine: Engine, marks: MarkBuffer
+) -> None:
+    add_run(engine, 1, "run-1")
+    begin(engine, marks, "run-1", Stage.SUMMARISE)
+    started, issue_id = marks.take_start("run-1", 0, with_issue=False)
+    assert (started is not None, issue_id) == (True, None)
+    with engine.begin() as connection:
+        retry_stage(
+            connection, run_id="run-1", stage=Stage.SUMMARISE, retries=1, error="503",
+            started_at=started,
+        )  # fmt: skip
+    marks.flush()  # the issue's mark; the stage's start no longer waits
+    first = stage_rows(engine, "run-1")[0]
+    assert (first.state, first.started_at) == ("RETRY", started)
+    assert issue_status(engine, 1) == "running"
 
 
 def test_a_failed_flush_keeps_its_marks_for_the_next(engine: Engine) -> None:
