@@ -150,8 +150,15 @@ _ISSUE_STILL_PENDING_RUNNING = (
     .returning(Issue.id)
     .cte("running")
 )
+# The stage row is only touched once the issue's is: the condition on the CTE's count
+# (always true) is a one-time filter, evaluated before the scan of the stages, so the issue
+# row is locked first, as every writer locks them (a cancel: issue, run, stages). An
+# unreferenced CTE would run after the main UPDATE and deadlock with a cancel.
+_ISSUE_MARKED_FIRST = (
+    select(func.count()).select_from(_ISSUE_STILL_PENDING_RUNNING).scalar_subquery() >= 0
+)
 _WITH_ISSUE_RUNNING = {
-    statement: statement.add_cte(_ISSUE_STILL_PENDING_RUNNING)
+    statement: statement.add_cte(_ISSUE_STILL_PENDING_RUNNING).where(_ISSUE_MARKED_FIRST)
     for statement in (
         _STAGE_SUCCEEDED_WITH_RESULT,
         _STAGE_SUCCEEDED_CACHED,

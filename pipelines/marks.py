@@ -5,7 +5,9 @@ progress, not a result: issue 11 allows a crash to lose progress marks, never a 
 state. So on PostgreSQL a worker process keeps its start marks in a ``MarkBuffer`` and a
 daemon thread writes them every ``FLUSH_INTERVAL`` seconds (sooner when ``FLUSH_AT`` wait):
 one statement for all of them, one round trip, committed without waiting for the disk; the
-runs' watchers are told after that commit (``ProgressPublisher.changed_many``).
+runs' watchers are told after that commit (``ProgressPublisher.changed_many``), together
+with the runs the stages changed themselves meanwhile (``changed``): one Redis round trip
+per flush instead of a PUBLISH per transition.
 
 A stage that ends while its start marks still wait takes them back (``take_start``): its
 finish, written at once as before (it says whether the run was cancelled meanwhile),
@@ -46,7 +48,8 @@ MAX_WAITING = 10_000
 # and PostgreSQL's parse of it, is the same for every flush. Returns the runs it changed.
 _FLUSH_SQL = f"""
 WITH running AS (
-    UPDATE issues AS i SET enrichment_status = '{EnrichmentStatus.RUNNING.value}'
+    UPDATE issues AS i
+    SET enrichment_status = '{EnrichmentStatus.RUNNING.value}', updated_at = now()
     FROM unnest(%(issue_id)s::int[], %(issue_run)s::varchar[]) AS v(issue_id, run_id)
     WHERE i.id = v.issue_id AND i.enrichment_task_id = v.run_id
       AND i.enrichment_status = '{EnrichmentStatus.PENDING.value}'
@@ -103,6 +106,7 @@ class MarkBuffer:
         self._flush_at = flush_at
         self._starts: Starts = {}  # (run id, position) -> started at
         self._issues: Issues = {}  # run id -> its issue, to turn running
+        self._changed: set[str] = set()  # runs whose watchers are to be told
         self._lock = threading.Lock()  # guards the two dicts
         self._flushing = threading.Lock()  # one flush at a time: marks land in order
         self._wake = threading.Event()
@@ -117,15 +121,18 @@ class MarkBuffer:
                 self._issues[run_id] = issue_id
             many = len(self._starts) + len(self._issues) >= self._flush_at
             closed = self._closed
-            if self._thread is None and not closed:
-                self._thread = threading.Thread(
-                    target=self._loop, name="issueflow-marks", daemon=True
-                )
-                self._thread.start()
+            self._start_thread()
         if closed:  # after shutdown began: written at once, as on SQLite
             self.flush()
         elif many:
             self._wake.set()
+
+    def changed(self, run_id: str) -> None:
+        """The caller committed a change of the run: its watchers are told with the next
+        flush, one round trip for all of them (``on_written``)."""
+        with self._lock:
+            self._changed.add(run_id)
+            self._start_thread()
 
     def take_start(
         self, run_id: str, position: int, *, with_issue: bool = True
@@ -139,37 +146,48 @@ class MarkBuffer:
             issue_id = self._issues.pop(run_id, None) if position == 0 and with_issue else None
             return started, issue_id
 
+    def _start_thread(self) -> None:
+        """The writer thread, on the first mark (with ``_lock`` held; not after close)."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._loop, name="issueflow-marks", daemon=True)
+            self._thread.start()
+
     def waiting(self) -> int:
         with self._lock:
             return len(self._starts) + len(self._issues)
 
     def flush(self) -> int:
-        """Write every waiting mark now, in the caller's thread; how many runs changed.
+        """Write every waiting mark now, in the caller's thread, and tell the watchers of
+        the runs changed (by it, or by callers: ``changed``); how many runs it changed.
 
         A failed write keeps its marks for the next flush and raises."""
         with self._flushing:
             with self._lock:
-                starts, issues = self._starts, self._issues
-                self._starts, self._issues = {}, {}
-            if not starts and not issues:
-                return 0
-            try:
-                with self._engine.begin() as connection:
-                    runs = {
-                        row[0]
-                        for row in connection.exec_driver_sql(
-                            _FLUSH_SQL, flush_params(starts, issues)
-                        )
-                    }
-            except Exception:
-                self._put_back(starts, issues)
-                raise
+                starts, issues, changed = self._starts, self._issues, self._changed
+                self._starts, self._issues, self._changed = {}, {}, set()
+            runs: set[str] = set()
+            if starts or issues:
+                try:
+                    with self._engine.begin() as connection:
+                        runs = {
+                            row[0]
+                            for row in connection.exec_driver_sql(
+                                _FLUSH_SQL, flush_params(starts, issues)
+                            )
+                        }
+                except Exception:
+                    self._put_back(starts, issues)
+                    with self._lock:
+                        self._changed |= changed
+                    raise
+            written = len(runs)
+            runs |= changed
         if runs and self._on_written is not None:
             try:
                 self._on_written(runs)
             except Exception:
                 log.exception("could not tell the watchers of %d runs", len(runs))
-        return len(runs)
+        return written
 
     def _put_back(self, starts: Starts, issues: Issues) -> None:
         """Marks of a failed flush wait again, behind any newer mark of the same row; over

@@ -10,6 +10,7 @@ mark behind; persist replaces tags and stays idempotent.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -188,6 +189,36 @@ def test_a_finish_carrying_the_issue_mark_never_undoes_persist(engine: Engine) -
         finish_stage(connection, run_id="run-1", stage=Stage.TAG, result={}, issue_id=1)
     assert issue_status(engine, 1) == "succeeded"
     assert stage_rows(engine, "run-1")[1].state == "SUCCESS"
+
+
+def test_a_finish_carrying_the_issue_mark_locks_the_issue_first(
+    engine: Engine, single: Engine
+) -> None:
+    """A cancel locks the issue, then the run, then its stages: a summarise finish that
+    marks the issue too must wait for the issue before it touches its stage, or the two
+    would deadlock."""
+    add_run(engine, 1, "run-1")
+    finished: list[bool] = []
+
+    def finish() -> None:
+        with single.begin() as connection:
+            finished.append(
+                finish_stage(
+                    connection, run_id="run-1", stage=Stage.SUMMARISE, result={}, issue_id=1
+                )
+            )
+
+    with engine.begin() as cancel:
+        cancel.execute(select(Issue.id).where(Issue.id == 1).with_for_update())
+        finisher = threading.Thread(target=finish)
+        finisher.start()
+        finisher.join(0.5)  # let it reach the issue's lock (the test holds either way)
+        cancel.execute(
+            update(EnrichmentStage).where(EnrichmentStage.run_id == "run-1").values(state="REVOKED")
+        )
+    finisher.join(10)
+    assert finished == [False]  # the run was cancelled first: nothing finished
+    assert [row.state for row in stage_rows(engine, "run-1")] == ["REVOKED"] * 3
 
 
 def test_a_retry_takes_the_start_mark_and_leaves_the_issue_mark(
