@@ -137,34 +137,6 @@ _STAGE_RESULT = {"result": bindparam("p_result", type_=JSON(none_as_null=True))}
 _STAGE_SUCCEEDED_WITH_RESULT = _STAGE_SUCCEEDED.values(_STAGE_RESULT)
 _STAGE_SUCCEEDED_METERED = _STAGE_SUCCEEDED_WITH_RESULT.values(_ADD_TOKENS)
 _STAGE_SUCCEEDED_CACHED = _STAGE_SUCCEEDED_WITH_RESULT.values(cached=True)
-# summarise's finish carrying its issue's running mark (``pipelines.marks``), guarded: only
-# while the issue is still pending for this run, never over persist's result.
-_ISSUE_STILL_PENDING_RUNNING = (
-    update(Issue)
-    .where(
-        Issue.id == bindparam("p_issue"),
-        Issue.enrichment_task_id == bindparam("p_run"),
-        Issue.enrichment_status == EnrichmentStatus.PENDING,
-    )
-    .values(enrichment_status=EnrichmentStatus.RUNNING)
-    .returning(Issue.id)
-    .cte("running")
-)
-# The stage row is only touched once the issue's is: the condition on the CTE's count
-# (always true) is a one-time filter, evaluated before the scan of the stages, so the issue
-# row is locked first, as every writer locks them (a cancel: issue, run, stages). An
-# unreferenced CTE would run after the main UPDATE and deadlock with a cancel.
-_ISSUE_MARKED_FIRST = (
-    select(func.count()).select_from(_ISSUE_STILL_PENDING_RUNNING).scalar_subquery() >= 0
-)
-_WITH_ISSUE_RUNNING = {
-    statement: statement.add_cte(_ISSUE_STILL_PENDING_RUNNING).where(_ISSUE_MARKED_FIRST)
-    for statement in (
-        _STAGE_SUCCEEDED_WITH_RESULT,
-        _STAGE_SUCCEEDED_CACHED,
-        _STAGE_SUCCEEDED_METERED,
-    )
-}
 _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     state=TaskState.RETRY,
     retries=bindparam("p_retries"),
@@ -228,29 +200,15 @@ _RUN_FAILED = (
 
 
 # A stage's input and its own row, in one statement: what ``begin_stage_behind`` needs to
-# decide whether the stage may start with a mark written behind.
-_STAGE_READ = (
-    select(
-        EnrichmentRun.state,
-        EnrichmentRun.issue_id,
-        Issue.enrichment_task_id,
-        Issue.title,
-        Issue.body,
-        EnrichmentRun.force,
-        EnrichmentStage.state,
-        EnrichmentStage.result,
-    )
-    .select_from(EnrichmentRun)
-    .outerjoin(Issue, Issue.id == EnrichmentRun.issue_id)
-    .outerjoin(
-        EnrichmentStage,
-        and_(
-            EnrichmentStage.run_id == EnrichmentRun.id,
-            EnrichmentStage.position == bindparam("p_position"),
-        ),
-    )
-    .where(EnrichmentRun.id == bindparam("p_run"))
-)
+# decide whether the stage may start with a mark written behind (PostgreSQL; SQL text, sent
+# as it is: the hot path of every stage).
+_PG_STAGE_READ = """
+SELECT r.state, r.issue_id, i.enrichment_task_id, i.title, i.body, r.force, s.state, s.result
+FROM enrichment_runs AS r
+LEFT JOIN issues AS i ON i.id = r.issue_id
+LEFT JOIN enrichment_stages AS s ON s.run_id = r.id AND s.position = %(position)s
+WHERE r.id = %(run)s
+"""
 # Stage states a first delivery may leave behind its start mark: nobody else started it.
 _FREE_STATES = frozenset({TaskState.PENDING, TaskState.RETRY})
 
@@ -285,8 +243,8 @@ def begin_stage_behind(
     Anything else (a redelivered message, a stage STARTED elsewhere) is claimed at once,
     as ``begin_stage`` does: False.
     """
-    row = connection.execute(
-        _STAGE_READ, {"p_run": run_id, "p_position": stage.position}
+    row = connection.exec_driver_sql(
+        _PG_STAGE_READ, {"run": run_id, "position": stage.position}
     ).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
@@ -360,6 +318,12 @@ def finish_stage(
     False when the stage was no longer unfinished (its run ended meanwhile).
     """
     now = utcnow()
+    if connection.dialect.name == "postgresql":
+        return _pg_finish(
+            connection, run_id, stage, usage, result, started_at or now, issue_id, now
+        )
+    if issue_id is not None:
+        raise ValueError("the issue's running mark travels with a finish on PostgreSQL only")
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
@@ -373,10 +337,37 @@ def finish_stage(
     elif usage is not None and usage.metered:
         statement = _STAGE_SUCCEEDED_METERED
         params.update(_token_params(usage))
-    if issue_id is not None:
-        statement = _WITH_ISSUE_RUNNING[statement]
-        params["p_issue"] = issue_id
     return bool(connection.execute(statement, params).rowcount)
+
+
+def _pg_finish(
+    connection: Connection,
+    run_id: str,
+    stage: Stage,
+    usage: StageUsage | None,
+    result: Any,
+    started_at: datetime,
+    issue_id: int | None,
+    now: datetime,
+) -> bool:
+    """``finish_stage`` on PostgreSQL: its statement as SQL text, sent as it is (the hot
+    path of every stage: no statement cache lookup, no parameter processing)."""
+    params: dict[str, object] = {
+        "run": run_id,
+        "position": stage.position,
+        "now": now,
+        "started": started_at,
+        "result": None if result is None else json.dumps(result),
+        "issue": issue_id,
+    }
+    kind = "plain"
+    if usage is not None and usage.cached:
+        kind = "cached"
+    elif usage is not None and usage.metered:
+        kind = "metered"
+        params.update(prompt=usage.prompt_tokens or 0, completion=usage.completion_tokens or 0)
+    statement = _PG_FINISH[(kind, issue_id is not None)]
+    return bool(connection.exec_driver_sql(statement, params).rowcount)
 
 
 def retry_stage(
@@ -557,6 +548,51 @@ def _persist_each(
 
 _FINISHED_LIST = ", ".join(f"'{state.value}'" for state in sorted(FINISHED_STATES))
 _UNFINISHED_LIST = ", ".join(f"'{state.value}'" for state in sorted(UNFINISHED_STATES))
+
+
+def _pg_finish_sql(kind: str, with_issue: bool) -> str:
+    """``finish_stage``'s statement: ``kind`` plain, cached or metered (tokens added);
+    ``with_issue``: summarise's finish carries the issue's running mark (guarded: only while
+    the issue is still pending for this run, never over persist's result). The stage row is
+    touched only once the issue's is: the condition on the CTE's count (always true) is a
+    one-time filter, evaluated before the scan of the stages, so the issue row is locked
+    first, as every writer locks them (a cancel: issue, run, stages); an unreferenced CTE
+    would run after the main UPDATE and could deadlock with a cancel."""
+    sets = [
+        f"state = '{TaskState.SUCCESS.value}'",
+        "error = NULL",
+        "finished_at = %(now)s",
+        "started_at = COALESCE(started_at, %(started)s)",
+        "result = %(result)s::json",
+    ]
+    if kind == "cached":
+        sets.append("cached = true")
+    elif kind == "metered":
+        sets += [
+            "prompt_tokens = COALESCE(prompt_tokens, 0) + %(prompt)s",
+            "completion_tokens = COALESCE(completion_tokens, 0) + %(completion)s",
+        ]
+    where = f"run_id = %(run)s AND position = %(position)s AND state IN ({_UNFINISHED_LIST})"
+    sql = f"UPDATE enrichment_stages SET {', '.join(sets)} WHERE {where}"
+    if not with_issue:
+        return sql
+    return f"""WITH running AS (
+    UPDATE issues
+    SET enrichment_status = '{EnrichmentStatus.RUNNING.value}', updated_at = %(now)s
+    WHERE id = %(issue)s AND enrichment_task_id = %(run)s
+      AND enrichment_status = '{EnrichmentStatus.PENDING.value}'
+    RETURNING 1
+)
+{sql} AND (SELECT count(*) FROM running) >= 0"""
+
+
+_PG_FINISH = {
+    (kind, with_issue): _pg_finish_sql(kind, with_issue)
+    for kind in ("plain", "cached", "metered")
+    for with_issue in (False, True)
+}
+
+
 # PostgreSQL: persist's locks in one statement. Scalar sub-SELECTs are evaluated in order,
 # so the issue row is locked before the run row, the order every writer follows. The
 # issue's column is never NULL when the issue exists ('' for none): NULL means deleted.
