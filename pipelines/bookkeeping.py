@@ -239,7 +239,9 @@ def begin_stage_behind(
     The read returns the input and the stage's row. A stage already done raises
     ``StageDone`` at once. A first delivery (``lease`` set) of a stage nobody started
     (PENDING, or RETRY: its own retry) leaves its STARTED mark, and summarise the issue's
-    running mark, in ``marks``: True as the second value, and its finish goes there too.
+    running mark, in ``marks``: True as the second value. A duplicate that reaches another
+    worker process before the first attempt's mark is written (at most ``FLUSH_INTERVAL``)
+    runs the stage as well (persist writes once); in the same process it is held.
     Anything else (a redelivered message, a stage STARTED elsewhere) is claimed at once,
     as ``begin_stage`` does: False.
     """
@@ -253,6 +255,12 @@ def begin_stage_behind(
     if stage_state == TaskState.SUCCESS and result is not None:
         raise StageDone(result)
     if lease is not None and stage_state in _FREE_STATES:
+        if marks.holds_start(run_id, stage.position):
+            # Started by another attempt in this process a moment ago: its mark is written
+            # now and the claim below finds it (``StageHeld``), as it would a while later.
+            marks.flush()
+            _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+            return issue, False
         marks.started(
             run_id,
             stage.position,

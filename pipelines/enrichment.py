@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.celery_app import celery_app
+from app.db import autocommit
 from pipelines.bookkeeping import persist_alone, persist_result
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
@@ -66,9 +67,9 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
     with events_after_commit(self.context.settings, engine) as events:
         if events is None and engine.dialect.name == "postgresql":
             # No event to record with it: one statement, its own (durable) transaction.
-            with engine.connect() as connection:
+            with engine.connect() as connection, autocommit(connection):
                 return persist_alone(
-                    connection.execution_options(isolation_level="AUTOCOMMIT"),
+                    connection,
                     run_id=run_id,
                     issue_id=issue_id,
                     summary=previous["summary"],

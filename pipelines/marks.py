@@ -146,6 +146,11 @@ class MarkBuffer:
             issue_id = self._issues.pop(run_id, None) if position == 0 and with_issue else None
             return started, issue_id
 
+    def holds_start(self, run_id: str, position: int) -> bool:
+        """Whether an attempt in this process started the stage and its mark still waits."""
+        with self._lock:
+            return (run_id, position) in self._starts
+
     def _start_thread(self) -> None:
         """The writer thread, on the first mark (with ``_lock`` held; not after close)."""
         if self._thread is None and not self._closed:

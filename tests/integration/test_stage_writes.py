@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from app.db import make_autocommit_engine, make_engine
+from app.db import autocommit, make_autocommit_engine, make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from pipelines.bookkeeping import (
     StaleRun,
@@ -264,6 +264,13 @@ def test_only_a_first_delivery_of_a_stage_nobody_started_waits(
     assert marks.waiting() == 0
     assert stage_rows(engine, "run-1")[0].state == "STARTED"
     assert issue_status(engine, 1) == "running"
+    # A duplicate in the same process while the first attempt's mark still waits is held.
+    add_run(engine, 2, "run-2")
+    _, behind = begin(engine, marks, "run-2", Stage.TAG)
+    assert behind
+    with pytest.raises(StageHeld):
+        begin(engine, marks, "run-2", Stage.TAG)
+    assert stage_rows(engine, "run-2")[1].state == "STARTED"  # written by then
     # A first delivery of a stage another attempt started a moment ago waits for its lease.
     with pytest.raises(StageHeld):
         begin(engine, marks, "run-1", Stage.SUMMARISE)
@@ -301,8 +308,8 @@ def persist_with(engine: Engine, how: str, **kwargs: Any) -> bool:
     if how == "transaction":
         with engine.begin() as connection:
             return persist_result(connection, **kwargs)
-    with engine.connect() as connection:
-        return persist_alone(connection.execution_options(isolation_level="AUTOCOMMIT"), **kwargs)
+    with engine.connect() as connection, autocommit(connection):
+        return persist_alone(connection, **kwargs)
 
 
 @pytest.mark.parametrize("how", ["transaction", "alone"])
