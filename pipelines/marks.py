@@ -5,9 +5,8 @@ progress, not a result: issue 11 allows a crash to lose progress marks, never a 
 state. So on PostgreSQL a worker process keeps its start marks in a ``MarkBuffer`` and a
 daemon thread writes them every ``FLUSH_INTERVAL`` seconds (sooner when ``FLUSH_AT`` wait):
 one statement for all of them, one round trip, committed without waiting for the disk; the
-runs' watchers are told after that commit (``ProgressPublisher.changed_many``), together
-with the runs the stages changed themselves meanwhile (``changed``): one Redis round trip
-per flush instead of a PUBLISH per transition.
+runs' watchers are told after that commit (``ProgressPublisher.changed_many``, one Redis
+round trip for all of them).
 
 A stage that ends while its start marks still wait takes them back (``take_start``): its
 finish, written at once as before (it says whether the run was cancelled meanwhile),
@@ -106,7 +105,6 @@ class MarkBuffer:
         self._flush_at = flush_at
         self._starts: Starts = {}  # (run id, position) -> started at
         self._issues: Issues = {}  # run id -> its issue, to turn running
-        self._changed: set[str] = set()  # runs whose watchers are to be told
         self._lock = threading.Lock()  # guards the two dicts
         self._flushing = threading.Lock()  # one flush at a time: marks land in order
         self._wake = threading.Event()
@@ -126,13 +124,6 @@ class MarkBuffer:
             self.flush()
         elif many:
             self._wake.set()
-
-    def changed(self, run_id: str) -> None:
-        """The caller committed a change of the run: its watchers are told with the next
-        flush, one round trip for all of them (``on_written``)."""
-        with self._lock:
-            self._changed.add(run_id)
-            self._start_thread()
 
     def take_start(
         self, run_id: str, position: int, *, with_issue: bool = True
@@ -163,13 +154,13 @@ class MarkBuffer:
 
     def flush(self) -> int:
         """Write every waiting mark now, in the caller's thread, and tell the watchers of
-        the runs changed (by it, or by callers: ``changed``); how many runs it changed.
+        the runs it changed; how many those are.
 
         A failed write keeps its marks for the next flush and raises."""
         with self._flushing:
             with self._lock:
-                starts, issues, changed = self._starts, self._issues, self._changed
-                self._starts, self._issues, self._changed = {}, {}, set()
+                starts, issues = self._starts, self._issues
+                self._starts, self._issues = {}, {}
             runs: set[str] = set()
             if starts or issues:
                 try:
@@ -182,17 +173,13 @@ class MarkBuffer:
                         }
                 except Exception:
                     self._put_back(starts, issues)
-                    with self._lock:
-                        self._changed |= changed
                     raise
-            written = len(runs)
-            runs |= changed
         if runs and self._on_written is not None:
             try:
                 self._on_written(runs)
             except Exception:
                 log.exception("could not tell the watchers of %d runs", len(runs))
-        return written
+        return len(runs)
 
     def _put_back(self, starts: Starts, issues: Issues) -> None:
         """Marks of a failed flush wait again, behind any newer mark of the same row; over

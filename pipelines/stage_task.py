@@ -450,14 +450,10 @@ class StageTask(Task[Any, Any]):
             progress.close()
 
     def _changed(self, run_id: str) -> None:
-        """Tell the run's watchers (``GET /tasks/<id>/events``) it changed: a PUBLISH (on
-        PostgreSQL with the next flush of the marks, batched), never an error (the database
-        has the change either way)."""
-        context = self.context
-        if context.marks is not None:  # PostgreSQL: with the next flush of the marks
-            context.marks.changed(run_id)
-            return
-        progress = context.progress
+        """Tell the run's watchers (``GET /tasks/<id>/events``) it changed: one PUBLISH at
+        once (a stream re-reads the run then: a short RETRY must still be there to see),
+        never an error (the database has the change either way)."""
+        progress = self.context.progress
         if progress is None:
             return
         try:
