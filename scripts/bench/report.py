@@ -397,8 +397,8 @@ looks for an earlier result of the same text, and finishes with one UPDATE that 
 carries its start and the issue's running mark; tag reads and finishes the same way;
 persist is one statement, its own durable transaction. Start marks wait in a per-process
 buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage still running
-50 ms later, by one statement for all of them; progress notifications go out batched with
-it. Then the producer's transaction (issue, run, three stages) and PostgreSQL's own CPU for
+50 ms later, by one statement for all of them (its runs' watchers told in one Redis round
+trip). Then the producer's transaction (issue, run, three stages) and PostgreSQL's own CPU for
 all of it. The stock chain with its Redis result backend does none of that; as long as a
 run is recorded in PostgreSQL at each stage, its CPU per chain stays above the stock
 chain's, and on a 2-core machine where every process competes for the same cores,
