@@ -246,6 +246,7 @@ class StageTask(Task[Any, Any]):
         reason = describe(exc)
         if isinstance(exc, TRANSIENT_ERRORS):
             reason = f"{reason} (gave up after {self.policy.max_retries} retries)"
+        self._write_marks()  # the attempt's start (when it began) before its FAILURE
         context = self.context
         self._record_failure(context.engine, run_id, reason, context.progress, context.settings)
 
@@ -298,6 +299,17 @@ class StageTask(Task[Any, Any]):
                     raise
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
+
+    def _write_marks(self) -> None:
+        """Write this process's waiting marks now, before a final state that would leave a
+        late start mark unwritten (its guard): the stage keeps when it started."""
+        marks = self.context.marks
+        if marks is None:
+            return
+        try:
+            marks.flush()
+        except sa_exc.SQLAlchemyError:
+            log.warning("start marks not written yet; they wait for the next flush")
 
     def _lease(self) -> timedelta | None:
         return lease_for(self.policy.time_limit, alive_elsewhere=not started_here(self.request))
@@ -364,6 +376,7 @@ class StageTask(Task[Any, Any]):
         monitors (Flower) this task is revoked, and stop the chain."""
         log.info("%s run %s stopped: %s", self.name, run_id, reason)
         self.request.update(issueflow_stopped=True)  # for pipelines.metrics: a revoked task
+        self._write_marks()
         try:
             with self.context.marks_engine.begin() as connection:
                 stop_run(connection, run_id=run_id, reason=reason)
