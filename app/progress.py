@@ -98,6 +98,18 @@ class ProgressPublisher:
         """The run's committed state changed."""
         self._publish(run_channel(self.prefix, run_id), run_id)
 
+    def changed_many(self, run_ids: Iterable[str]) -> None:
+        """Several runs' committed states changed: one round trip for all of them."""
+        if self.url is None or time.monotonic() < self._quiet_until:
+            return
+        try:
+            pipe = self._redis().pipeline(transaction=False)
+            for run_id in run_ids:
+                pipe.publish(run_channel(self.prefix, run_id), run_id)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._paused(exc)
+
     def stopped(self, run_ids: Iterable[str]) -> None:
         """These runs were ended by the API: tell the stages (and the streams) at once."""
         for run_id in run_ids:
@@ -120,13 +132,16 @@ class ProgressPublisher:
         try:
             self._redis().publish(channel, message)
         except redis.RedisError as exc:
-            self._quiet_until = time.monotonic() + BACKOFF_AFTER_FAILURE
-            log.warning(
-                "progress notifications paused for %.0fs: Redis did not take one (%s); "
-                "event streams fall back to polling",
-                BACKOFF_AFTER_FAILURE,
-                exc,
-            )
+            self._paused(exc)
+
+    def _paused(self, exc: redis.RedisError) -> None:
+        self._quiet_until = time.monotonic() + BACKOFF_AFTER_FAILURE
+        log.warning(
+            "progress notifications paused for %.0fs: Redis did not take one (%s); "
+            "event streams fall back to polling",
+            BACKOFF_AFTER_FAILURE,
+            exc,
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -2,9 +2,14 @@
 
 Every function runs on a ``Connection`` inside the caller's transaction (the workers' cheap
 path: prebuilt Core statements, no ORM session). ``pipelines.stage_task`` decides which one
-to call and when. ``begin_stage`` and ``finish_stage`` need no transaction of their own:
-each of their writes is guarded (a stage only while unfinished, the issue only while the
-run is current), so the worker sends them in autocommit on PostgreSQL.
+to call and when. ``begin_stage``, ``begin_stage_behind`` and ``finish_stage`` need no
+transaction of their own: each of their writes is guarded (a stage only while unfinished,
+the issue only while the run is current), so the worker sends them in autocommit on
+PostgreSQL, and ``begin_stage_behind`` may leave its marks to ``pipelines.marks``.
+
+On PostgreSQL persist takes one statement (``persist_alone``, no webhook event to record)
+or a transaction of four round trips (``persist_result``); statements with several rows or
+tables are written as SQL there, the rest as prebuilt Core statements.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
 then the run, then its stages. Progress marks touch one row at a time.
@@ -12,6 +17,7 @@ then the run, then its stages. Progress marks touch one row at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +42,8 @@ from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, I
 from app.services.runs import end_run
 from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
-from pipelines.deliveries import unclaimed_stage
+from pipelines.deliveries import StageDone, unclaimed_stage
+from pipelines.marks import MarkBuffer
 from pipelines.queues import Stage
 from pipelines.usage import StageUsage
 
@@ -117,7 +124,7 @@ _STAGE_SUCCEEDED = _UNFINISHED_STAGE.values(
     state=TaskState.SUCCESS,
     error=None,
     finished_at=bindparam("p_now"),
-    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_now")),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_started")),
 )
 # An attempt's tokens are added to the stage's (a retried stage paid for every attempt).
 _ADD_TOKENS = {
@@ -135,6 +142,7 @@ _STAGE_RETRYING = _UNFINISHED_STAGE.values(
     retries=bindparam("p_retries"),
     error=bindparam("p_error"),
     retry_at=bindparam("p_retry_at"),
+    started_at=func.coalesce(EnrichmentStage.started_at, bindparam("p_started")),
 )
 _STAGE_RETRYING_METERED = _STAGE_RETRYING.values(_ADD_TOKENS)
 _STAGE_FAILED = _UNFINISHED_STAGE.values(
@@ -191,6 +199,79 @@ _RUN_FAILED = (
 )
 
 
+# A stage's input and its own row, in one statement: what ``begin_stage_behind`` needs to
+# decide whether the stage may start with a mark written behind (PostgreSQL; SQL text, sent
+# as it is: the hot path of every stage).
+_PG_STAGE_READ = """
+SELECT r.state, r.issue_id, i.enrichment_task_id, i.title, i.body, r.force, s.state, s.result
+FROM enrichment_runs AS r
+LEFT JOIN issues AS i ON i.id = r.issue_id
+LEFT JOIN enrichment_stages AS s ON s.run_id = r.id AND s.position = %(position)s
+WHERE r.id = %(run)s
+"""
+# Stage states a first delivery may leave behind its start mark: nobody else started it.
+_FREE_STATES = frozenset({TaskState.PENDING, TaskState.RETRY})
+
+
+def _current_input(run_id: str, row: Any) -> StageInput:
+    """The stage's input from a row of ``_STAGE_INPUT`` or ``_STAGE_READ``; raises
+    StaleRun when the run ended, was superseded or its issue deleted."""
+    state, issue_id, current_run, title, body, force = row[:6]
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if current_run != run_id:
+        if title is None:
+            raise StaleRun(f"issue {issue_id} was deleted")
+        raise StaleRun(f"superseded by {current_run}")
+    return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
+
+
+def begin_stage_behind(
+    connection: Connection,
+    *,
+    run_id: str,
+    stage: Stage,
+    marks: MarkBuffer,
+    lease: timedelta | None = None,
+) -> tuple[StageInput, bool]:
+    """``begin_stage`` in one read, its marks written behind when that is safe.
+
+    The read returns the input and the stage's row. A stage already done raises
+    ``StageDone`` at once. A first delivery (``lease`` set) of a stage nobody started
+    (PENDING, or RETRY: its own retry) leaves its STARTED mark, and summarise the issue's
+    running mark, in ``marks``: True as the second value. A duplicate that reaches another
+    worker process before the first attempt's mark is written (at most ``FLUSH_INTERVAL``)
+    runs the stage as well (persist writes once); in the same process it is held.
+    Anything else (a redelivered message, a stage STARTED elsewhere) is claimed at once,
+    as ``begin_stage`` does: False.
+    """
+    row = connection.exec_driver_sql(
+        _PG_STAGE_READ, {"run": run_id, "position": stage.position}
+    ).one_or_none()
+    if row is None:
+        raise RunNotFound(run_id)
+    issue = _current_input(run_id, row)
+    stage_state, result = row[6], row[7]
+    if stage_state == TaskState.SUCCESS and result is not None:
+        raise StageDone(result)
+    if lease is not None and stage_state in _FREE_STATES:
+        if marks.holds_start(run_id, stage.position):
+            # Started by another attempt in this process a moment ago: its mark is written
+            # now and the claim below finds it (``StageHeld``), as it would a while later.
+            marks.flush()
+            _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+            return issue, False
+        marks.started(
+            run_id,
+            stage.position,
+            utcnow(),
+            issue_id=issue.issue_id if stage.position == 0 else None,
+        )
+        return issue, True
+    _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+    return issue, False
+
+
 def begin_stage(
     connection: Connection, *, run_id: str, stage: Stage, lease: timedelta | None = None
 ) -> StageInput:
@@ -203,13 +284,15 @@ def begin_stage(
     row = connection.execute(_STAGE_INPUT, {"p_run": run_id}).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
-    state, issue_id, current_run, title, body, force = row
-    if state in FINISHED_STATES:
-        raise StaleRun(f"run {run_id} already ended {state}")
-    if current_run != run_id:
-        if title is None:
-            raise StaleRun(f"issue {issue_id} was deleted")
-        raise StaleRun(f"superseded by {current_run}")
+    issue = _current_input(run_id, row)
+    _claim(connection, run_id=run_id, stage=stage, issue_id=issue.issue_id, lease=lease)
+    return issue
+
+
+def _claim(
+    connection: Connection, *, run_id: str, stage: Stage, issue_id: int, lease: timedelta | None
+) -> None:
+    """Mark the stage STARTED now (summarise: the issue running too), or say why not."""
     if stage.position == 0:
         connection.execute(_ISSUE_RUNNING, {"p_issue": issue_id, "p_run": run_id})
     now = utcnow()
@@ -224,7 +307,6 @@ def begin_stage(
     ).rowcount
     if not claimed:
         unclaimed_stage(connection, run_id=run_id, stage=stage, lease=lease, now=now)
-    return StageInput(issue_id=issue_id, title=title, body=body, force=bool(force))
 
 
 def finish_stage(
@@ -234,16 +316,27 @@ def finish_stage(
     stage: Stage,
     usage: StageUsage | None = None,
     result: Any = None,
+    started_at: datetime | None = None,
+    issue_id: int | None = None,
 ) -> bool:
     """Mark the stage SUCCESS and keep its ``result``; ``usage`` says what its attempt spent
-    or that it was cached.
+    or that it was cached; ``started_at``: when it started, and ``issue_id``: the issue to
+    turn running, if those marks were never written (``pipelines.marks``; PostgreSQL).
 
     False when the stage was no longer unfinished (its run ended meanwhile).
     """
+    now = utcnow()
+    if connection.dialect.name == "postgresql":
+        return _pg_finish(
+            connection, run_id, stage, usage, result, started_at or now, issue_id, now
+        )
+    if issue_id is not None:
+        raise ValueError("the issue's running mark travels with a finish on PostgreSQL only")
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
-        "p_now": utcnow(),
+        "p_now": now,
+        "p_started": started_at or now,
         "p_result": result,
     }
     statement = _STAGE_SUCCEEDED_WITH_RESULT
@@ -253,6 +346,36 @@ def finish_stage(
         statement = _STAGE_SUCCEEDED_METERED
         params.update(_token_params(usage))
     return bool(connection.execute(statement, params).rowcount)
+
+
+def _pg_finish(
+    connection: Connection,
+    run_id: str,
+    stage: Stage,
+    usage: StageUsage | None,
+    result: Any,
+    started_at: datetime,
+    issue_id: int | None,
+    now: datetime,
+) -> bool:
+    """``finish_stage`` on PostgreSQL: its statement as SQL text, sent as it is (the hot
+    path of every stage: no statement cache lookup, no parameter processing)."""
+    params: dict[str, object] = {
+        "run": run_id,
+        "position": stage.position,
+        "now": now,
+        "started": started_at,
+        "result": None if result is None else json.dumps(result),
+        "issue": issue_id,
+    }
+    kind = "plain"
+    if usage is not None and usage.cached:
+        kind = "cached"
+    elif usage is not None and usage.metered:
+        kind = "metered"
+        params.update(prompt=usage.prompt_tokens or 0, completion=usage.completion_tokens or 0)
+    statement = _PG_FINISH[(kind, issue_id is not None)]
+    return bool(connection.exec_driver_sql(statement, params).rowcount)
 
 
 def retry_stage(
@@ -265,15 +388,18 @@ def retry_stage(
     reason: str = "other",
     usage: StageUsage | None = None,
     retry_at: datetime | None = None,
+    started_at: datetime | None = None,
 ) -> None:
     """The stage waits for retry number ``retries`` after ``error``, until ``retry_at``;
-    ``reason`` is its short name (``pipelines.outcomes``), kept for the metrics."""
+    ``reason`` is its short name (``pipelines.outcomes``), kept for the metrics;
+    ``started_at``: when the attempt started, if its start mark was never written."""
     params: dict[str, object] = {
         "p_run": run_id,
         "p_position": stage.position,
         "p_retries": retries,
         "p_error": error,
         "p_retry_at": retry_at,
+        "p_started": started_at,
     }
     statement = _STAGE_RETRYING
     if usage is not None and usage.metered:
@@ -354,41 +480,238 @@ def persist_result(
     is no longer the issue's current one never overwrites the newer run's result.
     ``events`` records the ``issue.enriched`` webhook.
     """
-    issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
-    state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:  # both locks in one round trip, the issue's first
+        current_run, state = connection.exec_driver_sql(
+            _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
+        ).one()
+        issue_found = current_run is not None
+    else:
+        issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
+        state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+        issue_found, current_run = issue is not None, issue and issue.enrichment_task_id
     if state is None:
         raise RunNotFound(run_id)
     if state == TaskState.SUCCESS:
         return False
     if state in FINISHED_STATES:
         raise StaleRun(f"run {run_id} already ended {state}")
-    if issue is None:
+    if not issue_found:
         raise StaleRun(f"issue {issue_id} was deleted")
-    if issue.enrichment_task_id != run_id:
-        raise StaleRun(f"superseded by {issue.enrichment_task_id}")
+    if current_run != run_id:
+        raise StaleRun(f"superseded by {current_run}")
     now = utcnow()
     unique = list(dict.fromkeys(tags))
-    connection.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
-    connection.execute(_DROP_TAGS, {"p_issue": issue_id})
-    if unique:
-        connection.execute(
-            insert(IssueTag),
-            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(unique)],
+    result = {"ai_summary": summary, "tags": unique}
+    if postgres:  # every write in one statement, one round trip
+        connection.exec_driver_sql(
+            _PG_PERSIST,
+            {
+                "issue": issue_id,
+                "run": run_id,
+                "summary": summary,
+                "tags": unique,
+                "result": json.dumps(result),
+                "fingerprint": fingerprint,
+                "now": now,
+                "position": Stage.PERSIST.position,
+            },
         )
-    connection.execute(
-        _RUN_SUCCEEDED,
-        {
-            "p_run": run_id,
-            "p_now": now,
-            "p_result": {"ai_summary": summary, "tags": unique},
-            "p_fingerprint": fingerprint,
-        },
-    )
-    connection.execute(
-        _STAGE_SUCCEEDED, {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now}
-    )
+    else:
+        _persist_each(connection, run_id, issue_id, summary, unique, result, fingerprint, now)
     if events is not None:
         events.enriched(
             connection, run_id=run_id, issue_id=issue_id, summary=summary, tags=unique, at=now
         )
     return True
+
+
+def _persist_each(
+    connection: Connection,
+    run_id: str,
+    issue_id: int,
+    summary: str,
+    tags: list[str],
+    result: dict[str, Any],
+    fingerprint: str | None,
+    now: datetime,
+) -> None:
+    """``persist_result``'s writes one statement at a time (SQLite)."""
+    connection.execute(_ISSUE_RESULT, {"p_issue": issue_id, "p_summary": summary, "p_now": now})
+    connection.execute(_DROP_TAGS, {"p_issue": issue_id})
+    if tags:
+        connection.execute(
+            insert(IssueTag),
+            [{"issue_id": issue_id, "tag": tag, "position": n} for n, tag in enumerate(tags)],
+        )
+    connection.execute(
+        _RUN_SUCCEEDED,
+        {"p_run": run_id, "p_now": now, "p_result": result, "p_fingerprint": fingerprint},
+    )
+    connection.execute(
+        _STAGE_SUCCEEDED,
+        {"p_run": run_id, "p_position": Stage.PERSIST.position, "p_now": now, "p_started": now},
+    )
+
+
+_FINISHED_LIST = ", ".join(f"'{state.value}'" for state in sorted(FINISHED_STATES))
+_UNFINISHED_LIST = ", ".join(f"'{state.value}'" for state in sorted(UNFINISHED_STATES))
+
+
+def _pg_finish_sql(kind: str, with_issue: bool) -> str:
+    """``finish_stage``'s statement: ``kind`` plain, cached or metered (tokens added);
+    ``with_issue``: summarise's finish carries the issue's running mark (guarded: only while
+    the issue is still pending for this run, never over persist's result). The stage row is
+    touched only once the issue's is: the condition on the CTE's count (always true) is a
+    one-time filter, evaluated before the scan of the stages, so the issue row is locked
+    first, as every writer locks them (a cancel: issue, run, stages); an unreferenced CTE
+    would run after the main UPDATE and could deadlock with a cancel."""
+    sets = [
+        f"state = '{TaskState.SUCCESS.value}'",
+        "error = NULL",
+        "finished_at = %(now)s",
+        "started_at = COALESCE(started_at, %(started)s)",
+        "result = %(result)s::json",
+    ]
+    if kind == "cached":
+        sets.append("cached = true")
+    elif kind == "metered":
+        sets += [
+            "prompt_tokens = COALESCE(prompt_tokens, 0) + %(prompt)s",
+            "completion_tokens = COALESCE(completion_tokens, 0) + %(completion)s",
+        ]
+    where = f"run_id = %(run)s AND position = %(position)s AND state IN ({_UNFINISHED_LIST})"
+    sql = f"UPDATE enrichment_stages SET {', '.join(sets)} WHERE {where}"
+    if not with_issue:
+        return sql
+    return f"""WITH running AS (
+    UPDATE issues
+    SET enrichment_status = '{EnrichmentStatus.RUNNING.value}', updated_at = %(now)s
+    WHERE id = %(issue)s AND enrichment_task_id = %(run)s
+      AND enrichment_status = '{EnrichmentStatus.PENDING.value}'
+    RETURNING 1
+)
+{sql} AND (SELECT count(*) FROM running) >= 0"""
+
+
+_PG_FINISH = {
+    (kind, with_issue): _pg_finish_sql(kind, with_issue)
+    for kind in ("plain", "cached", "metered")
+    for with_issue in (False, True)
+}
+
+
+# PostgreSQL: persist's locks in one statement. Scalar sub-SELECTs are evaluated in order,
+# so the issue row is locked before the run row, the order every writer follows. The
+# issue's column is never NULL when the issue exists ('' for none): NULL means deleted.
+_PG_LOCK_ISSUE_AND_RUN = """
+SELECT (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s FOR UPDATE),
+       (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE)
+"""
+# PostgreSQL: persist's writes in one statement (the issue's result, its tags, the run, the
+# persist stage). The tags are replaced without a DELETE and INSERT of the same row (whose
+# order inside one statement is not defined): tags no longer there are deleted, the others
+# inserted or given their new position.
+_PG_PERSIST = f"""
+WITH issue AS (
+    UPDATE issues SET ai_summary = %(summary)s,
+        enrichment_status = '{EnrichmentStatus.SUCCEEDED.value}', enrichment_error = NULL,
+        enriched_at = %(now)s, updated_at = %(now)s
+    WHERE id = %(issue)s
+), dropped AS (
+    DELETE FROM issue_tags WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[])
+), tagged AS (
+    INSERT INTO issue_tags (issue_id, tag, position)
+    SELECT %(issue)s, t.tag, t.n - 1
+    FROM unnest(%(tags)s::varchar[]) WITH ORDINALITY AS t(tag, n)
+    ON CONFLICT (issue_id, tag) DO UPDATE SET position = EXCLUDED.position
+), run AS (
+    UPDATE enrichment_runs SET state = '{TaskState.SUCCESS.value}', error = NULL,
+        result = %(result)s::json, fingerprint = %(fingerprint)s, finished_at = %(now)s
+    WHERE id = %(run)s
+)
+UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
+    finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
+WHERE run_id = %(run)s AND position = %(position)s
+  AND state IN ({_UNFINISHED_LIST})
+"""
+
+
+def persist_alone(
+    connection: Connection,
+    *,
+    run_id: str,
+    issue_id: int,
+    summary: str,
+    tags: Sequence[str],
+    fingerprint: str | None = None,
+) -> bool:
+    """``persist_result`` as one statement, its own transaction: PostgreSQL, no webhook
+    event to record, ``connection`` in autocommit on the durable engine. One round trip
+    instead of BEGIN, locks, writes and COMMIT; the same checks, answers and errors.
+    """
+    unique = list(dict.fromkeys(tags))
+    current_run, state = connection.exec_driver_sql(
+        _PG_PERSIST_ALONE,
+        {
+            "issue": issue_id,
+            "run": run_id,
+            "summary": summary,
+            "tags": unique,
+            "result": json.dumps({"ai_summary": summary, "tags": unique}),
+            "fingerprint": fingerprint,
+            "now": utcnow(),
+            "position": Stage.PERSIST.position,
+        },
+    ).one()
+    if state is None:
+        raise RunNotFound(run_id)
+    if state == TaskState.SUCCESS:
+        return False
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if current_run is None:
+        raise StaleRun(f"issue {issue_id} was deleted")
+    if current_run != run_id:
+        raise StaleRun(f"superseded by {current_run}")
+    return True
+
+
+# persist_alone's statement: the locks first (``locked`` is evaluated once, when the first
+# write asks whether to go on: the issue row, then the run row, the order every writer
+# follows), every write only when the run may still end SUCCESS; it returns what the locks
+# read, for the same decisions ``persist_result`` makes.
+_PG_PERSIST_ALONE = f"""
+WITH locked AS MATERIALIZED (
+    SELECT (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s
+            FOR UPDATE) AS current_run,
+           (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE) AS state
+), go AS MATERIALIZED (
+    SELECT 1 FROM locked
+    WHERE current_run = %(run)s AND state NOT IN ({_FINISHED_LIST})
+), issue AS (
+    UPDATE issues SET ai_summary = %(summary)s,
+        enrichment_status = '{EnrichmentStatus.SUCCEEDED.value}', enrichment_error = NULL,
+        enriched_at = %(now)s, updated_at = %(now)s
+    WHERE id = %(issue)s AND EXISTS (SELECT FROM go)
+), dropped AS (
+    DELETE FROM issue_tags
+    WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[]) AND EXISTS (SELECT FROM go)
+), tagged AS (
+    INSERT INTO issue_tags (issue_id, tag, position)
+    SELECT %(issue)s, t.tag, t.n - 1
+    FROM unnest(%(tags)s::varchar[]) WITH ORDINALITY AS t(tag, n)
+    WHERE EXISTS (SELECT FROM go)
+    ON CONFLICT (issue_id, tag) DO UPDATE SET position = EXCLUDED.position
+), run AS (
+    UPDATE enrichment_runs SET state = '{TaskState.SUCCESS.value}', error = NULL,
+        result = %(result)s::json, fingerprint = %(fingerprint)s, finished_at = %(now)s
+    WHERE id = %(run)s AND EXISTS (SELECT FROM go)
+), stage AS (
+    UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
+        finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
+    WHERE run_id = %(run)s AND position = %(position)s AND state IN ({_UNFINISHED_LIST})
+      AND EXISTS (SELECT FROM go)
+)
+SELECT current_run, state FROM locked
+"""

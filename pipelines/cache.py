@@ -50,9 +50,23 @@ def fingerprint(provider: Provider, title: str, body: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# The same as SQL text for PostgreSQL, sent as it is: every summarise looks once.
+_PG_EARLIER_RESULT = f"""
+SELECT result FROM enrichment_runs
+WHERE fingerprint = %(fingerprint)s AND state = '{TaskState.SUCCESS.value}'
+  AND result IS NOT NULL
+ORDER BY finished_at DESC LIMIT 1
+"""
+
+
 def earlier_result(connection: Connection, fingerprint: str) -> dict[str, Any] | None:
     """The newest successful result with this fingerprint, or None."""
-    result = connection.execute(_EARLIER_RESULT, {"p_fingerprint": fingerprint}).scalar()
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(
+            _PG_EARLIER_RESULT, {"fingerprint": fingerprint}
+        ).scalar()
+    else:
+        result = connection.execute(_EARLIER_RESULT, {"p_fingerprint": fingerprint}).scalar()
     return result if isinstance(result, dict) else None
 
 

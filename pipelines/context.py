@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from app.config import Settings, get_settings
 from app.db import make_autocommit_engine, make_engine
 from app.progress import ProgressPublisher
+from pipelines.marks import MarkBuffer
 from pipelines.policies import StagePolicy, policies_for
 from pipelines.providers import Provider, make_provider
 from pipelines.queues import Stage
@@ -44,6 +45,9 @@ class WorkerContext:
     progress: ProgressPublisher | None = None
     # Provider calls that end when their run is stopped (network-bound providers only).
     stopwatch: StopWatch | None = None
+    # summarise's and tag's progress marks, written behind (``pipelines.marks``), on
+    # PostgreSQL; None (SQLite): marks are written as they happen.
+    marks: MarkBuffer | None = None
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -56,24 +60,30 @@ class WorkerContext:
     ) -> WorkerContext:
         engine = make_engine(settings.database_url)
         marks_engine = make_engine(settings.database_url, durable=False)
+        single_engine = make_autocommit_engine(settings.database_url, marks_engine, durable=False)
+        progress = ProgressPublisher.from_settings(settings)
+        marks = None
+        if single_engine is not marks_engine:  # PostgreSQL: a round trip per mark to save
+            marks = MarkBuffer(single_engine, on_written=progress.changed_many)
         return cls(
             settings=settings,
             engine=engine,
             marks_engine=marks_engine,
-            single_engine=make_autocommit_engine(
-                settings.database_url, marks_engine, durable=False
-            ),
+            single_engine=single_engine,
             provider=provider if provider is not None else make_provider(settings),
             policies=policies if policies is not None else policies_for(settings),
             bucket=provider_bucket(settings),
-            progress=ProgressPublisher.from_settings(settings),
+            progress=progress,
             stopwatch=provider_stopwatch(settings),
+            marks=marks,
         )
 
     def close(self, *, close_connections: bool = True) -> None:
         """Release the engines. ``close_connections=False`` after a fork: the parent's
         connections are left alone, only forgotten."""
         if not self._closed:
+            if self.marks is not None and close_connections:
+                self.marks.close()  # after a fork the parent's marks are left to it
             self.engine.dispose(close=close_connections)
             self.marks_engine.dispose(close=close_connections)
             if self.single_engine is not self.marks_engine:
@@ -128,6 +138,12 @@ def use_context(context: WorkerContext | None) -> WorkerContext | None:
     with _lock:
         previous, _context = _context, context
         return previous
+
+
+def current_context() -> WorkerContext | None:
+    """This process's context if one was built (never builds one)."""
+    with _lock:
+        return _context
 
 
 def forget_context_after_fork() -> None:

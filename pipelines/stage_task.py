@@ -2,7 +2,8 @@
 
 ``__call__`` begins the stage (reads its input and marks it STARTED), runs the task's body
 outside any transaction, and finishes it (SUCCESS): on PostgreSQL each of these statements
-is its own transaction, one round trip (``WorkerContext.single_engine``).
+is its own transaction, one round trip (``WorkerContext.single_engine``), and the STARTED
+mark of a first delivery is written behind (``pipelines.marks``), or by the finish.
 Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
@@ -21,7 +22,7 @@ from typing import Any, NoReturn
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from sqlalchemy import exc as sa_exc
 
 from app.config import Settings, get_settings
@@ -33,6 +34,7 @@ from pipelines.bookkeeping import (
     StageInput,
     StaleRun,
     begin_stage,
+    begin_stage_behind,
     fail_run,
     finish_stage,
     retry_stage,
@@ -40,7 +42,12 @@ from pipelines.bookkeeping import (
     stop_run,
 )
 from pipelines.cache import earlier_result, fingerprint
-from pipelines.context import WorkerContext, forget_context_after_fork, get_context
+from pipelines.context import (
+    WorkerContext,
+    current_context,
+    forget_context_after_fork,
+    get_context,
+)
 from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
@@ -159,22 +166,36 @@ class StageTask(Task[Any, Any]):
         run_id: str = kwargs["run_id"]
         try:
             self._hold_until_not_before()
+            behind = False  # this attempt's start mark waits in ``context.marks``
             if self.tracks_progress:
                 try:
-                    self.request.update(issue=self._begin(run_id))
+                    issue, behind = self._begin(run_id)
+                    self.request.update(issue=issue)
                 except StageDone as done:  # a late duplicate: the provider is not called
                     log.info("%s run %s: %s", self.name, run_id, done)
                     return done.result
                 except StageHeld as held:
                     self._send_back(held.wait, str(held))
-                self._changed(run_id)
+                if not behind:
+                    self._changed(run_id)
             result = super().__call__(*args, **kwargs)
             if self.tracks_progress:
+                marks = self.context.marks
+                # Start marks still waiting are written by the finish instead.
+                started, issue_id = (
+                    marks.take_start(run_id, self.stage.position) if marks else (None, None)
+                )
                 # One statement, one round trip on PostgreSQL (autocommit); the staleness
                 # read only when the mark found nothing to change.
                 with self.context.single_engine.begin() as connection:
                     finished = finish_stage(
-                        connection, run_id=run_id, stage=self.stage, usage=usage, result=result
+                        connection,
+                        run_id=run_id,
+                        stage=self.stage,
+                        usage=usage,
+                        result=result,
+                        started_at=started,
+                        issue_id=issue_id,
                     )
                     # Not marked: a redelivery of a stage already done goes on; a run that
                     # was cancelled (or superseded) while the stage ran drops the result.
@@ -225,42 +246,70 @@ class StageTask(Task[Any, Any]):
         reason = describe(exc)
         if isinstance(exc, TRANSIENT_ERRORS):
             reason = f"{reason} (gave up after {self.policy.max_retries} retries)"
+        self._write_marks()  # the attempt's start (when it began) before its FAILURE
         context = self.context
         self._record_failure(context.engine, run_id, reason, context.progress, context.settings)
 
     # -- the steps -----------------------------------------------------------------------
 
-    def _begin(self, run_id: str) -> StageInput:
-        """``begin_stage``, waiting briefly for a run whose API transaction is committing.
+    def _begin(self, run_id: str) -> tuple[StageInput, bool]:
+        """Begin the stage, waiting briefly for a run whose API transaction is committing.
 
-        A short in-process wait rather than a Celery retry: a retry would count against the
-        stage's retry budget, and the commit normally lands within milliseconds.
+        On PostgreSQL one read (``begin_stage_behind``): the input and the stage's row, its
+        STARTED mark written behind (True) unless the message was redelivered or the stage
+        started elsewhere, which claim it at once (False). SQLite: ``begin_stage``.
 
-        On PostgreSQL each statement is its own transaction (``single_engine``): no BEGIN
-        and COMMIT round trips. Beginning needs no atomicity: every mark is guarded (the
-        issue only while the run is its current one, the stage only while unfinished), so a
-        run ended between the read and a mark leaves that mark undone, as it would with a
-        transaction at READ COMMITTED, and the stage's finish then finds the run ended.
+        A short in-process wait for the run rather than a Celery retry: a retry would count
+        against the stage's retry budget, and the commit normally lands within milliseconds.
+
+        Statements here are each their own transaction (``single_engine``, autocommit on
+        PostgreSQL): no BEGIN and COMMIT round trips. Beginning needs no atomicity: every
+        mark is guarded (the issue only while the run is its current one, the stage only
+        while unfinished), so a run ended between the read and a mark leaves that mark
+        undone, as it would with a transaction at READ COMMITTED, and the next stage, or
+        this stage's synchronous finish, then finds the run ended.
         """
         deadline = time.monotonic() + RUN_VISIBILITY_WAIT
         pause = threading.Event()
         poll = RUN_VISIBILITY_FIRST_POLL
+        context = self.context
         while True:
             try:
-                with self.context.single_engine.begin() as connection:
-                    issue = begin_stage(
-                        connection, run_id=run_id, stage=self.stage, lease=self._lease()
-                    )
+                with context.single_engine.begin() as connection:
+                    if context.marks is not None:
+                        issue, behind = begin_stage_behind(
+                            connection,
+                            run_id=run_id,
+                            stage=self.stage,
+                            marks=context.marks,
+                            lease=self._lease(),
+                        )
+                    else:
+                        behind = False
+                        issue = begin_stage(
+                            connection, run_id=run_id, stage=self.stage, lease=self._lease()
+                        )
                     if self.reuses_results:
-                        key = fingerprint(self.context.provider, issue.title, issue.body)
+                        key = fingerprint(context.provider, issue.title, issue.body)
                         earlier = None if issue.force else earlier_result(connection, key)
                         self.request.update(fingerprint=key, earlier_result=earlier)
-                    return issue
+                    return issue, behind
             except RunNotFound:
                 if time.monotonic() >= deadline:
                     raise
                 pause.wait(poll)
                 poll = min(poll * 2, RUN_VISIBILITY_MAX_POLL)
+
+    def _write_marks(self) -> None:
+        """Write this process's waiting marks now, before a final state that would leave a
+        late start mark unwritten (its guard): the stage keeps when it started."""
+        marks = self.context.marks
+        if marks is None:
+            return
+        try:
+            marks.flush()
+        except sa_exc.SQLAlchemyError:
+            log.warning("start marks not written yet; they wait for the next flush")
 
     def _lease(self) -> timedelta | None:
         return lease_for(self.policy.time_limit, alive_elsewhere=not started_here(self.request))
@@ -268,6 +317,11 @@ class StageTask(Task[Any, Any]):
     def _retry(self, run_id: str, exc: Exception, usage: StageUsage | None = None) -> NoReturn:
         retries = self.request.retries
         reason = describe(exc)
+        marks = self.context.marks
+        # The attempt's start mark, if still waiting, is written by the RETRY mark instead.
+        started = None
+        if marks is not None:
+            started, _ = marks.take_start(run_id, self.stage.position, with_issue=False)
         wait = self.policy.countdown(retries, retry_after=getattr(exc, "retry_after", None))
         try:
             with self.context.marks_engine.begin() as connection:
@@ -280,6 +334,7 @@ class StageTask(Task[Any, Any]):
                     reason=failure_reason(exc),
                     usage=usage,
                     retry_at=utcnow() + timedelta(seconds=wait),
+                    started_at=started,
                 )
             self._changed(run_id)
         except sa_exc.SQLAlchemyError:
@@ -321,6 +376,7 @@ class StageTask(Task[Any, Any]):
         monitors (Flower) this task is revoked, and stop the chain."""
         log.info("%s run %s stopped: %s", self.name, run_id, reason)
         self.request.update(issueflow_stopped=True)  # for pipelines.metrics: a revoked task
+        self._write_marks()
         try:
             with self.context.marks_engine.begin() as connection:
                 stop_run(connection, run_id=run_id, reason=reason)
@@ -407,7 +463,8 @@ class StageTask(Task[Any, Any]):
             progress.close()
 
     def _changed(self, run_id: str) -> None:
-        """Tell the run's watchers (``GET /tasks/<id>/events``) it changed: one PUBLISH,
+        """Tell the run's watchers (``GET /tasks/<id>/events``) it changed: one PUBLISH at
+        once (a stream re-reads the run then: a short RETRY must still be there to see),
         never an error (the database has the change either way)."""
         progress = self.context.progress
         if progress is None:
@@ -426,3 +483,12 @@ class StageTask(Task[Any, Any]):
 def _own_context(**_: Any) -> None:
     """A forked pool process builds its own context: never its parent's connections."""
     forget_context_after_fork()
+
+
+@worker_process_shutdown.connect  # a pool process exits
+@worker_shutdown.connect  # the worker itself (thread and solo pools run stages in it)
+def _write_waiting_marks(**_: Any) -> None:
+    """The marks still waiting are written before the process goes."""
+    context = current_context()
+    if context is not None and context.marks is not None:
+        context.marks.close()

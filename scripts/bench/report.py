@@ -391,13 +391,20 @@ published with no worker up, then drained while runs keep arriving at
 
 A chain's CPU is Celery's per-task work (the worker's event loop, the ack, the next
 stage's publish, kombu's Redis client per call), which the stock chain pays too, plus the
-run's bookkeeping: one statement in the producer (issue, run and three stages), each stage's
-begin and finish, persist's durable transaction, and PostgreSQL's own CPU for them (about
-a quarter of the total). The stock chain with its Redis result backend does none of that;
-as long as a run is recorded in PostgreSQL at each stage, its CPU per chain stays above
-the stock chain's, and on a 2-core machine where every process competes for the same
-cores, throughput follows CPU. `scripts/bench/stage_cost` shows the bookkeeping alone,
-`scripts/bench/pipeline --profile DIR` where the rest goes.
+run's bookkeeping. On the workers that is six statements per chain on PostgreSQL, each one
+round trip in autocommit: summarise reads its input and its own stage row in one SELECT,
+looks for an earlier result of the same text, and finishes with one UPDATE that also
+carries its start and the issue's running mark; tag reads and finishes the same way;
+persist is one statement, its own durable transaction. Start marks wait in a per-process
+buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage still running
+50 ms later, by one statement for all of them (its runs' watchers told in one Redis round
+trip). Then the producer's one statement (issue, run and three stages) and PostgreSQL's own CPU
+for all of it. The stock chain with its Redis result backend does none of that; as long as a
+run is recorded in PostgreSQL at each stage, its CPU per chain stays above the stock
+chain's, and on a 2-core machine where every process competes for the same cores,
+throughput follows CPU. `scripts/bench/pipeline --count-sql` counts the statements,
+`scripts/bench/stage_cost` shows the bookkeeping alone, `scripts/bench/pipeline --profile
+DIR` where the rest goes.
 
 `POST /issues` is one database round trip (the issue, its run and the three stages in one
 INSERT with data-modifying CTEs, on an autocommit pool: no BEGIN, no COMMIT) and one LPUSH
