@@ -46,6 +46,7 @@ from lab.training import (
     load_issues,
     macro_f1,
     nlbse_score,
+    tfidf_block,
 )
 from pipelines.providers.classifier import LABELS, FeatureConfig, char_ngrams, word_ngrams
 
@@ -123,15 +124,6 @@ def static_vectors(texts: Sequence[str]) -> FloatArray:
     return _unit(out)
 
 
-def _block(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matrix:
-    m = sp.csr_matrix(counts, dtype=np.float64, copy=True)
-    m.data = 1.0 + np.log(m.data)
-    m = sp.csr_matrix(m.multiply(idf[np.newaxis, :]))
-    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    return sp.csr_matrix(sp.diags(weight / norms) @ m)
-
-
 @dataclass
 class Student:
     """Vocabulary columns, idf and the ridge map of one fit."""
@@ -147,12 +139,12 @@ class Student:
     def design(self, counts: TextCounts, rows: IntArray) -> sp.csr_matrix:
         parts = []
         if self.params.use_words:
-            parts.append(_block(counts.words[rows][:, self.word_cols], self.word_idf, 1.0))
+            parts.append(tfidf_block(counts.words[rows][:, self.word_cols], self.word_idf, 1.0))
         if self.params.static_weight:
             parts.append(sp.csr_matrix(counts.static[rows] * self.params.static_weight))
         if self.params.use_chars:
             parts.append(
-                _block(
+                tfidf_block(
                     counts.chars[rows][:, self.char_cols], self.char_idf, self.params.char_weight
                 )
             )

@@ -137,7 +137,7 @@ def featurise(issues: Sequence[Issue], config: FeatureConfig) -> Featurised:
     )
 
 
-def _tfidf(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matrix:
+def tfidf_block(counts: sp.csr_matrix, idf: FloatArray, weight: float) -> sp.csr_matrix:
     """Sublinear tf x idf, L2-normalised per row, times the block weight."""
     matrix = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     matrix.data = 1.0 + np.log(matrix.data)
@@ -158,7 +158,7 @@ class Fitted:
         for block in BLOCKS:
             start, end = self.model.offsets[block]
             sub = data.counts[block][rows][:, self.columns[block]]
-            parts.append(_tfidf(sub, self.model.idf[start:end], cfg.block_weight(block)))
+            parts.append(tfidf_block(sub, self.model.idf[start:end], cfg.block_weight(block)))
         parts.append(sp.csr_matrix(data.dense[rows] * cfg.dense_weight))
         return sp.csr_matrix(sp.hstack(parts))
 

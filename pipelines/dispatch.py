@@ -168,6 +168,15 @@ def publish_chain(
         app.amqp.send_task_message(pooled, stage.name, message, queue=STAGE_QUEUES[first])
 
 
+def _kept_in_outbox(run_id: str, issue_id: int, exc: BaseException) -> None:
+    log.warning(
+        "broker unreachable; run %s kept in the outbox: %s",
+        run_id,
+        exc,
+        extra={"run_id": run_id, "issue_id": issue_id},
+    )
+
+
 def stage_specs(task_ids: list[str]) -> list[StageSpec]:
     """What ``record_run`` records of each stage: name, queue and task id, in chain order."""
     return [
@@ -194,12 +203,7 @@ def start_enrichment(*, session: Session, issue: Issue, force: bool = False) -> 
     try:
         publish_chain(issue.id, task_ids)
     except BROKER_ERRORS as exc:
-        log.warning(
-            "broker unreachable; run %s kept in the outbox: %s",
-            run_id,
-            exc,
-            extra={"run_id": run_id, "issue_id": issue.id},
-        )
+        _kept_in_outbox(run_id, issue.id, exc)
         mark_undispatched(session=session, issue=issue, run_id=run_id, reason=type(exc).__name__)
     return run_id
 
@@ -244,12 +248,7 @@ def create_and_start(
                     .values(dispatched=True)
                 )
     except BROKER_ERRORS as exc:
-        log.warning(
-            "broker unreachable; run %s kept in the outbox: %s",
-            run_id,
-            exc,
-            extra={"run_id": run_id, "issue_id": issue.id},
-        )
+        _kept_in_outbox(run_id, issue.id, exc)
         with session.begin():
             issue.enrichment.error = mark_new_run_undispatched(
                 session=session, issue_id=issue.id, run_id=run_id, reason=type(exc).__name__

@@ -65,24 +65,16 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
     once it commits."""
     engine = self.context.engine
     with events_after_commit(self.context.settings, engine) as events:
+        result: dict[str, Any] = {
+            "run_id": run_id,
+            "issue_id": issue_id,
+            "summary": previous["summary"],
+            "tags": previous["tags"],
+            "fingerprint": previous.get("fingerprint"),
+        }
         if events is None and engine.dialect.name == "postgresql":
             # No event to record with it: one statement, its own (durable) transaction.
             with engine.connect() as connection, autocommit(connection):
-                return persist_alone(
-                    connection,
-                    run_id=run_id,
-                    issue_id=issue_id,
-                    summary=previous["summary"],
-                    tags=previous["tags"],
-                    fingerprint=previous.get("fingerprint"),
-                )
+                return persist_alone(connection, **result)
         with engine.begin() as connection:
-            return persist_result(
-                connection,
-                run_id=run_id,
-                issue_id=issue_id,
-                summary=previous["summary"],
-                tags=previous["tags"],
-                fingerprint=previous.get("fingerprint"),
-                events=events,
-            )
+            return persist_result(connection, **result, events=events)
