@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,25 +73,6 @@ def make_autocommit_engine(url: str, engine: Engine, *, durable: bool = True) ->
     if make_url(url).get_backend_name() == "sqlite":
         return engine
     return make_engine(url, durable=durable, isolation_level="AUTOCOMMIT")
-
-
-@contextmanager
-def autocommit(connection: Connection) -> Iterator[Connection]:
-    """``connection`` (PostgreSQL, psycopg2) with each statement its own transaction until
-    the block ends: one round trip per statement, durable as its engine is.
-
-    psycopg2's ``autocommit`` is a switch on the client. SQLAlchemy's
-    ``execution_options(isolation_level="AUTOCOMMIT")`` flips the same switch, but puts
-    the level back with ``SET default_transaction_isolation`` when the connection returns
-    to its pool: one more round trip each time.
-    """
-    dbapi_connection: Any = connection.connection.dbapi_connection
-    dbapi_connection.autocommit = True
-    try:
-        yield connection
-    finally:
-        if not dbapi_connection.closed:
-            dbapi_connection.autocommit = False
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

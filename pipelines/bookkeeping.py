@@ -7,9 +7,11 @@ transaction of their own: each of their writes is guarded (a stage only while un
 the issue only while the run is current), so the worker sends them in autocommit on
 PostgreSQL, and ``begin_stage_behind`` may leave its marks to ``pipelines.marks``.
 
-On PostgreSQL persist takes one statement (``persist_alone``, no webhook event to record)
-or a transaction of four round trips (``persist_result``); statements with several rows or
-tables are written as SQL there, the rest as prebuilt Core statements.
+On PostgreSQL persist is a transaction of four round trips (``persist_result``), never a
+single autocommit statement: a worker killed while that statement waits for a lock would
+leave it to commit on its own later, after the kill was recorded as the run's failure (or
+before a redelivery ran). Statements with several rows or tables are written as SQL there,
+the rest as prebuilt Core statements.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
 then the run, then its stages. Progress marks touch one row at a time.
@@ -634,84 +636,4 @@ UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
     finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
 WHERE run_id = %(run)s AND position = %(position)s
   AND state IN ({_UNFINISHED_LIST})
-"""
-
-
-def persist_alone(
-    connection: Connection,
-    *,
-    run_id: str,
-    issue_id: int,
-    summary: str,
-    tags: Sequence[str],
-    fingerprint: str | None = None,
-) -> bool:
-    """``persist_result`` as one statement, its own transaction: PostgreSQL, no webhook
-    event to record, ``connection`` in autocommit on the durable engine. One round trip
-    instead of BEGIN, locks, writes and COMMIT; the same checks, answers and errors.
-    """
-    unique = list(dict.fromkeys(tags))
-    current_run, state = connection.exec_driver_sql(
-        _PG_PERSIST_ALONE,
-        {
-            "issue": issue_id,
-            "run": run_id,
-            "summary": summary,
-            "tags": unique,
-            "result": json.dumps({"ai_summary": summary, "tags": unique}),
-            "fingerprint": fingerprint,
-            "now": utcnow(),
-            "position": Stage.PERSIST.position,
-        },
-    ).one()
-    if state is None:
-        raise RunNotFound(run_id)
-    if state == TaskState.SUCCESS:
-        return False
-    if state in FINISHED_STATES:
-        raise StaleRun(f"run {run_id} already ended {state}")
-    if current_run is None:
-        raise StaleRun(f"issue {issue_id} was deleted")
-    if current_run != run_id:
-        raise StaleRun(f"superseded by {current_run}")
-    return True
-
-
-# persist_alone's statement: the locks first (``locked`` is evaluated once, when the first
-# write asks whether to go on: the issue row, then the run row, the order every writer
-# follows), every write only when the run may still end SUCCESS; it returns what the locks
-# read, for the same decisions ``persist_result`` makes.
-_PG_PERSIST_ALONE = f"""
-WITH locked AS MATERIALIZED (
-    SELECT (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s
-            FOR UPDATE) AS current_run,
-           (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE) AS state
-), go AS MATERIALIZED (
-    SELECT 1 FROM locked
-    WHERE current_run = %(run)s AND state NOT IN ({_FINISHED_LIST})
-), issue AS (
-    UPDATE issues SET ai_summary = %(summary)s,
-        enrichment_status = '{EnrichmentStatus.SUCCEEDED.value}', enrichment_error = NULL,
-        enriched_at = %(now)s, updated_at = %(now)s
-    WHERE id = %(issue)s AND EXISTS (SELECT FROM go)
-), dropped AS (
-    DELETE FROM issue_tags
-    WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[]) AND EXISTS (SELECT FROM go)
-), tagged AS (
-    INSERT INTO issue_tags (issue_id, tag, position)
-    SELECT %(issue)s, t.tag, t.n - 1
-    FROM unnest(%(tags)s::varchar[]) WITH ORDINALITY AS t(tag, n)
-    WHERE EXISTS (SELECT FROM go)
-    ON CONFLICT (issue_id, tag) DO UPDATE SET position = EXCLUDED.position
-), run AS (
-    UPDATE enrichment_runs SET state = '{TaskState.SUCCESS.value}', error = NULL,
-        result = %(result)s::json, fingerprint = %(fingerprint)s, finished_at = %(now)s
-    WHERE id = %(run)s AND EXISTS (SELECT FROM go)
-), stage AS (
-    UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
-        finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
-    WHERE run_id = %(run)s AND position = %(position)s AND state IN ({_UNFINISHED_LIST})
-      AND EXISTS (SELECT FROM go)
-)
-SELECT current_run, state FROM locked
 """

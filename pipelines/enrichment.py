@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.celery_app import celery_app
-from app.db import autocommit
-from pipelines.bookkeeping import persist_alone, persist_result
+from pipelines.bookkeeping import persist_result
 from pipelines.queues import Stage
 from pipelines.stage_task import StageTask
 from pipelines.usage import mark_cached
@@ -64,17 +63,16 @@ def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id:
     With a webhook set up, ``issue.enriched`` is recorded in that transaction and sent
     once it commits."""
     engine = self.context.engine
-    with events_after_commit(self.context.settings, engine) as events:
-        result: dict[str, Any] = {
-            "run_id": run_id,
-            "issue_id": issue_id,
-            "summary": previous["summary"],
-            "tags": previous["tags"],
-            "fingerprint": previous.get("fingerprint"),
-        }
-        if events is None and engine.dialect.name == "postgresql":
-            # No event to record with it: one statement, its own (durable) transaction.
-            with engine.connect() as connection, autocommit(connection):
-                return persist_alone(connection, **result)
-        with engine.begin() as connection:
-            return persist_result(connection, **result, events=events)
+    with (
+        events_after_commit(self.context.settings, engine) as events,
+        engine.begin() as connection,
+    ):
+        return persist_result(
+            connection,
+            run_id=run_id,
+            issue_id=issue_id,
+            summary=previous["summary"],
+            tags=previous["tags"],
+            fingerprint=previous.get("fingerprint"),
+            events=events,
+        )

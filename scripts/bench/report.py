@@ -395,7 +395,7 @@ run's bookkeeping. On the workers that is six statements per chain on PostgreSQL
 round trip in autocommit: summarise reads its input and its own stage row in one SELECT,
 looks for an earlier result of the same text, and finishes with one UPDATE that also
 carries its start and the issue's running mark; tag reads and finishes the same way;
-persist is one statement, its own durable transaction. Start marks wait in a per-process
+persist is one transaction of four round trips (nine before). Start marks wait in a per-process
 buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage still running
 50 ms later, by one statement for all of them (its runs' watchers told in one Redis round
 trip). Then the producer's one statement (issue, run and three stages) and PostgreSQL's own CPU

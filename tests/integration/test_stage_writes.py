@@ -18,13 +18,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from app.db import autocommit, make_autocommit_engine, make_engine
+from app.db import make_autocommit_engine, make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
 from pipelines.bookkeeping import (
     StaleRun,
     begin_stage_behind,
     finish_stage,
-    persist_alone,
     persist_result,
     retry_stage,
 )
@@ -303,17 +302,13 @@ def tags_of(engine: Engine, issue_id: int) -> list[str]:
         )
 
 
-def persist_with(engine: Engine, how: str, **kwargs: Any) -> bool:
-    """persist_result in a transaction, or persist_alone on an autocommit connection."""
-    if how == "transaction":
-        with engine.begin() as connection:
-            return persist_result(connection, **kwargs)
-    with engine.connect() as connection, autocommit(connection):
-        return persist_alone(connection, **kwargs)
+def persist_with(engine: Engine, **kwargs: Any) -> bool:
+    """persist_result in a transaction of its own."""
+    with engine.begin() as connection:
+        return persist_result(connection, **kwargs)
 
 
-@pytest.mark.parametrize("how", ["transaction", "alone"])
-def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine, how: str) -> None:
+def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine) -> None:
     add_run(engine, 1, "run-1")
     with engine.begin() as connection:
         connection.execute(
@@ -326,7 +321,7 @@ def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine, how: st
 
     def persist(tags: list[str]) -> bool:
         return persist_with(
-            engine, how, run_id="run-1", issue_id=1, summary="sum", tags=tags, fingerprint="f"
+            engine, run_id="run-1", issue_id=1, summary="sum", tags=tags, fingerprint="f"
         )
 
     assert persist(["docs", "bug", "docs"])
@@ -345,10 +340,7 @@ def test_persist_replaces_the_tags_once_and_ends_the_run(engine: Engine, how: st
     assert tags_of(engine, 1) == ["docs", "bug"]
 
 
-@pytest.mark.parametrize("how", ["transaction", "alone"])
-def test_persist_of_a_superseded_ended_or_deleted_run_writes_nothing(
-    engine: Engine, how: str
-) -> None:
+def test_persist_of_a_superseded_ended_or_deleted_run_writes_nothing(engine: Engine) -> None:
     add_run(engine, 1, "run-1")
     add_run(engine, 2, "run-2")
     add_run(engine, 3, "run-3")
@@ -365,7 +357,7 @@ def test_persist_of_a_superseded_ended_or_deleted_run_writes_nothing(
     ]
     for run, issue_id, reason in cases:
         with pytest.raises(StaleRun, match=reason):
-            persist_with(engine, how, run_id=run, issue_id=issue_id, summary="s", tags=["bug"])
+            persist_with(engine, run_id=run, issue_id=issue_id, summary="s", tags=["bug"])
         assert tags_of(engine, issue_id) == []
     with engine.connect() as connection:
         states = connection.execute(
