@@ -18,7 +18,6 @@ from uuid import uuid4
 
 from celery import Task
 from celery.app.amqp import task_message
-from celery.canvas import Signature
 from celery.utils.saferepr import saferepr
 from kombu import Connection
 from kombu.exceptions import KombuError
@@ -56,32 +55,6 @@ ARGSREPR_MAX = 1024
 UNCONFIRMED_SEND_GRACE = timedelta(seconds=30)
 
 
-def build_chain(
-    issue_id: int, task_ids: list[str], *, start: Stage = Stage.SUMMARISE, previous: Any = None
-) -> Signature:
-    """The chain as a Celery signature, every stage's task id fixed in advance: the first
-    one is the run id. ``publish_chain`` sends the same chain in a smaller message; this
-    form is for callers that want ``apply_async``'s options (tests, a resumed run's
-    ``connection``).
-
-    One signature of the first stage that carries the rest of the chain as plain dicts (the
-    message's ``chain``, which the worker pops when a stage succeeds), the form a canvas
-    ``chain`` publishes: building the canvas object cost more Python time per POST than
-    sending the message, and its frozen steps carried options nobody reads.
-
-    A resumed run (``pipelines.recovery``) starts at ``start``, whose task takes
-    ``previous``, the result of the stage before it.
-    """
-    ids, first, later = _chain_parts(issue_id, task_ids, start)
-    return STAGE_TASKS[first].signature(
-        args=() if first == 0 else (previous,),
-        kwargs=ids,
-        task_id=task_ids[first],
-        root_id=task_ids[0],
-        chain=later,
-    )
-
-
 def _chain_parts(
     issue_id: int, task_ids: list[str], start: Stage
 ) -> tuple[dict[str, Any], int, list[dict[str, Any]]]:
@@ -111,8 +84,12 @@ def publish_chain(
     previous: Any = None,
     connection: Connection | None = None,
 ) -> None:
-    """Send the chain ``build_chain`` describes as one protocol-2 task message with only
-    the fields a worker, Flower or our code reads.
+    """Send a run's chain, every stage's task id fixed in advance (the first one is the run
+    id), as one protocol-2 task message with only the fields a worker, Flower or our code
+    reads: the first stage, and the rest of the chain as plain dicts (the message's
+    ``chain``, which the worker pops when a stage succeeds), the form a canvas ``chain``
+    publishes without building its objects. A resumed run (``pipelines.recovery``) starts
+    at ``start``, whose task takes ``previous``, the result of the stage before it.
 
     A queued run costs its message's size in broker memory, and ``apply_async`` writes
     every header and property Celery knows, most of them empty: ``eta``, ``expires``,

@@ -21,7 +21,7 @@ from app.schemas import IssueCreate
 from app.services.issues import create_issue
 from pipelines import enrichment
 from pipelines.context import WorkerContext, use_context
-from pipelines.dispatch import build_chain, start_enrichment
+from pipelines.dispatch import publish_chain, start_enrichment
 from pipelines.policies import policies_for
 from pipelines.providers.base import PermanentError, TransientError
 from pipelines.queues import Stage
@@ -383,7 +383,7 @@ def test_a_late_duplicate_runs_no_stage_twice_and_calls_the_provider_once_per_st
     assert provider.tag_entered.wait(10), "the run never reached its tag stage"
     run_id, issue_id = created["task_id"], created["issue"]["id"]
     task_ids = [stage["task_id"] for stage in api.get(f"/tasks/{run_id}").json()["stages"]]
-    build_chain(issue_id, task_ids).apply_async()
+    publish_chain(issue_id, task_ids)
 
     def ends(task_id: str) -> list[tuple[str, Any]]:
         return [
