@@ -30,7 +30,7 @@ from lab.evaluate import DATA, format_topics, join_rows, read_jsonl, topic_repor
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
-SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4")
+SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4", "holdout5")
 
 
 def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -7,9 +7,11 @@ the first fixes; the failures it showed were then fixed too, so it became tuning
 ``holdout2`` (drawn afterwards with seed 2027, rated once; its few failures were fixed
 afterwards too), ``holdout3`` (seed 2028, rated once on the final code of the second round;
 read since, so tuning data for the third round) and ``holdout4`` (seed 2029, drawn and rated
-once on the final code of the third round, nothing changed after it). Seed 2026 for the
-first two. Only keys and hand ratings are committed
-(``fresh_ratings.jsonl``); the text stays in the data file.
+once on the final code of the third round, nothing changed after it) and ``holdout5``
+(seed 2030, ``FIFTH_PER_CELL`` = 6 per cell, 90 issues: drawn and rated once on the final code
+of the fourth round, by raters who had not read the code). Seed 2026 for the first two.
+Only keys and hand ratings are committed (``fresh_ratings.jsonl``); the text stays in the
+data file.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ SEED = 2026
 SECOND_SEED = 2027
 THIRD_SEED = 2028
 FOURTH_SEED = 2029
+FIFTH_SEED = 2030
 PER_CELL = 3
+FIFTH_PER_CELL = 6
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Five disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
-    ``holdout4``), PER_CELL per (repo, label) each."""
+    """Six disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
+    ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``: FIFTH_PER_CELL)."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -42,12 +46,14 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
     second = random.Random(SECOND_SEED)
     third = random.Random(THIRD_SEED)
     fourth = random.Random(FOURTH_SEED)
+    fifth = random.Random(FIFTH_SEED)
     out: dict[str, list[dict[str, str]]] = {
         "tune": [],
         "holdout": [],
         "holdout2": [],
         "holdout3": [],
         "holdout4": [],
+        "holdout5": [],
     }
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
@@ -61,7 +67,10 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         drawn3 = third.sample(rest, PER_CELL)
         out["holdout3"].extend(sorted(drawn3, key=lambda r: r["id"]))
         rest = [r for r in rest if r not in drawn3]
-        out["holdout4"].extend(sorted(fourth.sample(rest, PER_CELL), key=lambda r: r["id"]))
+        drawn4 = fourth.sample(rest, PER_CELL)
+        out["holdout4"].extend(sorted(drawn4, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn4]
+        out["holdout5"].extend(sorted(fifth.sample(rest, FIFTH_PER_CELL), key=lambda r: r["id"]))
     return out
 
 
