@@ -8,6 +8,8 @@ Transient errors are retried with the stage's policy (equal-jitter backoff, the 
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
 ``on_failure``, which Celery also calls when the hard time limit kills an attempt.
+A stage that succeeds sends the next one itself, as a slim message
+(``pipelines.messages.send_next_stage``), in place of Celery's chain continuation.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pipelines.context import (
     get_context,
 )
 from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
+from pipelines.messages import send_next_stage
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -160,7 +163,12 @@ class StageTask(Task[Any, Any]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with metering() as usage:
-            return self._run(usage, args, kwargs)
+            result = self._run(usage, args, kwargs)
+        request = self.request
+        if request.chain and not request.is_eager:
+            # The next stage, as a slim message; Celery's continuation would build a full one.
+            send_next_stage(self.app, request, result)
+        return result
 
     def _run(self, usage: StageUsage, args: Any, kwargs: Any) -> Any:
         run_id: str = kwargs["run_id"]
