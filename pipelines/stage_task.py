@@ -210,7 +210,10 @@ class StageTask(Task[Any, Any]):
                     stale = not finished and run_ended(connection, run_id=run_id)
                 if stale:
                     raise StaleRun(f"run {run_id} ended while {self.stage.value} ran")
-            self._changed(run_id)  # persist committed its result in the body
+                if marks is not None:  # mid-chain: told with the next flush of the marks
+                    marks.notify(run_id)
+                    return result
+            self._changed(run_id)  # persist committed its result in the body: told at once
             return result
         except (Retry, Ignore):
             raise
