@@ -43,7 +43,7 @@ from pipelines.bookkeeping import (
     run_ended,
     stop_run,
 )
-from pipelines.cache import earlier_result, fingerprint
+from pipelines.cache import earlier_result, fingerprint, fingerprint_prefix
 from pipelines.context import (
     WorkerContext,
     current_context,
@@ -288,23 +288,32 @@ class StageTask(Task[Any, Any]):
             try:
                 with context.single_engine.begin() as connection:
                     if context.marks is not None:
+                        # summarise's earlier result is looked for in the same read.
                         issue, behind = begin_stage_behind(
                             connection,
                             run_id=run_id,
                             stage=self.stage,
                             marks=context.marks,
                             lease=self._lease(),
+                            fingerprint_prefix=(
+                                fingerprint_prefix(context.provider)
+                                if self.reuses_results
+                                else None
+                            ),
                         )
-                    else:
-                        behind = False
-                        issue = begin_stage(
-                            connection, run_id=run_id, stage=self.stage, lease=self._lease()
-                        )
+                        if self.reuses_results:
+                            self.request.update(
+                                fingerprint=issue.fingerprint, earlier_result=issue.earlier_result
+                            )
+                        return issue, behind
+                    issue = begin_stage(
+                        connection, run_id=run_id, stage=self.stage, lease=self._lease()
+                    )
                     if self.reuses_results:
                         key = fingerprint(context.provider, issue.title, issue.body)
                         earlier = None if issue.force else earlier_result(connection, key)
                         self.request.update(fingerprint=key, earlier_result=earlier)
-                    return issue, behind
+                    return issue, False
             except RunNotFound:
                 if time.monotonic() >= deadline:
                     raise
