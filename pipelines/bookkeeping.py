@@ -45,6 +45,7 @@ from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, I
 from app.services.runs import end_run
 from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
+from pipelines import prepared
 from pipelines.cache import pg_fingerprint
 from pipelines.deliveries import StageDone, unclaimed_stage
 from pipelines.marks import MarkBuffer
@@ -275,11 +276,12 @@ def begin_stage_behind(
     returns the input's fingerprint and an earlier result for it, on the ``StageInput``.
     """
     if fingerprint_prefix is None:
-        row = connection.exec_driver_sql(
-            _PG_STAGE_READ, {"run": run_id, "position": stage.position}
+        row = prepared.execute(
+            connection, _PG_STAGE_READ, {"run": run_id, "position": stage.position}
         ).one_or_none()
     else:
-        row = connection.exec_driver_sql(
+        row = prepared.execute(
+            connection,
             _PG_SUMMARISE_READ,
             {"run": run_id, "position": stage.position, "fingerprint_prefix": fingerprint_prefix},
         ).one_or_none()
@@ -417,7 +419,7 @@ def _pg_finish(
         kind = "metered"
         params.update(prompt=usage.prompt_tokens or 0, completion=usage.completion_tokens or 0)
     statement = _PG_FINISH[(kind, issue_id is not None)]
-    return bool(connection.exec_driver_sql(statement, params).rowcount)
+    return bool(prepared.execute(connection, statement, params).rowcount)
 
 
 def retry_stage(
@@ -524,8 +526,8 @@ def persist_result(
     """
     postgres = connection.dialect.name == "postgresql"
     if postgres:  # both locks in one round trip, the issue's first
-        current_run, state = connection.exec_driver_sql(
-            _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
+        current_run, state = prepared.execute(
+            connection, _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
         ).one()
         issue_found = current_run is not None
     else:
@@ -546,7 +548,8 @@ def persist_result(
     unique = list(dict.fromkeys(tags))
     result = {"ai_summary": summary, "tags": unique}
     if postgres:  # every write in one statement, one round trip
-        connection.exec_driver_sql(
+        prepared.execute(
+            connection,
             _PG_PERSIST,
             {
                 "issue": issue_id,
