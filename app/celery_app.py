@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue as KombuQueue
 
+from app.broker import use_channel_client
 from app.config import Settings, get_settings
 from app.logs import hook_handlers as _hook_log_handlers  # noqa: F401 (connects log signals)
 from app.tracing import setup_tracing as _setup_tracing  # noqa: F401 (connects worker tracing)
@@ -98,6 +99,7 @@ def task_annotations(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
+    use_channel_client()  # a Redis client per broker channel, not one per publish and ack
     # pipelines.metrics: the task metrics' signal handlers and the worker's metrics port.
     app = Celery(
         "issueflow", include=["pipelines.enrichment", "pipelines.metrics", "pipelines.webhooks"]

@@ -19,6 +19,7 @@ then the run, then its stages. Progress marks touch one row at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from app.models import EnrichmentRetry, EnrichmentRun, EnrichmentStage, Issue, I
 from app.services.runs import end_run
 from app.services.webhooks import RunEvents
 from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, TaskState
+from pipelines import prepared
+from pipelines.cache import pg_fingerprint
 from pipelines.deliveries import StageDone, unclaimed_stage
 from pipelines.marks import MarkBuffer
 from pipelines.queues import Stage
@@ -67,6 +70,10 @@ class StageInput:
     body: str
     # Started with ?force=true: call the provider even if an earlier result would do.
     force: bool = False
+    # Read along by summarise's begin on PostgreSQL (``fingerprint_prefix``): the input's
+    # fingerprint and an earlier run's result for it (never with ``force``).
+    fingerprint: str | None = None
+    earlier_result: dict[str, Any] | None = None
 
 
 # Statements run for every chain, built once: building a statement costs more Python time
@@ -211,6 +218,23 @@ LEFT JOIN issues AS i ON i.id = r.issue_id
 LEFT JOIN enrichment_stages AS s ON s.run_id = r.id AND s.position = %(position)s
 WHERE r.id = %(run)s
 """
+# summarise's read: the same, with the input's fingerprint and the newest earlier result
+# for it (``pipelines.cache``) in the same statement, one round trip instead of two.
+_PG_SUMMARISE_READ = f"""
+SELECT r.state, r.issue_id, i.enrichment_task_id, i.title, i.body, r.force, s.state, s.result,
+       f.fingerprint, e.result
+FROM enrichment_runs AS r
+LEFT JOIN issues AS i ON i.id = r.issue_id
+LEFT JOIN enrichment_stages AS s ON s.run_id = r.id AND s.position = %(position)s
+CROSS JOIN LATERAL (SELECT {pg_fingerprint("i.title", "i.body")} AS fingerprint) AS f
+LEFT JOIN LATERAL (
+    SELECT e.result FROM enrichment_runs AS e
+    WHERE e.fingerprint = f.fingerprint AND e.state = '{TaskState.SUCCESS.value}'
+      AND e.result IS NOT NULL AND NOT r.force
+    ORDER BY e.finished_at DESC LIMIT 1
+) AS e ON true
+WHERE r.id = %(run)s
+"""
 # Stage states a first delivery may leave behind its start mark: nobody else started it.
 _FREE_STATES = frozenset({TaskState.PENDING, TaskState.RETRY})
 
@@ -235,6 +259,7 @@ def begin_stage_behind(
     stage: Stage,
     marks: MarkBuffer,
     lease: timedelta | None = None,
+    fingerprint_prefix: str | None = None,
 ) -> tuple[StageInput, bool]:
     """``begin_stage`` in one read, its marks written behind when that is safe.
 
@@ -246,13 +271,30 @@ def begin_stage_behind(
     runs the stage as well (persist writes once); in the same process it is held.
     Anything else (a redelivered message, a stage STARTED elsewhere) is claimed at once,
     as ``begin_stage`` does: False.
+
+    With ``fingerprint_prefix`` (``pipelines.cache.fingerprint_prefix``) the read also
+    returns the input's fingerprint and an earlier result for it, on the ``StageInput``.
     """
-    row = connection.exec_driver_sql(
-        _PG_STAGE_READ, {"run": run_id, "position": stage.position}
-    ).one_or_none()
+    if fingerprint_prefix is None:
+        row = prepared.execute(
+            connection, _PG_STAGE_READ, {"run": run_id, "position": stage.position}
+        ).one_or_none()
+    else:
+        row = prepared.execute(
+            connection,
+            _PG_SUMMARISE_READ,
+            {"run": run_id, "position": stage.position, "fingerprint_prefix": fingerprint_prefix},
+        ).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
     issue = _current_input(run_id, row)
+    if fingerprint_prefix is not None:
+        earlier = row[9]
+        issue = dataclasses.replace(
+            issue,
+            fingerprint=row[8],
+            earlier_result=earlier if isinstance(earlier, dict) else None,
+        )
     stage_state, result = row[6], row[7]
     if stage_state == TaskState.SUCCESS and result is not None:
         raise StageDone(result)
@@ -377,7 +419,7 @@ def _pg_finish(
         kind = "metered"
         params.update(prompt=usage.prompt_tokens or 0, completion=usage.completion_tokens or 0)
     statement = _PG_FINISH[(kind, issue_id is not None)]
-    return bool(connection.exec_driver_sql(statement, params).rowcount)
+    return bool(prepared.execute(connection, statement, params).rowcount)
 
 
 def retry_stage(
@@ -484,8 +526,8 @@ def persist_result(
     """
     postgres = connection.dialect.name == "postgresql"
     if postgres:  # both locks in one round trip, the issue's first
-        current_run, state = connection.exec_driver_sql(
-            _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
+        current_run, state = prepared.execute(
+            connection, _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
         ).one()
         issue_found = current_run is not None
     else:
@@ -506,7 +548,8 @@ def persist_result(
     unique = list(dict.fromkeys(tags))
     result = {"ai_summary": summary, "tags": unique}
     if postgres:  # every write in one statement, one round trip
-        connection.exec_driver_sql(
+        prepared.execute(
+            connection,
             _PG_PERSIST,
             {
                 "issue": issue_id,

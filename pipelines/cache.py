@@ -36,21 +36,45 @@ _EARLIER_RESULT = (
 
 
 def fingerprint(provider: Provider, title: str, body: str) -> str:
-    """A hex digest of what a result of ``provider`` for this text depends on."""
+    """A hex digest of what a result of ``provider`` for this text depends on: SHA-256 of
+    the JSON array ``[version, provider, model, prompt version, taxonomy, title, body]``
+    (compact, not ASCII-escaped), UTF-8."""
+    text = fingerprint_prefix(provider) + _dumps([title, body])[1:]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def fingerprint_prefix(provider: Provider) -> str:
+    """The fingerprint's JSON text up to the title: ``[version,...,taxonomy,``.
+
+    PostgreSQL completes it from the issue's row (``_pg_fingerprint``), so summarise finds
+    an earlier result in the statement that reads its input."""
     identity = [
         FINGERPRINT_VERSION,
         provider.name,
         _model_of(provider),
         str(getattr(provider, "prompt_version", "")),
         list(getattr(provider, "taxonomy", ())),
-        title,
-        body,
     ]
-    text = json.dumps(identity, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return _dumps(identity)[:-1] + ","
 
 
-# The same as SQL text for PostgreSQL, sent as it is: every summarise looks once.
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def pg_fingerprint(title: str, body: str) -> str:
+    """SQL for ``fingerprint()`` in PostgreSQL, of the text columns ``title`` and ``body``
+    and the parameter ``%(fingerprint_prefix)s``: ``to_json`` escapes text as ``json.dumps``
+    does with ``ensure_ascii=False`` (the same six short escapes, ``\\u00xx`` for the other
+    control characters, nothing else); the text PostgreSQL stores holds neither NUL nor lone
+    surrogates (the API replaces them)."""
+    return (
+        f"encode(sha256(convert_to(%(fingerprint_prefix)s || to_json({title})::text || ',' "
+        f"|| to_json({body})::text || ']', 'UTF8')), 'hex')"
+    )
+
+
+# The same as SQL text for PostgreSQL (summarise's begin has its own: ``bookkeeping``).
 _PG_EARLIER_RESULT = f"""
 SELECT result FROM enrichment_runs
 WHERE fingerprint = %(fingerprint)s AND state = '{TaskState.SUCCESS.value}'

@@ -17,8 +17,6 @@ from typing import Any
 from uuid import uuid4
 
 from celery import Task
-from celery.app.amqp import task_message
-from celery.utils.saferepr import saferepr
 from kombu import Connection
 from kombu.exceptions import KombuError
 from sqlalchemy import Engine, or_, select, update
@@ -36,6 +34,7 @@ from app.services.runs import (
 )
 from app.states import TaskState
 from pipelines.enrichment import persist, summarise, tag
+from pipelines.messages import chain_step, send_stage
 from pipelines.queues import Stage
 
 log = logging.getLogger(__name__)
@@ -45,10 +44,6 @@ BROKER_ERRORS = (KombuError, OSError)
 
 # The stage tasks in chain order (``Stage`` order).
 STAGE_TASKS: tuple[Task[Any, Any], ...] = (summarise, tag, persist)
-# Their queues, in the same order.
-STAGE_QUEUES: tuple[str, ...] = tuple(stage.queue.value for stage in Stage)
-# Celery's own bound on ``argsrepr`` (a resumed run's first stage takes a result).
-ARGSREPR_MAX = 1024
 # A new run whose send is not confirmed yet (``create_and_start(confirm_send=True)``) is
 # left to its request this long before the outbox sends it: only a request that died
 # between its commit and its send leaves one older.
@@ -63,17 +58,11 @@ def _chain_parts(
     ids = {"run_id": task_ids[0], "issue_id": issue_id}
     first = start.position
     later = [
-        _step(stage_task, task_id, ids)
+        chain_step(stage_task.name, task_id, ids)
         for stage_task, task_id in zip(STAGE_TASKS[first + 1 :], task_ids[first + 1 :], strict=True)
     ]
     later.reverse()
     return ids, first, later
-
-
-def _step(stage_task: Task[Any, Any], task_id: str, ids: dict[str, Any]) -> dict[str, Any]:
-    """A later stage as the message's chain holds it: ``celery.Signature`` as a dict, with
-    only the keys Celery reads (``subtask_type`` and ``immutable`` default to None)."""
-    return {"task": stage_task.name, "args": [], "kwargs": ids, "options": {"task_id": task_id}}
 
 
 def publish_chain(
@@ -85,64 +74,27 @@ def publish_chain(
     connection: Connection | None = None,
 ) -> None:
     """Send a run's chain, every stage's task id fixed in advance (the first one is the run
-    id), as one protocol-2 task message with only the fields a worker, Flower or our code
-    reads: the first stage, and the rest of the chain as plain dicts (the message's
-    ``chain``, which the worker pops when a stage succeeds), the form a canvas ``chain``
-    publishes without building its objects. A resumed run (``pipelines.recovery``) starts
-    at ``start``, whose task takes ``previous``, the result of the stage before it.
+    id), as one slim task message (``pipelines.messages``): the first stage, and the rest
+    of the chain as plain dicts (the message's ``chain``, which the stage before each one
+    pops as it succeeds: ``send_next_stage``), the form a canvas ``chain`` publishes
+    without building its objects. A resumed run (``pipelines.recovery``) starts at
+    ``start``, whose task takes ``previous``, the result of the stage before it.
 
-    A queued run costs its message's size in broker memory, and ``apply_async`` writes
-    every header and property Celery knows, most of them empty: ``eta``, ``expires``,
-    ``group``, ``shadow``, ``parent_id``, ``stamps``..., ``timelimit`` (the worker applies
-    its own stage limits, ``app.celery_app.task_annotations``), ``origin``,
-    ``ignore_result`` (the stage tasks ignore results), and the ``reply_to`` and
-    ``correlation_id`` only an RPC result backend reads; the body's empty ``callbacks``,
-    ``errbacks`` and ``chord``. A worker reads each of them with a default. What stays:
-    ``task``, ``id``, ``root_id``, the ``argsrepr`` and ``kwargsrepr`` that Flower shows
-    (the run and issue ids), ``lang``; the body's args, kwargs and the rest of the chain.
-    Celery's ``send_task_message`` still routes it, applies the publish retry policy,
-    sends ``task-sent`` when ``task_send_sent_event`` is on and fires the publish signals
-    (tracing injects its context there). ``connection``: a broker connection of the
-    caller's, else one of the app's pool.
+    A queued run costs its message's size in broker memory: about 1 KB.
+    ``connection``: a broker connection of the caller's, else one of the app's pool.
     """
     ids, first, later = _chain_parts(issue_id, task_ids, start)
     stage = STAGE_TASKS[first]
-    args: tuple[Any, ...] = () if first == 0 else (previous,)
-    task_id, root_id = task_ids[first], task_ids[0]
-    argsrepr = saferepr(args, ARGSREPR_MAX) if args else "()"
-    kwargsrepr = repr(ids)
-    headers = {
-        "lang": "py",
-        "task": stage.name,
-        "id": task_id,
-        "root_id": root_id,
-        "argsrepr": argsrepr,
-        "kwargsrepr": kwargsrepr,
-    }
-    embed = {"chain": later} if later else {}
-    app = stage.app
-    sent_event = (
-        {
-            "uuid": task_id,
-            "root_id": root_id,
-            "parent_id": None,
-            "name": stage.name,
-            "args": argsrepr,
-            "kwargs": kwargsrepr,
-            "retries": 0,
-            "eta": None,
-            "expires": None,
-        }
-        if app.conf.task_send_sent_event
-        else None
+    send_stage(
+        stage.app,
+        name=stage.name,
+        task_id=task_ids[first],
+        root_id=task_ids[0],
+        args=() if first == 0 else (previous,),
+        kwargs=ids,
+        chain=later,
+        connection=connection,
     )
-    message = task_message(headers, {}, (args, ids, embed), sent_event)
-    producer = app.amqp.Producer(connection, auto_declare=False) if connection else None
-    with (
-        app.producer_or_acquire(producer) as pooled,
-        pooled.connection._reraise_as_library_errors(),
-    ):
-        app.amqp.send_task_message(pooled, stage.name, message, queue=STAGE_QUEUES[first])
 
 
 def _kept_in_outbox(run_id: str, issue_id: int, exc: BaseException) -> None:

@@ -6,7 +6,11 @@ state. So on PostgreSQL a worker process keeps its start marks in a ``MarkBuffer
 daemon thread writes them every ``FLUSH_INTERVAL`` seconds (sooner when ``FLUSH_AT`` wait):
 one statement for all of them, one round trip, committed without waiting for the disk; the
 runs' watchers are told after that commit (``ProgressPublisher.changed_many``, one Redis
-round trip for all of them).
+round trip for all of them). A stage that finished mid-chain (summarise, tag) leaves its
+watchers' notice here too (``notify``), sent with the next flush's: one PUBLISH per run,
+pipelined with the others, instead of a round trip of its own per stage; a run's watchers
+re-read its whole status on a notice, so notices merged within a flush lose nothing, and a
+lost one costs only the stream's poll interval.
 
 A stage that ends while its start marks still wait takes them back (``take_start``): its
 finish, written at once as before (it says whether the run was cancelled meanwhile),
@@ -105,6 +109,7 @@ class MarkBuffer:
         self._flush_at = flush_at
         self._starts: Starts = {}  # (run id, position) -> started at
         self._issues: Issues = {}  # run id -> its issue, to turn running
+        self._notices: set[str] = set()  # runs whose watchers are told at the next flush
         self._lock = threading.Lock()  # guards the two dicts
         self._flushing = threading.Lock()  # one flush at a time: marks land in order
         self._wake = threading.Event()
@@ -137,6 +142,15 @@ class MarkBuffer:
             issue_id = self._issues.pop(run_id, None) if position == 0 and with_issue else None
             return started, issue_id
 
+    def notify(self, run_id: str) -> None:
+        """Tell the run's watchers at the next flush (within ``FLUSH_INTERVAL``)."""
+        with self._lock:
+            self._notices.add(run_id)
+            closed = self._closed
+            self._start_thread()
+        if closed:
+            self.flush()
+
     def holds_start(self, run_id: str, position: int) -> bool:
         """Whether an attempt in this process started the stage and its mark still waits."""
         with self._lock:
@@ -159,8 +173,8 @@ class MarkBuffer:
         A failed write keeps its marks for the next flush and raises."""
         with self._flushing:
             with self._lock:
-                starts, issues = self._starts, self._issues
-                self._starts, self._issues = {}, {}
+                starts, issues, notices = self._starts, self._issues, self._notices
+                self._starts, self._issues, self._notices = {}, {}, set()
             runs: set[str] = set()
             if starts or issues:
                 try:
@@ -173,13 +187,17 @@ class MarkBuffer:
                         }
                 except Exception:
                     self._put_back(starts, issues)
+                    self._tell(notices)
                     raise
+        self._tell(runs | notices)
+        return len(runs)
+
+    def _tell(self, runs: set[str]) -> None:
         if runs and self._on_written is not None:
             try:
                 self._on_written(runs)
             except Exception:
                 log.exception("could not tell the watchers of %d runs", len(runs))
-        return len(runs)
 
     def _put_back(self, starts: Starts, issues: Issues) -> None:
         """Marks of a failed flush wait again, behind any newer mark of the same row; over

@@ -68,6 +68,19 @@ _started: dict[str, float] = {}
 _server_lock = threading.Lock()
 
 
+# Each metric's child per label values, kept: ``labels()`` validates, formats and locks on
+# every call, and a worker asks four times per task.
+_children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def _queue(task_name: str, delivery_info: Any = None) -> str:
     if isinstance(delivery_info, dict) and delivery_info.get("routing_key"):
         return str(delivery_info["routing_key"])
@@ -84,13 +97,13 @@ def _labels(task_name: str, request: Any) -> tuple[str, str, str]:
 @signals.after_task_publish.connect
 def _sent(sender: str | None = None, headers: Any = None, routing_key: str = "", **_: Any) -> None:
     name = (headers or {}).get("task") or sender or "unknown"
-    TASK_SENT.labels(name, routing_key or _queue(name), _hostname).inc()
+    _child(TASK_SENT, name, routing_key or _queue(name), _hostname).inc()
 
 
 @signals.task_received.connect
 def _received(request: Any = None, **_: Any) -> None:
     if request is not None:
-        TASK_RECEIVED.labels(*_labels(request.name, request)).inc()
+        _child(TASK_RECEIVED, *_labels(request.name, request)).inc()
 
 
 @signals.task_prerun.connect
@@ -98,7 +111,7 @@ def _prerun(task_id: str = "", task: Any = None, **_: Any) -> None:
     if task is None:
         return
     _started[task_id] = time.perf_counter()
-    TASK_STARTED.labels(*_labels(task.name, task.request)).inc()
+    _child(TASK_STARTED, *_labels(task.name, task.request)).inc()
 
 
 @signals.task_postrun.connect
@@ -108,9 +121,9 @@ def _postrun(task_id: str = "", task: Any = None, state: str | None = None, **_:
         return
     labels = _labels(task.name, task.request)
     if began is not None:
-        TASK_RUNTIME.labels(*labels).observe(time.perf_counter() - began)
+        _child(TASK_RUNTIME, *labels).observe(time.perf_counter() - began)
     if state == "SUCCESS":
-        TASK_SUCCEEDED.labels(*labels).inc()
+        _child(TASK_SUCCEEDED, *labels).inc()
     elif state == "IGNORED" and task.request.get("issueflow_stopped"):
         TASK_REVOKED.labels(*labels).inc()
 

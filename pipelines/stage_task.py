@@ -8,6 +8,8 @@ Transient errors are retried with the stage's policy (equal-jitter backoff, the 
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
 ``on_failure``, which Celery also calls when the hard time limit kills an attempt.
+A stage that succeeds sends the next one itself, as a slim message
+(``pipelines.messages.send_next_stage``), in place of Celery's chain continuation.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pipelines.bookkeeping import (
     run_ended,
     stop_run,
 )
-from pipelines.cache import earlier_result, fingerprint
+from pipelines.cache import earlier_result, fingerprint, fingerprint_prefix
 from pipelines.context import (
     WorkerContext,
     current_context,
@@ -49,6 +51,7 @@ from pipelines.context import (
     get_context,
 )
 from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
+from pipelines.messages import send_next_stage
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -160,7 +163,12 @@ class StageTask(Task[Any, Any]):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         with metering() as usage:
-            return self._run(usage, args, kwargs)
+            result = self._run(usage, args, kwargs)
+        request = self.request
+        if request.chain and not request.is_eager:
+            # The next stage, as a slim message; Celery's continuation would build a full one.
+            send_next_stage(self.app, request, result)
+        return result
 
     def _run(self, usage: StageUsage, args: Any, kwargs: Any) -> Any:
         run_id: str = kwargs["run_id"]
@@ -202,7 +210,10 @@ class StageTask(Task[Any, Any]):
                     stale = not finished and run_ended(connection, run_id=run_id)
                 if stale:
                     raise StaleRun(f"run {run_id} ended while {self.stage.value} ran")
-            self._changed(run_id)  # persist committed its result in the body
+                if marks is not None:  # mid-chain: told with the next flush of the marks
+                    marks.notify(run_id)
+                    return result
+            self._changed(run_id)  # persist committed its result in the body: told at once
             return result
         except (Retry, Ignore):
             raise
@@ -277,23 +288,32 @@ class StageTask(Task[Any, Any]):
             try:
                 with context.single_engine.begin() as connection:
                     if context.marks is not None:
+                        # summarise's earlier result is looked for in the same read.
                         issue, behind = begin_stage_behind(
                             connection,
                             run_id=run_id,
                             stage=self.stage,
                             marks=context.marks,
                             lease=self._lease(),
+                            fingerprint_prefix=(
+                                fingerprint_prefix(context.provider)
+                                if self.reuses_results
+                                else None
+                            ),
                         )
-                    else:
-                        behind = False
-                        issue = begin_stage(
-                            connection, run_id=run_id, stage=self.stage, lease=self._lease()
-                        )
+                        if self.reuses_results:
+                            self.request.update(
+                                fingerprint=issue.fingerprint, earlier_result=issue.earlier_result
+                            )
+                        return issue, behind
+                    issue = begin_stage(
+                        connection, run_id=run_id, stage=self.stage, lease=self._lease()
+                    )
                     if self.reuses_results:
                         key = fingerprint(context.provider, issue.title, issue.body)
                         earlier = None if issue.force else earlier_result(connection, key)
                         self.request.update(fingerprint=key, earlier_result=earlier)
-                    return issue, behind
+                    return issue, False
             except RunNotFound:
                 if time.monotonic() >= deadline:
                     raise

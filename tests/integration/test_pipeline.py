@@ -110,6 +110,45 @@ def create(api: TestClient, title: str = "Crash on save") -> dict[str, Any]:
     return response.json()
 
 
+def test_each_next_stage_is_sent_as_a_slim_message_naming_its_parent(
+    api: TestClient, provider: ScriptedProvider
+) -> None:
+    """A stage that succeeds sends the next one itself (``send_next_stage``): the headers a
+    worker, Flower and tracing read, the parent and root ids Celery's chain would set, the
+    rest of the chain in the body; none of ``apply_async``'s empty headers."""
+    from celery.signals import before_task_publish
+
+    sent: list[tuple[dict[str, Any], Any]] = []
+
+    def record(headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
+        if headers and headers.get("task", "").startswith("enrichment."):
+            sent.append((dict(headers), body))
+
+    before_task_publish.connect(record, weak=False)
+    try:
+        created = create(api)
+        status = wait_for_state(api, created["task_id"], "SUCCESS", "FAILURE")
+    finally:
+        before_task_publish.disconnect(record)
+    assert status["state"] == "SUCCESS", status
+    run_id, issue_id = created["task_id"], created["issue"]["id"]
+    ids = [stage["task_id"] for stage in status["stages"]]
+    by_id = {headers["id"]: (headers, body) for headers, body in sent}
+    for position in (1, 2):
+        headers, body = by_id[ids[position]]
+        assert set(headers) == {
+            "lang", "task", "id", "root_id", "parent_id", "argsrepr", "kwargsrepr"
+        }  # fmt: skip
+        assert headers["task"] == f"enrichment.{status['stages'][position]['name']}"
+        assert (headers["root_id"], headers["parent_id"]) == (run_id, ids[position - 1])
+        args, kwargs, embed = body
+        assert kwargs == {"run_id": run_id, "issue_id": issue_id}
+        [previous] = args
+        assert previous["summary"] == "Summary of Crash on save"
+        rest = embed.get("chain") or []
+        assert [step["options"]["task_id"] for step in reversed(rest)] == ids[position + 1 :]
+
+
 def test_chain_runs_end_to_end_and_persists(
     api: TestClient, provider: ScriptedProvider, worker_engine: Engine
 ) -> None:

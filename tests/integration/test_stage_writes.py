@@ -253,6 +253,29 @@ def test_a_failed_flush_keeps_its_marks_for_the_next(engine: Engine) -> None:
     away.dispose()
 
 
+def test_notices_of_finished_stages_go_out_with_the_next_flush_once_per_run(
+    engine: Engine, marks: MarkBuffer, written: list[set[str]]
+) -> None:
+    """summarise's and tag's finishes tell the run's watchers with the next flush (one
+    pipelined PUBLISH per run), with no statement of their own; close sends what waits."""
+    add_run(engine, 1, "run-1")
+    marks.notify("run-1")
+    marks.notify("run-2")
+    marks.notify("run-1")
+    assert written == []
+    assert marks.flush() == 0  # nothing to write: no statement
+    assert written == [{"run-1", "run-2"}]
+    marks.started("run-1", 0, utcnow(), issue_id=1)
+    marks.notify("run-3")
+    assert marks.flush() == 1
+    assert written[-1] == {"run-1", "run-3"}
+    marks.notify("run-4")
+    marks.close()
+    assert written[-1] == {"run-4"}
+    marks.notify("run-5")  # after close: at once
+    assert written[-1] == {"run-5"}
+
+
 def test_only_a_first_delivery_of_a_stage_nobody_started_waits(
     engine: Engine, marks: MarkBuffer
 ) -> None:
