@@ -44,6 +44,11 @@ def _words(*alternatives: str) -> re.Pattern[str]:
     return re.compile(r"\b(?<![-.])(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
 
 
+def _or(words: re.Pattern[str], *raw: str) -> re.Pattern[str]:
+    """``words`` or any of ``raw`` (patterns outside word boundaries, e.g. ``-Werror``)."""
+    return re.compile("|".join((words.pattern, *raw)), _I)
+
+
 @dataclass(frozen=True)
 class Rule:
     """A topic's evidence: ``title`` is searched in the title, ``body`` in title and prose."""
@@ -102,6 +107,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"bottleneck",
             r"laggy|lags?|lagging",
             r"out of memory|oom",
+            r"sluggish(?:ness)?",
+            r"time[- ]consuming",
         ),
         body=_words(
             r"performance (?:issue|problem|regression|degradation|drop|hit|penalty)",
@@ -118,6 +125,11 @@ TOPIC_RULES: dict[str, Rule] = {
             r"out of memory|oom",
             r"latency",
             r"throughput",
+            r"sluggish(?:ness)?",
+            r"(?:cpu|gpu|memory|ram) (?:usage|utili[sz]ation|consumption|occupancy)(?: rate)? "
+            r"(?:is |was |are |gets |goes )?(?:very |extremely |too |really |so )?(?:high|huge)",
+            r"(?:needs?|takes?|took|requires?) (?:much |a lot |far |way )?more time",
+            r"how (?:to|can i|do i|can we) (?:optimi[sz]e|speed (?:it )?up|accelerate)",
         ),
     ),
     "security": Rule(
@@ -212,50 +224,67 @@ TOPIC_RULES: dict[str, Rule] = {
         ),
     ),
     "build": Rule(
-        title=_words(
-            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|break)",
-            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
-            r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
-            r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
-            r"cmake",
-            r"bazel build",
-            r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
-            r"(?:error|problem|issue)s? (?:when )?(?:trying to )?(?:build|compil)(?:e|ing)",
-            r"makefile",
-            r"autotools|autoconf|automake",
-            r"configure script",
-            r"linker|linking|link errors?",
-            r"undefined (?:reference|symbol)",
-            r"msbuild|msvc|visual studio 20\d\d",
-            r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
-            r"toolchain",
-            r"cross[- ]compil\w*",
-            r"build (?:system|from source|script|config(?:uration)?)",
-            r"how to (?:build|compile)",
-            r"(?:from|on) source",
-            r"depends(?=:)",
-            r"guix",
-            r"(?:gcc|clang)(?:[- ]?\d+)?",
-            r"(?:ci|github actions) (?:build|job)",
-            r"(?:pip )?wheel (?:build|package)",
-            r"packaging",
+        title=_or(
+            _words(
+                r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|break)",
+                r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+                r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
+                r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
+                r"cmake",
+                r"bazel build",
+                r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
+                r"(?:error|problem|issue)s? (?:when |while )?(?:trying to )?"
+                r"(?:build|building|compile|compiling)(?! (?:the |a |my )?(?:model|graph|function))",
+                r"build(?=:)",
+                r"missing #?includes?",
+                r"(?<!mouse )(?<!scroll )wheels?",
+                r"(?:arm|arm64|aarch64|x86|x64|macos|windows|linux|debug|release|universal|static|"
+                r"nightly|wasm|android|ios) (?:builds?|binaries)",
+                r"depends(?! (?:on|upon)\b)",
+                r"makefile",
+                r"autotools|autoconf|automake",
+                r"configure script",
+                r"linker|linking|link errors?",
+                r"undefined (?:reference|symbol)",
+                r"msbuild|msvc|visual studio 20\d\d",
+                r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
+                r"toolchain",
+                r"cross[- ]compil\w*",
+                r"build (?:system|from source|script|config(?:uration)?)",
+                r"how to (?:build|compile)",
+                r"(?:from|on) source",
+                r"guix",
+                r"(?:gcc|clang)(?:[- ]?\d+)?",
+                r"(?:ci|github actions) (?:build|job)",
+                r"(?:pip )?wheel (?:build|package)",
+                r"packaging",
+            ),
+            r"-Werror\b",
         ),
-        body=_words(
-            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
-            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
-            r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
-            r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)"
-            r"(?! (?:the |a |my |this |our )?(?:model|graph|function|keras))",
-            r"(?:building|compiling|linking) (?:fails|failed|breaks)",
-            r"undefined reference",
-            r"linker (?:error|errors|fails?|failed)",
-            r"link(?:ing)? errors?",
-            r"build from source|building from source|built from source",
-            r"cmake (?:error|fails?|failed)",
-            r"bazel build",
-            r"ninja: build stopped",
-            r"configure: error",
-            r"make: \*\*\*",
+        body=_or(
+            _words(
+                r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
+                r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+                r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
+                r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)"
+                r"(?! (?:the |a |my |this |our )?(?:model|graph|function|keras))",
+                r"(?:building|compiling|linking) (?:fails|failed|breaks)",
+                r"undefined reference",
+                r"linker (?:error|errors|fails?|failed)",
+                r"link(?:ing)? errors?",
+                r"build from source|building from source|built from source",
+                r"cmake (?:error|fails?|failed)",
+                r"bazel build",
+                r"ninja: build stopped",
+                r"configure: error",
+                r"make: \*\*\*",
+                r"compilation terminated",
+                r"error C\d{4}",
+                r"causing (?:the )?builds? to fail|builds? to fail",
+                r"(?:trying|tried|try|attempting) to (?:build|compile) (?:\w+ )?(?:from source|"
+                r"(?:opencv|tensorflow|bitcoin(?: core)?|bitcoind|tflite|vs ?code) v?\d[\w.]*)",
+            ),
+            r"-Werror\b",
         ),
     ),
     "tests": Rule(
@@ -269,7 +298,12 @@ TOPIC_RULES: dict[str, Rule] = {
             r"integration tests?",
             r"\w*_tests?",
             r"\w*tests?\.(?:py|cpp|js|ts|cc)",
-            r"test_\w+",
+            # A test named as the place where a wrong result shows ("... in Test_X.Y") is
+            # where it was seen, not what the issue is about.
+            r"(?<!\bin )test_\w+",
+            r"(?:fail\w*|errors?|crash\w*|timeouts?) in test_\w+",
+            r"\w*test-?renderer",
+            r"how (?:to|do (?:i|we|you)|can (?:i|we|you)|should (?:i|we)) (?:unit )?test",
             r"testing (?:framework|library|utilities|utils)",
             r"test ?renderer",
             r"flaky|flakiness",
@@ -284,6 +318,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"flaky|flakiness",
             r"test suite (?:fails?|failed|is failing|breaks)",
             r"test framework",
+            r"(?:failing|fails|failed) (?:on|in) (?:my|our|the) (?:unit )?tests",
+            r"intermittent(?:ly)? (?:fail\w*|error\w*)|(?:seems|appears) to be intermittent",
         ),
     ),
     "dependencies": Rule(
@@ -308,7 +344,9 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:pip|npm|yarn|conda) install",
             r"eresolve",
             r"(?:protobuf|numpy|keras|cuda|cudnn|ffmpeg|boost|qt|openssl|onnx|node) "
-            r"(?:version|v?\d+(?:\.\d+)+)",
+            r"(?:version|compatibility|incompatibility|v?\d+(?:\.\d+)+)",
+            r"(?:is |are )?(?:incompatible|incompitable|not compatible) with (?:\w+ )?"
+            r"v?\d+(?:\.\d+)+",
         ),
         body=_words(
             r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
@@ -368,6 +406,15 @@ TOPIC_RULES: dict[str, Rule] = {
             r"used to work",
             r"broken (?:since|after|in) v?\d[\w.]*",
             r"(?:since|after) (?:upgrading|updating|update|upgrade) (?:to )?v?\d[\w.]*",
+            # "... after version 1.79.0", "after TF 2.11" (not "after 2.5 seconds")
+            r"after (?:version |updating to |upgrading to |\w+ )?v?\d+(?:\.\d+)+"
+            r"(?![\d.]| ?(?:s|secs?|seconds?|ms|minutes?|mins?|hours?|days?|[kmg]b|%)\b)",
+            r"compared? (?:to|with) (?:\w+ )?v?\d+(?:\.\d+)+",
+            r"(?:slower|worse) than (?:in )?(?:\w+ )?v?\d+(?:\.\d+)+",
+            r"version ?(?:higher|newer|later|greater) than",
+            r"now (?:disappears?|fails?|crash(?:es)?|throws?|breaks?|hangs?|freezes?|ignores?|"
+            r"errors?|missing)",
+            r"(?:not working|doesn't work|does not work|broken|fails?|failing) any ?more",
         ),
         body=_words(
             r"regression(?! tests?\b)",
@@ -384,6 +431,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"broken since",
             r"(?:worked|works) (?:fine |well )?in (?:the )?(?:previous|older|earlier) "
             r"(?:version|release|versions|releases)",
+            r"(?:has |had )?changed (?:since|in|after|between) v?\d+(?:\.\d+)+",
         ),
     ),
 }
@@ -395,6 +443,56 @@ _CRASH_SIGNATURE = re.compile(
     r"EXC_BAD_ACCESS|Access violation|Illegal instruction|terminate called after throwing",
     _I,
 )
+
+# A thrown error the program reports: "then it crashes" in such an issue is no process dying.
+_THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
+
+# Regression in the body's own words, read one sentence at a time (linear: each sentence is
+# searched by a few literal patterns). Either it worked in an older version ("works fine
+# at version 1.78.1", "with the older version of OpenCV it is working", "this didn't occur
+# for me with v21") or it broke with an update ("this started happening with the recent VS
+# Code update", "in the insiders version the buffer is no longer updated").
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+_HEDGE = re.compile(r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b", _I)
+_WORKED = _words(
+    r"(?<!not )(?<!n't )(?<!never )(?:works?|worked|working|passe[sd])",
+    r"(?:is|was|seems? to be) (?:still )?(?:fine|ok|okay|good)",
+    r"no (?:problems?|issues?)",
+    r"(?:does not|doesn't|did not|didn't|never) (?:occur|happen)",
+)
+_OLDER = _words(
+    r"(?:older|previous|earlier|prior) (?:\w+ )?(?:versions?|releases?|builds?)",
+    r"(?:at|in|on|with|using|under) (?:\w+ )?(?:version |v)?\d+(?:\.\d+)+",
+    r"(?:at|in|on|with|using|under) v\d+",
+)
+_CHANGED = _words(
+    r"no longer(?! (?:supported|maintained|needed|necessary|required|used|in)\b)",
+    r"any ?more",
+    r"started|starts|began|stopped",
+    r"broke|broken|breaks",
+)
+_NEWER = _words(
+    r"(?:after|since|with|in|from) (?:the |an? |this |my )?(?:recent|latest|last|new|newest) "
+    r"(?:\w+ )?(?:updates?|upgrades?|versions?|releases?|builds?)",
+    r"after an? (?:\w+ )?(?:update|upgrade)",
+    r"after (?:updating|upgrading|installing|moving|switching|migrating)(?: to)?(?: \w+)? "
+    r"v?\d+(?:\.\d+)+",
+    r"insiders?",
+    r"since v?\d+(?:\.\d+)+",
+)
+
+
+def _regression_sentence(prose: str) -> bool:
+    """A sentence saying it worked in an older version, or broke with a newer one."""
+    for sentence in _SENTENCE.split(prose):
+        if _HEDGE.search(sentence):
+            continue
+        if (_WORKED.search(sentence) and _OLDER.search(sentence)) or (
+            _CHANGED.search(sentence) and _NEWER.search(sentence)
+        ):
+            return True
+    return False
+
 
 # Template questions that survive cleaning as prose: never evidence for any topic.
 _TEMPLATE_LINE = re.compile(
@@ -431,12 +529,23 @@ def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
     ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
     :data:`MAX_BODY_CHARS`).
     """
-    rule = TOPIC_RULES[topic]
-    return bool(
-        rule.title.search(title)
-        or rule.body.search(prose)
-        or (topic == "crash" and _CRASH_SIGNATURE.search(raw_body))
-    )
+    return _holds(topic, TOPIC_RULES[topic], title, prose, raw_body)
+
+
+def _holds(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> bool:
+    """``rule`` (of ``topic``) on the title and prose, with the topic's own extra evidence."""
+    if rule.title.search(title):
+        return True
+    if topic == "crash":
+        if _CRASH_SIGNATURE.search(raw_body):
+            return True
+        # "then it crashes" where the issue shows a thrown error is no process dying.
+        return bool(rule.body.search(prose)) and not (
+            _THROWN.search(title) or _THROWN.search(prose)
+        )
+    if rule.body.search(prose):
+        return True
+    return topic == "regression" and _regression_sentence(prose)
 
 
 class TopicTagger:
@@ -461,9 +570,5 @@ class TopicTagger:
         if summary:
             prose = f"{summary[:TITLE_MAX]}\n{prose}"
         return [
-            topic
-            for topic, rule in self._rules.items()
-            if rule.title.search(title)
-            or rule.body.search(prose)
-            or (topic == "crash" and _CRASH_SIGNATURE.search(raw))
+            topic for topic, rule in self._rules.items() if _holds(topic, rule, title, prose, raw)
         ]
