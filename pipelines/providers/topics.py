@@ -207,6 +207,12 @@ TOPIC_RULES: dict[str, Rule] = {
             r"settings (?:editor|ui)",
             r"widgets?",
             r"render(?:s|ed|ing)? (?:incorrectly|wrong|badly|blank)",
+            r"(?:background|foreground|border|selection|cursor) colou?rs?",
+            r"decorations?",
+            r"usability",
+            r"zoom(?:s|ing|ed)?",
+            r"(?:timeline|results?|output|problems|components|profiler|console|network|"
+            r"elements|settings|welcome|search|explorer) tabs?",
         ),
         body=_words(
             r"user interface",
@@ -482,13 +488,16 @@ _NEWER = _words(
 )
 
 
-def _regression_sentence(prose: str) -> bool:
-    """A sentence saying it worked in an older version, or broke with a newer one."""
+def _regression_sentence(body: re.Pattern[str], prose: str) -> bool:
+    """A sentence, not a question or a doubt, that matches ``body`` (the regression rule) or
+    says it worked in an older version or broke with a newer one."""
     for sentence in _SENTENCE.split(prose):
         if _HEDGE.search(sentence):
             continue
-        if (_WORKED.search(sentence) and _OLDER.search(sentence)) or (
-            _CHANGED.search(sentence) and _NEWER.search(sentence)
+        if (
+            body.search(sentence)
+            or (_WORKED.search(sentence) and _OLDER.search(sentence))
+            or (_CHANGED.search(sentence) and _NEWER.search(sentence))
         ):
             return True
     return False
@@ -543,9 +552,9 @@ def _holds(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> boo
         return bool(rule.body.search(prose)) and not (
             _THROWN.search(title) or _THROWN.search(prose)
         )
-    if rule.body.search(prose):
-        return True
-    return topic == "regression" and _regression_sentence(prose)
+    if topic == "regression":
+        return _regression_sentence(rule.body, prose)
+    return bool(rule.body.search(prose))
 
 
 class TopicTagger:
