@@ -36,12 +36,15 @@ _I = re.I
 def _words(*alternatives: str) -> re.Pattern[str]:
     """One case-insensitive pattern: any alternative, between word boundaries.
 
-    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``), and a word after
-    a dot is an attribute (``model.compile`` is no build). The pattern
+    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``), a word after
+    a dot is an attribute (``model.compile`` is no build), a word after a slash is a path
+    segment (``tensorflow/compiler/mlir`` is no build) and a word before a dot and a letter
+    is a file or module name (``optimize.mlir`` is no performance; ``failed.But``, a missing
+    space, is still a word). The pattern
     starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
     set of possible first characters, the positions where no alternative can start.
     """
-    return re.compile(r"\b(?<![-.])(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
+    return re.compile(r"\b(?<![-./])(?:" + "|".join(alternatives) + r")(?![\w-]|\.(?-i:[a-z]))", _I)
 
 
 def _or(words: re.Pattern[str], *raw: str) -> re.Pattern[str]:
@@ -278,7 +281,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"undefined reference",
                 r"linker (?:error|errors|fails?|failed)",
                 r"link(?:ing)? errors?",
-                r"build from source|building from source|built from source",
+                r"(?<!n't )(?<!not )(?:build|building|built) from source",
                 r"cmake (?:error|fails?|failed)",
                 r"bazel build",
                 r"ninja: build stopped",
@@ -294,29 +297,33 @@ TOPIC_RULES: dict[str, Rule] = {
         ),
     ),
     "tests": Rule(
-        title=_words(
-            r"tests?(?=:)",
-            r"tests? (?:fails?|failed|failing|failure|failures|suite|framework|case|cases|"
-            r"coverage|runner|harness|timeout|times out)",
-            r"(?:failing|flaky|broken|intermittent) tests?",
-            r"unit ?tests?",
-            r"functional tests?",
-            r"integration tests?",
-            r"\w*_tests?",
-            r"\w*tests?\.(?:py|cpp|js|ts|cc)",
-            # A test named as the place where a wrong result shows ("... in Test_X.Y") is
-            # where it was seen, not what the issue is about.
-            r"(?<!\bin )test_\w+",
-            r"(?:fail\w*|errors?|crash\w*|timeouts?) in test_\w+",
-            r"\w*test-?renderer",
-            r"how (?:to|do (?:i|we|you)|can (?:i|we|you)|should (?:i|we)) (?:unit )?test",
-            r"testing (?:framework|library|utilities|utils)",
-            r"test ?renderer",
-            r"flaky|flakiness",
-            r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
-            r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
-            r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
-            r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
+        title=_or(
+            _words(
+                r"tests?(?=:)",
+                r"tests? (?:fails?|failed|failing|failure|failures|suite|framework|case|cases|"
+                r"coverage|runner|harness|timeout|times out)",
+                r"(?:failing|flaky|broken|intermittent) tests?",
+                r"unit ?tests?",
+                r"functional tests?",
+                r"integration tests?",
+                r"\w*_tests?",
+                r"\w*tests?\.(?:py|cpp|js|ts|cc)",
+                # A test named as the place where a wrong result shows ("... in Test_X.Y") is
+                # where it was seen, not what the issue is about.
+                r"(?<!\bin )test_\w+(?:\.\w+)*",
+                r"(?:fail\w*|errors?|crash\w*|timeouts?) in test_\w+(?:\.\w+)*",
+                r"\w*test-?renderer",
+                r"how (?:to|do (?:i|we|you)|can (?:i|we|you)|should (?:i|we)) (?:unit )?test",
+                r"testing (?:framework|library|utilities|utils)",
+                r"test ?renderer",
+                r"flaky|flakiness",
+                r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
+                r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
+                r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
+                r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
+            ),
+            # a test target that fails: "//pkg/tests:optimize.mlir.test fails"
+            r"[./:]tests? (?:fails?|failed|failing|failures?)\b",
         ),
         body=_words(
             r"tests? (?:fails?|failed|failing|failure|failures|times out|timed out)",
@@ -513,7 +520,9 @@ _TEMPLATE_LINE = re.compile(
     r"there is (?:accuracy test|reproducer code|a reference to the original)|"
     r"the feature is well documented|"
     r"if the issue is about documentation or the website|"
-    r"please (?:search|read|provide|include|describe|fill|test using|file)",
+    r"please (?:search|read|provide|include|describe|fill|test using|file)|"
+    # a browser console's log line pasted as text ("[Violation] 'message' handler took 210ms")
+    r"\[violation\]",
     _I,
 )
 

@@ -367,6 +367,20 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
         ),
         ("Table page", "After the login it throws an error, then it crashes.", "crash"),
         ("dnn: wrong results of the Expand layer in Test_ONNX_layers.Expand", "", "tests"),
+        # Found reading training issues: a path segment, a file name, a console log line and a
+        # negated mention are no evidence.
+        ("//tensorflow/compiler/mlir/lite:optimize.mlir.test fails", "", "build"),
+        ("//tensorflow/compiler/mlir/lite:optimize.mlir.test fails", "", "performance"),
+        (
+            "Cannot add node",
+            "contentScript.js:113 [Violation] 'message' handler took 210ms",
+            "performance",
+        ),
+        (
+            "Expose operations to python",
+            "Developers who don't build from source lack them.",
+            "build",
+        ),
         # Regression cues that are not one.
         ("Hydration warning", "I am not sure if this worked in 18.2?", "regression"),
         ("Old API", "Since TensorFlow 1.15 is no longer supported, I use 2.12.", "regression"),
@@ -403,6 +417,10 @@ def test_custom_taxonomy_entries_match_their_own_word() -> None:
 
 
 def test_test_named_as_failing_is_a_tests_topic() -> None:
+    assert "tests" in TAGGER.tags(
+        "//tensorflow/compiler/mlir/lite/tests:optimize.mlir.test fails", ""
+    )
+    assert "security" in TAGGER.tags("Third-party versions", "Do we have vulnerabilities.But how?")
     assert "tests" in TAGGER.tags("Test_Caffe_nets.Faster_vgg16 fails with fast math", "")
     assert "tests" in TAGGER.tags("failure in test_wallet_backup", "")
 
