@@ -350,7 +350,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
             r"modules?|code)",
             r"(?<![/\\])3rdparty(?![/\\])",
-            r"vendored|submodules?",
+            r"vendored|(?:git )?submodules? (?:update|updates|bump|version|commit|pointer)",
+            r"git submodules?",
             r"peer dep(?:endency|endencies)?",
             r"version conflict",
             r"incompatible with \S+ (?:version|v?\d[\w.]*)",
@@ -521,8 +522,11 @@ _TEMPLATE_LINE = re.compile(
     r"the feature is well documented|"
     r"if the issue is about documentation or the website|"
     r"please (?:search|read|provide|include|describe|fill|test using|file)|"
-    # a browser console's log line pasted as text ("[Violation] 'message' handler took 210ms")
-    r"\[violation\]",
+    # a browser console's log line pasted as text ("[Violation] 'message' handler took 210ms"),
+    # a library's warning pasted as text ("Warning: ... indicates a memory leak")
+    r"\[violation\]|^\s*warning: |"
+    # VS Code's issue reporter line: the kind the reporter picked, not what the issue says
+    r"^\s*type: performance issue",
     _I,
 )
 

@@ -381,6 +381,17 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
             "Developers who don't build from source lack them.",
             "build",
         ),
+        (
+            "Unmount warning",
+            "Warning: Can't update an unmounted component; it indicates a memory leak.",
+            "performance",
+        ),
+        (
+            "Pages do not load",
+            "Type: Performance Issue\nThe page shows a refused error.",
+            "performance",
+        ),
+        ("feature: submodule scope for exported classes", "", "dependencies"),
         # Regression cues that are not one.
         ("Hydration warning", "I am not sure if this worked in 18.2?", "regression"),
         ("Old API", "Since TensorFlow 1.15 is no longer supported, I use 2.12.", "regression"),
