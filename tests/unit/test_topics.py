@@ -388,7 +388,7 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
         ),
         (
             "Pages do not load",
-            "Type: Performance Issue\nThe page shows a refused error.",
+            "Type: <b>Performance Issue</b>\n\nThe page shows a refused error.",
             "performance",
         ),
         ("feature: submodule scope for exported classes", "", "dependencies"),
