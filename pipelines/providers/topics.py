@@ -243,7 +243,8 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"bazel build",
                 r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
                 r"(?:error|problem|issue)s? (?:when |while )?(?:trying to )?"
-                r"(?:build|building|compile|compiling)(?! (?:the |a |my )?(?:model|graph|function))",
+                r"(?:build|building|compile|compiling)"
+                r"(?! (?:the |a |my )?(?:model|graph|function))",
                 r"build(?=:)",
                 r"missing #?includes?",
                 r"(?<!mouse )(?<!scroll )wheels?",
