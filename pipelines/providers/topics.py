@@ -213,7 +213,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:background|foreground|border|selection|cursor) colou?rs?",
             r"decorations?",
             r"usability",
-            r"zoom(?:s|ing|ed)?",
+            r"zoom (?:factor|level|in|out)",
             r"(?:timeline|results?|output|problems|components|profiler|console|network|"
             r"elements|settings|welcome|search|explorer) tabs?",
         ),

@@ -392,6 +392,7 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
             "performance",
         ),
         ("feature: submodule scope for exported classes", "", "dependencies"),
+        ("Zoom challenge", "", "ui"),  # zoom alone says too little
         # Regression cues that are not one.
         ("Hydration warning", "I am not sure if this worked in 18.2?", "regression"),
         ("Old API", "Since TensorFlow 1.15 is no longer supported, I use 2.12.", "regression"),
