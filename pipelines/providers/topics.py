@@ -8,7 +8,11 @@ survive as prose (React's "Which versions of React ...", TensorFlow's "Have you 
 the bug with TF nightly?"). Each topic has two rule sets: a broader one for the title, where
 a word is a claim ("Docs: ...", "Slow search"), and a stricter one for the body, where the
 same word is often a passing mention ("I read the docs"). ``crash`` also reads the raw body
-for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears).
+for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears),
+and its prose evidence ("then it crashes") does not count beside a thrown error.
+``regression`` reads the prose one sentence at a time, skipping questions and doubts: a
+sentence that says it worked in an older version ("works fine at version 1.78.1") or broke
+with a newer one ("started happening with the recent update") is evidence.
 
 Every pattern is linear in its input: literal alternations between word boundaries, no
 nested or overlapping quantifiers; titles and bodies are bounded before any matching
