@@ -251,10 +251,15 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"(?! (?:the |a |my )?(?:model|graph|function))",
                 r"build(?=:)",
                 r"missing #?includes?",
-                r"(?<!mouse )(?<!scroll )wheels?",
+                # Python wheels, not a mouse wheel or a wheel event
+                r"(?<!mouse )(?<!scroll )(?<!the )(?<!a )wheels?"
+                r"(?! (?:event|events|listener|handler|scroll\w*|zoom\w*|delta|click\w*|button))",
                 r"(?:arm|arm64|aarch64|x86|x64|macos|windows|linux|debug|release|universal|static|"
                 r"nightly|wasm|android|ios) (?:builds?|binaries)",
-                r"depends(?! (?:on|upon)\b)",
+                # Bitcoin Core's depends system, not "it depends on"
+                r"depends(?=:)",
+                r"depends (?:bdb|qt|boost|libevent|zeromq|miniupnpc|sqlite|build|system|"
+                r"packages?|tree|(?-i:[A-Z][A-Z0-9_]{3,}))",
                 r"makefile",
                 r"autotools|autoconf|automake",
                 r"configure script",

@@ -291,6 +291,7 @@ def test_issue_templates_give_no_topic(name: str, title: str, body: str) -> None
         ("build: zlib fails to install on musl", "", "build"),
         ("Error trying to build the library 4.5 with the new SDK", "", "build"),
         ("depends: qt package uses the wrong flags", "", "build"),
+        ("What does depends HOST_FLAGS do?", "", "build"),
         ("How do I reproduce -Werror=shadow failures?", "", "build"),
         ("Publish wheels for Python 3.12", "", "build"),
         ("Add a Windows ARM build", "", "build"),
@@ -397,7 +398,10 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
         ("Hydration warning", "I am not sure if this worked in 18.2?", "regression"),
         ("Old API", "Since TensorFlow 1.15 is no longer supported, I use 2.12.", "regression"),
         ("Scroll with the mouse wheel skips lines", "", "build"),
+        ("onWheel: wheel events are passive in Chrome", "", "build"),
+        ("Zoom with the wheel is too fast", "", "build"),
         ("Flag depends on the platform", "", "build"),
+        ("Behaviour depends heavily on the locale", "", "build"),
         ("Timer fires after 2.5 seconds", "", "regression"),
         ("It does not work with 2.3", "It does not work with version 2.3 either.", "regression"),
         (
