@@ -8,7 +8,11 @@ survive as prose (React's "Which versions of React ...", TensorFlow's "Have you 
 the bug with TF nightly?"). Each topic has two rule sets: a broader one for the title, where
 a word is a claim ("Docs: ...", "Slow search"), and a stricter one for the body, where the
 same word is often a passing mention ("I read the docs"). ``crash`` also reads the raw body
-for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears).
+for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears),
+and its prose evidence ("then it crashes") does not count beside a thrown error.
+``regression`` reads the prose one sentence at a time, skipping questions and doubts: a
+sentence that says it worked in an older version ("works fine at version 1.78.1") or broke
+with a newer one ("started happening with the recent update") is evidence.
 
 Every pattern is linear in its input: literal alternations between word boundaries, no
 nested or overlapping quantifiers; titles and bodies are bounded before any matching
@@ -36,12 +40,20 @@ _I = re.I
 def _words(*alternatives: str) -> re.Pattern[str]:
     """One case-insensitive pattern: any alternative, between word boundaries.
 
-    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``), and a word after
-    a dot is an attribute (``model.compile`` is no build). The pattern
+    A hyphen is part of a word (``--crash-reporter-id`` holds no ``crash``), a word after
+    a dot is an attribute (``model.compile`` is no build), a word after a slash is a path
+    segment (``tensorflow/compiler/mlir`` is no build) and a word before a dot and a letter
+    is a file or module name (``optimize.mlir`` is no performance; ``failed.But``, a missing
+    space, is still a word). The pattern
     starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
     set of possible first characters, the positions where no alternative can start.
     """
-    return re.compile(r"\b(?<![-.])(?:" + "|".join(alternatives) + r")(?![\w-])", _I)
+    return re.compile(r"\b(?<![-./])(?:" + "|".join(alternatives) + r")(?![\w-]|\.(?-i:[a-z]))", _I)
+
+
+def _or(words: re.Pattern[str], *raw: str) -> re.Pattern[str]:
+    """``words`` or any of ``raw`` (patterns outside word boundaries, e.g. ``-Werror``)."""
+    return re.compile("|".join((words.pattern, *raw)), _I)
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"bottleneck",
             r"laggy|lags?|lagging",
             r"out of memory|oom",
+            r"sluggish(?:ness)?",
+            r"time[- ]consuming",
         ),
         body=_words(
             r"performance (?:issue|problem|regression|degradation|drop|hit|penalty)",
@@ -118,6 +132,11 @@ TOPIC_RULES: dict[str, Rule] = {
             r"out of memory|oom",
             r"latency",
             r"throughput",
+            r"sluggish(?:ness)?",
+            r"(?:cpu|gpu|memory|ram) (?:usage|utili[sz]ation|consumption|occupancy)(?: rate)? "
+            r"(?:is |was |are |gets |goes )?(?:very |extremely |too |really |so )?(?:high|huge)",
+            r"(?:needs?|takes?|took|requires?) (?:much |a lot |far |way )?more time",
+            r"how (?:to|can i|do i|can we) (?:optimi[sz]e|speed (?:it )?up|accelerate)",
         ),
     ),
     "security": Rule(
@@ -195,6 +214,12 @@ TOPIC_RULES: dict[str, Rule] = {
             r"settings (?:editor|ui)",
             r"widgets?",
             r"render(?:s|ed|ing)? (?:incorrectly|wrong|badly|blank)",
+            r"(?:background|foreground|border|selection|cursor) colou?rs?",
+            r"decorations?",
+            r"usability",
+            r"zoom (?:factor|level|in|out)",
+            r"(?:timeline|results?|output|problems|components|profiler|console|network|"
+            r"elements|settings|welcome|search|explorer) tabs?",
         ),
         body=_words(
             r"user interface",
@@ -212,71 +237,103 @@ TOPIC_RULES: dict[str, Rule] = {
         ),
     ),
     "build": Rule(
-        title=_words(
-            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|break)",
-            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
-            r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
-            r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
-            r"cmake",
-            r"bazel build",
-            r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
-            r"(?:error|problem|issue)s? (?:when )?(?:trying to )?(?:build|compil)(?:e|ing)",
-            r"makefile",
-            r"autotools|autoconf|automake",
-            r"configure script",
-            r"linker|linking|link errors?",
-            r"undefined (?:reference|symbol)",
-            r"msbuild|msvc|visual studio 20\d\d",
-            r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
-            r"toolchain",
-            r"cross[- ]compil\w*",
-            r"build (?:system|from source|script|config(?:uration)?)",
-            r"how to (?:build|compile)",
-            r"(?:from|on) source",
-            r"depends(?=:)",
-            r"guix",
-            r"(?:gcc|clang)(?:[- ]?\d+)?",
-            r"(?:ci|github actions) (?:build|job)",
-            r"(?:pip )?wheel (?:build|package)",
-            r"packaging",
+        title=_or(
+            _words(
+                r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|break)",
+                r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+                r"(?:fix|fixes|fixed) (?:the )?(?:build|compilation|compile|compiler)",
+                r"compil(?:e|er|ation|ing)(?: (?:error|errors|fails?|failure|warnings?))?",
+                r"cmake",
+                r"bazel build",
+                r"bazel (?:error|errors|fails?|failed|failure|broken|version \d)",
+                r"(?:error|problem|issue)s? (?:when |while )?(?:trying to )?"
+                r"(?:build|building|compile|compiling)"
+                r"(?! (?:the |a |my )?(?:model|graph|function))",
+                r"build(?=:)",
+                r"missing #?includes?",
+                # Python wheels, not a mouse wheel or a wheel event
+                r"(?<!mouse )(?<!scroll )(?<!the )(?<!a )wheels?"
+                r"(?! (?:event|events|listener|handler|scroll\w*|zoom\w*|delta|click\w*|button))",
+                r"(?:arm|arm64|aarch64|x86|x64|macos|windows|linux|debug|release|universal|static|"
+                r"nightly|wasm|android|ios) (?:builds?|binaries)",
+                # Bitcoin Core's depends system, not "it depends on"
+                r"depends(?=:)",
+                r"depends (?:bdb|qt|boost|libevent|zeromq|miniupnpc|sqlite|build|system|"
+                r"packages?|tree|(?-i:[A-Z][A-Z0-9_]{3,}))",
+                r"makefile",
+                r"autotools|autoconf|automake",
+                r"configure script",
+                r"linker|linking|link errors?",
+                r"undefined (?:reference|symbol)",
+                r"msbuild|msvc|visual studio 20\d\d",
+                r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
+                r"toolchain",
+                r"cross[- ]compil\w*",
+                r"build (?:system|from source|script|config(?:uration)?)",
+                r"how to (?:build|compile)",
+                r"(?:from|on) source",
+                r"guix",
+                r"(?:gcc|clang)(?:[- ]?\d+)?",
+                r"(?:ci|github actions) (?:build|job)",
+                r"(?:pip )?wheel (?:build|package)",
+                r"packaging",
+            ),
+            r"-Werror\b",
         ),
-        body=_words(
-            r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
-            r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
-            r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
-            r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)"
-            r"(?! (?:the |a |my |this |our )?(?:model|graph|function|keras))",
-            r"(?:building|compiling|linking) (?:fails|failed|breaks)",
-            r"undefined reference",
-            r"linker (?:error|errors|fails?|failed)",
-            r"link(?:ing)? errors?",
-            r"build from source|building from source|built from source",
-            r"cmake (?:error|fails?|failed)",
-            r"bazel build",
-            r"ninja: build stopped",
-            r"configure: error",
-            r"make: \*\*\*",
+        body=_or(
+            _words(
+                r"build(?:s|ing)? (?:fails?|failure|failed|error|errors|broken|breaks)",
+                r"(?:fails?|failed|failing|unable|cannot|can't) to (?:build|compile|link)",
+                r"compil(?:e|ation|er) (?:error|errors|fails?|failure|failed)",
+                r"(?:error|errors|fails?|failure) (?:when|while) (?:building|compiling|linking)"
+                r"(?! (?:the |a |my |this |our )?(?:model|graph|function|keras))",
+                r"(?:building|compiling|linking) (?:fails|failed|breaks)",
+                r"undefined reference",
+                r"linker (?:error|errors|fails?|failed)",
+                r"link(?:ing)? errors?",
+                r"(?<!n't )(?<!not )(?:build|building|built) from source",
+                r"cmake (?:error|fails?|failed)",
+                r"bazel build",
+                r"ninja: build stopped",
+                r"configure: error",
+                r"make: \*\*\*",
+                r"compilation terminated",
+                r"error C\d{4}",
+                r"causing (?:the )?builds? to fail|builds? to fail",
+                r"(?:trying|tried|try|attempting) to (?:build|compile) (?:\w+ )?(?:from source|"
+                r"(?:opencv|tensorflow|bitcoin(?: core)?|bitcoind|tflite|vs ?code) v?\d[\w.]*)",
+            ),
+            r"-Werror\b",
         ),
     ),
     "tests": Rule(
-        title=_words(
-            r"tests?(?=:)",
-            r"tests? (?:fails?|failed|failing|failure|failures|suite|framework|case|cases|"
-            r"coverage|runner|harness|timeout|times out)",
-            r"(?:failing|flaky|broken|intermittent) tests?",
-            r"unit ?tests?",
-            r"functional tests?",
-            r"integration tests?",
-            r"\w*_tests?",
-            r"\w*tests?\.(?:py|cpp|js|ts|cc)",
-            r"test_\w+",
-            r"testing (?:framework|library|utilities|utils)",
-            r"test ?renderer",
-            r"flaky|flakiness",
-            r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
-            r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
-            r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
-            r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
+        title=_or(
+            _words(
+                r"tests?(?=:)",
+                r"tests? (?:fails?|failed|failing|failure|failures|suite|framework|case|cases|"
+                r"coverage|runner|harness|timeout|times out)",
+                r"(?:failing|flaky|broken|intermittent) tests?",
+                r"unit ?tests?",
+                r"functional tests?",
+                r"integration tests?",
+                r"\w*_tests?",
+                r"\w*tests?\.(?:py|cpp|js|ts|cc)",
+                # A test named as the place where a wrong result shows ("... in Test_X.Y") is
+                # where it was seen, not what the issue is about.
+                r"(?<!\bin )test_\w+(?:\.\w+)*",
+                r"(?:fail\w*|errors?|crash\w*|timeouts?) in test_\w+(?:\.\w+)*",
+                r"\w*test-?renderer",
+                r"how (?:to|do (?:i|we|you)|can (?:i|we|you)|should (?:i|we)) (?:unit )?test",
+                r"testing (?:framework|library|utilities|utils)",
+                r"test ?renderer",
+                r"flaky|flakiness",
+                r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
+                r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
+                r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
+                r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
+            ),
+            # a test target that fails: "//pkg/tests:optimize.mlir.test fails"
+            r"[./:]tests? (?:fails?|failed|failing|failures?)\b",
         ),
         body=_words(
             r"tests? (?:fails?|failed|failing|failure|failures|times out|timed out)",
@@ -284,6 +341,8 @@ TOPIC_RULES: dict[str, Rule] = {
             r"flaky|flakiness",
             r"test suite (?:fails?|failed|is failing|breaks)",
             r"test framework",
+            r"(?:failing|fails|failed) (?:on|in) (?:my|our|the) (?:unit )?tests",
+            r"intermittent(?:ly)? (?:fail\w*|error\w*)|(?:seems|appears) to be intermittent",
         ),
     ),
     "dependencies": Rule(
@@ -301,14 +360,17 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
             r"modules?|code)",
             r"(?<![/\\])3rdparty(?![/\\])",
-            r"vendored|submodules?",
+            r"vendored|(?:git )?submodules? (?:update|updates|bump|version|commit|pointer)",
+            r"git submodules?",
             r"peer dep(?:endency|endencies)?",
             r"version conflict",
             r"incompatible with \S+ (?:version|v?\d[\w.]*)",
             r"(?:pip|npm|yarn|conda) install",
             r"eresolve",
             r"(?:protobuf|numpy|keras|cuda|cudnn|ffmpeg|boost|qt|openssl|onnx|node) "
-            r"(?:version|v?\d+(?:\.\d+)+)",
+            r"(?:version|compatibility|incompatibility|v?\d+(?:\.\d+)+)",
+            r"(?:is |are )?(?:incompatible|incompitable|not compatible) with (?:\w+ )?"
+            r"v?\d+(?:\.\d+)+",
         ),
         body=_words(
             r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
@@ -368,6 +430,15 @@ TOPIC_RULES: dict[str, Rule] = {
             r"used to work",
             r"broken (?:since|after|in) v?\d[\w.]*",
             r"(?:since|after) (?:upgrading|updating|update|upgrade) (?:to )?v?\d[\w.]*",
+            # "... after version 1.79.0", "after TF 2.11" (not "after 2.5 seconds")
+            r"after (?:version |updating to |upgrading to |\w+ )?v?\d+(?:\.\d+)+"
+            r"(?![\d.]| ?(?:s|secs?|seconds?|ms|minutes?|mins?|hours?|days?|[kmg]b|%)\b)",
+            r"compared? (?:to|with) (?:\w+ )?v?\d+(?:\.\d+)+",
+            r"(?:slower|worse) than (?:in )?(?:\w+ )?v?\d+(?:\.\d+)+",
+            r"version ?(?:higher|newer|later|greater) than",
+            r"now (?:disappears?|fails?|crash(?:es)?|throws?|breaks?|hangs?|freezes?|ignores?|"
+            r"errors?|missing)",
+            r"(?:not working|doesn't work|does not work|broken|fails?|failing) any ?more",
         ),
         body=_words(
             r"regression(?! tests?\b)",
@@ -384,6 +455,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"broken since",
             r"(?:worked|works) (?:fine |well )?in (?:the )?(?:previous|older|earlier) "
             r"(?:version|release|versions|releases)",
+            r"(?:has |had )?changed (?:since|in|after|between) v?\d+(?:\.\d+)+",
         ),
     ),
 }
@@ -396,6 +468,59 @@ _CRASH_SIGNATURE = re.compile(
     _I,
 )
 
+# A thrown error the program reports: "then it crashes" in such an issue is no process dying.
+_THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
+
+# Regression in the body's own words, read one sentence at a time (linear: each sentence is
+# searched by a few literal patterns). Either it worked in an older version ("works fine
+# at version 1.78.1", "with the older version of OpenCV it is working", "this didn't occur
+# for me with v21") or it broke with an update ("this started happening with the recent VS
+# Code update", "in the insiders version the buffer is no longer updated").
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
+_HEDGE = re.compile(r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b", _I)
+_WORKED = _words(
+    r"(?<!not )(?<!n't )(?<!never )(?:works?|worked|working|passe[sd])",
+    r"(?:is|was|seems? to be) (?:still )?(?:fine|ok|okay|good)",
+    r"no (?:problems?|issues?)",
+    r"(?:does not|doesn't|did not|didn't|never) (?:occur|happen)",
+)
+_OLDER = _words(
+    r"(?:older|previous|earlier|prior) (?:\w+ )?(?:versions?|releases?|builds?)",
+    r"(?:at|in|on|with|using|under) (?:\w+ )?(?:version |v)?\d+(?:\.\d+)+",
+    r"(?:at|in|on|with|using|under) v\d+",
+)
+_CHANGED = _words(
+    r"no longer(?! (?:supported|maintained|needed|necessary|required|used|in)\b)",
+    r"any ?more",
+    r"started|starts|began|stopped",
+    r"broke|broken|breaks",
+)
+_NEWER = _words(
+    r"(?:after|since|with|in|from) (?:the |an? |this |my )?(?:recent|latest|last|new|newest) "
+    r"(?:\w+ )?(?:updates?|upgrades?|versions?|releases?|builds?)",
+    r"after an? (?:\w+ )?(?:update|upgrade)",
+    r"after (?:updating|upgrading|installing|moving|switching|migrating)(?: to)?(?: \w+)? "
+    r"v?\d+(?:\.\d+)+",
+    r"insiders?",
+    r"since v?\d+(?:\.\d+)+",
+)
+
+
+def _regression_sentence(body: re.Pattern[str], prose: str) -> bool:
+    """A sentence, not a question or a doubt, that matches ``body`` (the regression rule) or
+    says it worked in an older version or broke with a newer one."""
+    for sentence in _SENTENCE.split(prose):
+        if _HEDGE.search(sentence):
+            continue
+        if (
+            body.search(sentence)
+            or (_WORKED.search(sentence) and _OLDER.search(sentence))
+            or (_CHANGED.search(sentence) and _NEWER.search(sentence))
+        ):
+            return True
+    return False
+
+
 # Template questions that survive cleaning as prose: never evidence for any topic.
 _TEMPLATE_LINE = re.compile(
     r"which versions? of react|did this work in previous versions|"
@@ -406,7 +531,12 @@ _TEMPLATE_LINE = re.compile(
     r"there is (?:accuracy test|reproducer code|a reference to the original)|"
     r"the feature is well documented|"
     r"if the issue is about documentation or the website|"
-    r"please (?:search|read|provide|include|describe|fill|test using|file)",
+    r"please (?:search|read|provide|include|describe|fill|test using|file)|"
+    # a browser console's log line pasted as text ("[Violation] 'message' handler took 210ms"),
+    # a library's warning pasted as text ("Warning: ... indicates a memory leak")
+    r"\[violation\]|^\s*warning: |"
+    # VS Code's issue reporter line: the kind the reporter picked, not what the issue says
+    r"^\s*type: performance issue",
     _I,
 )
 
@@ -431,12 +561,23 @@ def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
     ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
     :data:`MAX_BODY_CHARS`).
     """
-    rule = TOPIC_RULES[topic]
-    return bool(
-        rule.title.search(title)
-        or rule.body.search(prose)
-        or (topic == "crash" and _CRASH_SIGNATURE.search(raw_body))
-    )
+    return _holds(topic, TOPIC_RULES[topic], title, prose, raw_body)
+
+
+def _holds(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> bool:
+    """``rule`` (of ``topic``) on the title and prose, with the topic's own extra evidence."""
+    if rule.title.search(title):
+        return True
+    if topic == "crash":
+        if _CRASH_SIGNATURE.search(raw_body):
+            return True
+        # "then it crashes" where the issue shows a thrown error is no process dying.
+        return bool(rule.body.search(prose)) and not (
+            _THROWN.search(title) or _THROWN.search(prose)
+        )
+    if topic == "regression":
+        return _regression_sentence(rule.body, prose)
+    return bool(rule.body.search(prose))
 
 
 class TopicTagger:
@@ -461,9 +602,5 @@ class TopicTagger:
         if summary:
             prose = f"{summary[:TITLE_MAX]}\n{prose}"
         return [
-            topic
-            for topic, rule in self._rules.items()
-            if rule.title.search(title)
-            or rule.body.search(prose)
-            or (topic == "crash" and _CRASH_SIGNATURE.search(raw))
+            topic for topic, rule in self._rules.items() if _holds(topic, rule, title, prose, raw)
         ]
