@@ -759,6 +759,9 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
     if env:
         _place(slots, 4, f"({', '.join(env)})", max_chars)
+    refs = references(parsed)
+    if refs and not _contains(f"{title} {statement}", refs.rstrip(".").rsplit("#", 1)[-1]):
+        _place(slots, 5, refs, max_chars)
     if statement and lead != statement and 0 in slots:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
@@ -772,6 +775,37 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
+
+
+# "resolves #21046", "fix https://github.com/o/r/issues/22052" (made "o/r#22052" by the
+# parser), "Fixed #23937 and #23056": the issues a pull request answers.
+_REFERENCE = re.compile(
+    r"\b(fix(?:es|ed)?|close[sd]?|resolve[sd]?|reworks?|continues|follow-?up (?:to|of|for)|"
+    r"duplicate of|supersedes|replaces)[ \t]{0,3}:?[ \t]{0,3}"
+    r"((?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}"
+    r"(?:(?:,[ \t]{0,3}|[ \t]{1,3}and[ \t]{1,3})(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}){0,4})",
+    re.I,
+)
+_REPO_PREFIX = re.compile(r"[\w.-]{1,100}/[\w.-]{1,100}#")
+REFERENCES_SHOWN = 3  # references of a pull request shown, at most
+_REFERENCE_TEXT = 2_000  # characters of each paragraph or code chunk read for them
+
+
+def references(parsed: ParsedIssue) -> str:
+    """The issues a pull request fixes or continues, as "Resolves #21046." (the repository
+    prefix dropped: it is nearly always the issue's own), ``""`` when there are none."""
+    chunks = (
+        chunk for section in parsed.sections for chunk in [*section.paragraphs, *section.code]
+    )
+    found = {
+        f"{match.group(1).lower()} {_REPO_PREFIX.sub('#', match.group(2))}": None
+        for chunk in chunks
+        for match in _REFERENCE.finditer(chunk[:_REFERENCE_TEXT])
+    }  # in order, once each
+    if not found:
+        return ""
+    text = "; ".join(list(found)[:REFERENCES_SHOWN])
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _fit(statement: str, limit: int) -> str:

@@ -968,6 +968,11 @@ def find_error(parsed: ParsedIssue) -> str:
     if bare:
         return bare
     for chunk in ordered[:code_chunks]:
+        if "error message:" in chunk:
+            cli = _CLI_ERROR.search(chunk)
+            if cli:  # bitcoin-cli: "error code: -32601\nerror message:\nMethod not found"
+                return f"{cli.group(2).strip()} (error code {cli.group(1)})"
+    for chunk in ordered[:code_chunks]:
         for line in _candidate_lines(chunk, _FATAL_HINTS):
             fatal = _FATAL.search(line)
             if fatal:
@@ -981,6 +986,12 @@ def find_error(parsed: ParsedIssue) -> str:
                 found = fatal.group(1) or fatal.group(2) or fatal.group(0)
                 return found.strip(" \"'`")
     return ""
+
+
+_CLI_ERROR = re.compile(
+    r"error code:[ \t]{0,10}(-?\d{1,6})[ \t]{0,10}\r?\n[ \t]{0,10}error message:[ \t]{0,10}\r?\n"
+    r"[ \t]{0,10}([^\n]{3,200})"
+)
 
 
 # "ERROR: /home/u/.cache/bazel/…/BUILD.bazel:3204:11: Compiling x failed": where is not what.

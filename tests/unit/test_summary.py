@@ -874,3 +874,17 @@ def test_a_bare_exception_name_gives_way_to_the_titles_error() -> None:
 
 def test_a_title_only_summary_drops_the_kind_label() -> None:
     assert summarise('[DevTools Bug] Element "12" not found', "") == 'Element "12" not found.'
+
+
+def test_the_issues_a_pull_request_resolves_are_named() -> None:
+    body = (
+        "reworks #17295 continues https://github.com/o/r/issues/21506\r\nresolves #21046\r\n\r\n"
+        "### Pull Request Readiness Checklist\r\n\r\n- [x] I agree to contribute"
+    )
+    summary = summarise("dnn: apply hint to ignore denormals processing", body)
+    assert summary.endswith("Reworks #17295; continues #21506; resolves #21046.")
+
+
+def test_a_reference_the_summary_already_has_is_not_repeated() -> None:
+    summary = summarise("Solved bug in Reduce layer #24044", "resolves #24044")
+    assert summary.count("24044") == 1

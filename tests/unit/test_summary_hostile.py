@@ -76,6 +76,9 @@ HOSTILE_BODIES: dict[str, str] = {
     "tombstone lines": ("pid: 1, tid: 2\nsignal 11 (SIGSEGV)\n" * BODY)[:BODY],
     "indented sentences": ("\n    word word word word.\n" * BODY)[:BODY],
     "bug shortcodes": (":bug: " * BODY)[:BODY],
+    "references": ("fixes #1 and #2, " * BODY)[:BODY],
+    "reference-like repository names": ("fixes " + "a" * 90 + "/" + "b" * 90 + " ") * 200,
+    "cli error lines": ("```\n" + "error code: -1\nerror message:\n" * 2_000 + "```"),
 }
 
 

@@ -415,3 +415,12 @@ def test_an_android_tombstone_is_a_log_not_prose() -> None:
     assert "Our service crashes in the interpreter" in text
     for piece in ("fingerprint", "Revision", "ABI", "pid:", "SIGSEGV"):
         assert piece not in text
+
+
+def test_a_bitcoin_cli_error_is_read_from_its_two_lines() -> None:
+    body = (
+        "Creating an address fails.\n\n```\n$ bitcoin-cli getnewaddress\n"
+        "error code: -32601\nerror message:\nMethod not found\n```"
+    )
+    error = find_error(parse_issue("getnewaddress missing", body))
+    assert error == "Method not found (error code -32601)"
