@@ -777,11 +777,11 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     return truncate(summary, max_chars)
 
 
-# "resolves #21046", "fix https://github.com/o/r/issues/22052" (made "o/r#22052" by the
-# parser), "Fixed #23937 and #23056": the issues a pull request answers.
+# "resolves #21046", "Fix issue: https://github.com/o/r/issues/22052" (made "o/r#22052" by
+# the parser), "Fixed #23937 and #23056": the issues a pull request answers.
 _REFERENCE = re.compile(
     r"\b(fix(?:es|ed)?|close[sd]?|resolve[sd]?|reworks?|continues|follow-?up (?:to|of|for)|"
-    r"duplicate of|supersedes|replaces)[ \t]{0,3}:?[ \t]{0,3}"
+    r"duplicate of|supersedes|replaces)(?:[ \t]{1,3}issues?)?[ \t]{0,3}:?[ \t]{0,3}"
     r"((?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}"
     r"(?:(?:,[ \t]{0,3}|[ \t]{1,3}and[ \t]{1,3})(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}){0,4})",
     re.I,
@@ -800,6 +800,7 @@ def references(parsed: ParsedIssue) -> str:
     found = {
         f"{match.group(1).lower()} {_REPO_PREFIX.sub('#', match.group(2))}": None
         for chunk in chunks
+        if "#" in chunk
         for match in _REFERENCE.finditer(chunk[:_REFERENCE_TEXT])
     }  # in order, once each
     if not found:

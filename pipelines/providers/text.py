@@ -932,8 +932,9 @@ _NO_PLATFORM = frozenset(("all", "any", "all platforms", "any platform", "cross-
 def find_error(parsed: ParsedIssue) -> str:
     """The most telling error of an issue: an exception with its message, else a fatal line.
 
-    Error-message fields first, then logs and code (for a Python traceback, its last
-    exception line), then prose. ``""`` when there is none.
+    Error-message fields first, then logs, then code (for a Python traceback, its last
+    exception line), then prose; an exception name without a message (a class a
+    reproducer uses) only when none has one. ``""`` when there is none.
     """
     ordered: list[str] = []
     for section in parsed.sections:

@@ -888,3 +888,8 @@ def test_the_issues_a_pull_request_resolves_are_named() -> None:
 def test_a_reference_the_summary_already_has_is_not_repeated() -> None:
     summary = summarise("Solved bug in Reduce layer #24044", "resolves #24044")
     assert summary.count("24044") == 1
+
+
+def test_a_fix_issue_link_is_a_reference() -> None:
+    body = "Fix issue: https://github.com/o/r/issues/24041\n\nThe layer gets a default operation."
+    assert summarise("DNN: fix the issue in layer_fuse", body).endswith("Fix #24041.")
