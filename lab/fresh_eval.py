@@ -14,8 +14,11 @@ fixes and ``holdout2`` after a second (the failures of both were fixed afterward
 ``holdout3`` once on the final code of the second round (see docs/model-card.md). In the
 third round ``holdout3`` was re-rated with the composing summariser (``rating_after`` and
 ``adds_info_after``: a before/after on the same issues, no longer held out, since they were
-read while tuning) and ``holdout4`` was drawn and rated once on its final code. Re-running this
-script re-scores the topics only: the ratings are data.
+read while tuning) and ``holdout4`` was drawn and rated once on its final code. In the fourth
+round ``holdout4`` (tuning data since the third round's follow-up) was re-rated with the
+summariser of that round, all 45 summaries read again next to their issues (``rating_after``,
+``adds_info_after``; not held out). Re-running this script re-scores the topics only: the
+ratings are data.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
 SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4", "holdout5")
+# Whose summaries ``rating_after`` rates, by sample.
+RERATED_WITH = {
+    "holdout3": "the third round's summariser",
+    "holdout4": "the fourth round's summariser",
+}
 
 
 def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -87,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if "rating_after_mean" in rep:
             print(
-                f"  re-rated with the third round's summariser ({rep['rating_after_of']} issues, "
+                f"  re-rated with {RERATED_WITH.get(sample, 'a later summariser')} "
+                f"({rep['rating_after_of']} issues, "
                 f"no longer held out): mean {rep['rating_after_mean']:.2f}; adds information "
                 f"on {rep['adds_info_after']} of {rep['with_prose_after']} with prose "
                 f"({rep['adds_info_after'] / max(rep['with_prose_after'], 1):.0%})"

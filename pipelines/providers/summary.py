@@ -126,7 +126,8 @@ _BOILERPLATE = re.compile(
     r"(?:e\.g\.|for example),? (?:linux|ubuntu|windows|macos)|automated\)|"
     r"you can collect some of this information|you can obtain the tensorflow version|"
     r"provide a reproducible test case|include any logs or source code|"
-    r"if the current behavior is a bug|your bug will get fixed much faster|signed-off-by)",
+    r"if the current behavior is a bug|your bug will get fixed much faster|signed-off-by|"
+    r"originally posted by)",
     re.I,
 )
 # "It crashes…", "This happens…", "That is…": a subject pronoun followed by a verb.
@@ -363,7 +364,7 @@ _CUE = re.compile(
 )
 # 🐛: VS Code's maintainers mark the faulty step with it — as a word of its own ("Hover a
 # link, 🐛 it flickers"), not inside a name ("🐛.txt").
-_BUG_STEP = re.compile(r"(?:^|(?<=\s))\U0001f41b(?=\s)")
+_BUG_STEP = re.compile(r"(?:^|(?<=\s))(?:\U0001f41b|:bug:)(?=\s)")  # also as a shortcode
 _QUESTION_MARK = "\u2753"  # ❓: and the step whose outcome the tester doubts
 _SAYS_BUG = re.compile(
     r"\b(?:this|that|which) is (?:a|the) bug\b|^(?:bug|actual(?: result)?):", re.I
@@ -409,13 +410,25 @@ _LEAD = re.compile(
 )
 
 
+# "Per some discussion today with @a and @b, I'd like…": where the idea came from, in front
+# of what it is. ("I'm new to X and…" makes the whole sentence weak: what follows is
+# mostly background too.)
+_WEAK_CLAUSE = re.compile(
+    r"(?:as )?per (?:some |our |the |a |my )?(?:recent )?(?:discussions?|conversations?|chats?|"
+    r"talks?)[^,.;:!?]{0,80},[ \t]+(?=\S)",
+    re.I,
+)
+
+
 def _drop_lead(sentence: str) -> str:
-    """ "Hi, I got…" -> "I got…", "Summary: The link…" -> "The link…"."""
-    match = _LEAD.match(sentence)
-    if not match or len(sentence) - match.end() < 15:
-        return sentence
-    rest = sentence[match.end() :]
-    return rest[:1].upper() + rest[1:]
+    """ "Hi, I got…" -> "I got…", "Summary: The link…" -> "The link…", "Per some discussion
+    with @a, I'd like…" -> "I'd like…"."""
+    for pattern in (_LEAD, _WEAK_CLAUSE, _LEAD):
+        match = pattern.match(sentence)
+        if match and len(sentence) - match.end() >= 15:
+            rest = sentence[match.end() :]
+            sentence = rest[:1].upper() + rest[1:]
+    return sentence
 
 
 def _section_sentences(paragraphs: list[str], seen: set[str]) -> list[str]:
@@ -455,7 +468,15 @@ def _statement_sections(parsed: ParsedIssue) -> list[Section]:
 
 FOLLOW_NEW_WORDS = 3  # content words a second sentence must add to the first and the title
 _ASIDE = re.compile(
-    r"(?:please|thanks?|thank you|so\b|and yet\b|anyway|any (?:kind of )?help)", re.I
+    r"(?:please|thanks?|thank you|so\b|and yet\b|anyway|any (?:kind of )?help|"
+    r"here(?:'s| is| are)\b|below\b)",  # "Here's some examples, with…": code follows
+    re.I,
+)
+
+# A subordinate clause opening: with a colon at its end, the main clause is the code below.
+_CLAUSE_START = re.compile(
+    r"(?:(?:however|but|and|so|then),?[ \t]+)?(?:when|whenever|if|while|after|once|as soon as)\b",
+    re.I,
 )
 
 
@@ -463,6 +484,8 @@ def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
     """Whether a second sentence says enough of its own to be worth its length."""
     if _ASIDE.match(sentence) or is_dangling(sentence) or _CODE_LABEL.match(sentence):
         return False
+    if sentence.endswith(":") and _CLAUSE_START.match(sentence):
+        return False  # "However, when I try to unlock it for 60s:" (and code): half a sentence
     new = set(tokens(sentence)) - title_tokens - set(tokens(first))
     return len(new) >= FOLLOW_NEW_WORDS
 
@@ -485,9 +508,18 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
     sections = _statement_sections(parsed)
     for position, section in enumerate(sections):
         role = section.role
+        if role == STEPS:
+            listed = _step_list(section.paragraphs, title_tokens)
+            if listed:
+                return listed, role
         sentences = _section_sentences(section.paragraphs, seen)
         informative = [i for i, s in enumerate(sentences) if _informative(s, title_tokens)]
-        marked = [i for i in informative if _BUG_STEP.search(sentences[i])]
+        marked = [
+            i
+            for i in informative
+            if _BUG_STEP.search(sentences[i])
+            and _novel(_unmark(sentences[i]), title_tokens) >= RESTATES_TITLE
+        ]  # "🐛 Layout issue" under "Quick Chat layout issue on resize" is no pointer
         informative = marked[:1] or informative[:_CANDIDATES]
         if not informative:
             continue
@@ -552,6 +584,48 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
                     clipped = truncate(sentence, MAIN_MAX)
                     return _with_context(_ensure_period(clipped), parsed.title), section.role
     return "", ""
+
+
+STEP_MAX = 80  # a list item longer than this is not a short step
+STEPS_SHOWN = 140  # characters of the steps joined
+_OUTCOME_STEP = re.compile(
+    r"(?:and |then )?(?:you |it )?(?:will |would )?(?:see|get|show|observe|notice|throw)s?\b"
+    r".{0,30}(?:error|following|this|bug|crash|issue|result)s?\W{0,3}$",
+    re.I,
+)
+
+_LINK_STEP = re.compile(r"(?:here is |see )?(?:a |the )?(?:links?|url)\b", re.I)
+
+
+def _step_list(paragraphs: list[str], title_tokens: set[str]) -> str:
+    """Short steps (one list item a paragraph) joined with "; " when all of them fit in
+    :data:`STEPS_SHOWN` characters and there are two or more, else ``""``.
+
+    "Steps: enter the site; open react-devtools; select We." says more than the one step
+    that scores best ("and show following errors."). Steps that do not fit are read as
+    sentences, where the step that says what goes wrong can win; so are steps with one
+    marked 🐛 (the maintainers' pointer at the failing step)."""
+    steps: list[str] = []
+    for paragraph in paragraphs[:MAX_SENTENCES]:
+        step = paragraph.strip().rstrip(".;:,")
+        if _BUG_STEP.search(step):
+            if _novel(_unmark(step), title_tokens) >= RESTATES_TITLE:
+                return ""  # the marked step says what goes wrong: read as sentences
+            continue  # "🐛 Layout issue": the title says it
+        if not step or len(step) > STEP_MAX or "\n" in step:
+            return ""  # not a list of short steps: read as sentences
+        if not set(tokens(step)) - title_tokens or _LINK_STEP.match(step):
+            continue  # a step that repeats the title; "Link to code example"
+        compact = len(step) - step.count(" ")
+        if len(step.split()) < 2 or sum(map(str.isalpha, step)) < 0.6 * compact:
+            continue  # a link, a value, a command
+        if _OUTCOME_STEP.match(step):
+            continue  # "and show following errors": the outcome is said elsewhere
+        steps.append(_lower_first(step))
+    joined = "; ".join(steps)
+    if len(steps) < 2 or len(joined) > STEPS_SHOWN:
+        return ""
+    return _capitalise(_ensure_period(joined))
 
 
 def _expected(parsed: ParsedIssue) -> str:
@@ -647,7 +721,9 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         # Steps alone do not say what is wrong: the title does.
         context = title_context(title)
         steps = f"Steps: {statement}"
-        statement = f"{_ensure_period(truncate(context, 140))} {steps}" if context else steps
+        context = truncate(context, 140)
+        context = context if context[-1:] in ".!?…" else f"{context}."
+        statement = f"{context} {steps}" if context != "." else steps
     error = find_error(parsed)
     env = environment(parsed)
     expected = _expected(parsed)
@@ -656,7 +732,10 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     context = f"{title} {statement} {asked} {proposed}"
     if error and any(_contains(context, piece) for piece in _error_keys(error)):
         error = ""
-    error = error or _title_error(title, statement)
+    title_error = _title_error(title, statement)
+    if title_error and ":" not in error:
+        error = title_error  # the title's "AssertionError: Tried to export…" over a bare name
+    error = error or title_error
     env = [fact for fact in env if not _contains(context, fact.split()[-1])]
 
     lead = ""
@@ -664,12 +743,15 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         has_extras = bool(error or env or expected or asked or proposed)
         lead = _fit(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
-        lead = _ensure_period(truncate(title, MAIN_MAX))
+        # "[DevTools Bug] Cannot add node…": the kind label is the type tag's to say.
+        lead = _ensure_period(truncate(title_context(title) or title, MAIN_MAX))
     # (order shown, text) by worth; each is kept only if it fits whole.
     slots: dict[int, str] = {0: lead} if lead else {}
     if error:
         shown = error[6:].lstrip() if error.lower().startswith("error:") else error
         shown = shown.replace("`", "")
+        if shown.count("(") == shown.count(")") + 1 and len(shown) < ERROR_SHOWN:
+            shown += ")"  # "Segmentation fault (core dumped": the pattern stops at a word
         _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
     if asked:
         _place(slots, 1, asked, max_chars)
@@ -677,6 +759,9 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
     if env:
         _place(slots, 4, f"({', '.join(env)})", max_chars)
+    refs = references(parsed)
+    if refs and not _contains(f"{title} {statement}", refs.rstrip(".").rsplit("#", 1)[-1]):
+        _place(slots, 5, refs, max_chars)
     if statement and lead != statement and 0 in slots:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
@@ -690,6 +775,38 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
     return truncate(summary, max_chars)
+
+
+# "resolves #21046", "Fix issue: https://github.com/o/r/issues/22052" (made "o/r#22052" by
+# the parser), "Fixed #23937 and #23056": the issues a pull request answers.
+_REFERENCE = re.compile(
+    r"\b(fix(?:es|ed)?|close[sd]?|resolve[sd]?|reworks?|continues|follow-?up (?:to|of|for)|"
+    r"duplicate of|supersedes|replaces)(?:[ \t]{1,3}issues?)?[ \t]{0,3}:?[ \t]{0,3}"
+    r"((?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}"
+    r"(?:(?:,[ \t]{0,3}|[ \t]{1,3}and[ \t]{1,3})(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}){0,4})",
+    re.I,
+)
+_REPO_PREFIX = re.compile(r"[\w.-]{1,100}/[\w.-]{1,100}#")
+REFERENCES_SHOWN = 3  # references of a pull request shown, at most
+_REFERENCE_TEXT = 2_000  # characters of each paragraph or code chunk read for them
+
+
+def references(parsed: ParsedIssue) -> str:
+    """The issues a pull request fixes or continues, as "Resolves #21046." (the repository
+    prefix dropped: it is nearly always the issue's own), ``""`` when there are none."""
+    chunks = (
+        chunk for section in parsed.sections for chunk in [*section.paragraphs, *section.code]
+    )
+    found = {
+        f"{match.group(1).lower()} {_REPO_PREFIX.sub('#', match.group(2))}": None
+        for chunk in chunks
+        if "#" in chunk
+        for match in _REFERENCE.finditer(chunk[:_REFERENCE_TEXT])
+    }  # in order, once each
+    if not found:
+        return ""
+    text = "; ".join(list(found)[:REFERENCES_SHOWN])
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def _fit(statement: str, limit: int) -> str:
@@ -740,9 +857,18 @@ def _title_error(title: str, statement: str) -> str:
     return context
 
 
+ERROR_KEY = 40  # characters of an error's message that, found in the summary, make it said
+
+
 def _error_keys(error: str) -> list[str]:
-    name = error.split(":", 1)[0].strip()
-    return [name] if len(name) >= 6 else [error[:40]]
+    """Pieces of ``error`` that, found in the title or the summary, say it already: its name,
+    and the start of its message (a title that quotes the message without the name)."""
+    name, _, message = error.partition(":")
+    name, message = name.strip(), message.strip()
+    keys = [name] if len(name) >= 6 else [error[:ERROR_KEY]]
+    if len(message) >= 20:
+        keys.append(message[:ERROR_KEY])
+    return keys
 
 
 def _fallback(body: str) -> str:

@@ -293,6 +293,10 @@ _LOG_PREFIX = re.compile(
     r"|File \"|Traceback\b|#\d{1,4}[ \t]+0x|0x[0-9a-fA-F]{6,}|\$ |>>> |➤ |npm ERR!|-{2,}>"
     r"|\w{1,60}(?:Error|Exception)[ \t]+Traceback\b"
     r"|[ \t]*\^+[ \t]*$"
+    # An Android tombstone: "*** *** ***", "Build fingerprint: '…'", "pid: 1, tid: 2, …".
+    r"|\*{3}[ \t]\*{3}[ \t]\*{3}|Build fingerprint:|ABI:[ \t]'|Revision:[ \t]'|"
+    r"Timestamp:[ \t]\d{4}-|pid:[ \t]\d{1,8},[ \t]tid:|uid:[ \t]\d{1,8}$|"
+    r"signal[ \t]\d{1,3}[ \t]\(SIG"
     r"|(?:[a-z_]\w{0,40}\.){0,8}[A-Z]\w{0,60}?(?:Error|Exception)\b:)"
 )
 # "at foo.bar.Baz (file.js:1:2)" / "at a.b.c": every segment is separated by a dot that the
@@ -756,6 +760,15 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         if current.role == CODE and looks_like_prose(line):
             paragraph.append(clean_inline(line))  # "Hi: I compiled… and got this error"
             continue
+        if (
+            _INDENTED.match(line)
+            and lines_since_blank == 1  # not a list item's wrapped continuation
+            and current.role not in (LOG, CODE)
+            and line.rstrip()[-1:] in ".?!"
+            and looks_like_prose(line)
+        ):
+            paragraph.append(clean_inline(line))  # an indented sentence, not indented code
+            continue
         if current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line):
             flush()
             current.code.append(line)
@@ -919,20 +932,26 @@ _NO_PLATFORM = frozenset(("all", "any", "all platforms", "any platform", "cross-
 def find_error(parsed: ParsedIssue) -> str:
     """The most telling error of an issue: an exception with its message, else a fatal line.
 
-    Error-message fields first, then logs and code (for a Python traceback, its last
-    exception line), then prose. ``""`` when there is none.
+    Error-message fields first, then logs, then code (for a Python traceback, its last
+    exception line), then prose; an exception name without a message (a class a
+    reproducer uses) only when none has one. ``""`` when there is none.
     """
     ordered: list[str] = []
     for section in parsed.sections:
         if section.role == ERROR:
             ordered.extend(section.paragraphs)
+    # A log says what happened; code (a reproducer) names classes it uses: logs first.
     for section in parsed.sections:
-        if section.role != ERROR:
+        if section.role == LOG:
+            ordered.extend(section.code)
+    for section in parsed.sections:
+        if section.role not in (ERROR, LOG):
             ordered.extend(section.code)
     code_chunks = len(ordered)  # fatal-line patterns are looked for in these only
     for section in parsed.sections:
         if section.role not in (ERROR, IGNORE, ENV):
             ordered.extend(section.paragraphs)
+    bare = ""  # a name without a message (``tf.keras.losses.MeanAbsoluteError``): a fallback
     for chunk in ordered:
         best = ""
         traceback = "Traceback" in chunk
@@ -944,8 +963,16 @@ def find_error(parsed: ParsedIssue) -> str:
                 break
             if best and not traceback:
                 break  # the first exception outside a traceback; a traceback's last one
-        if best:
+        if best and (":" in best or traceback):
             return best
+        bare = bare or best
+    if bare:
+        return bare
+    for chunk in ordered[:code_chunks]:
+        if "error message:" in chunk:
+            cli = _CLI_ERROR.search(chunk)
+            if cli:  # bitcoin-cli: "error code: -32601\nerror message:\nMethod not found"
+                return f"{cli.group(2).strip()} (error code {cli.group(1)})"
     for chunk in ordered[:code_chunks]:
         for line in _candidate_lines(chunk, _FATAL_HINTS):
             fatal = _FATAL.search(line)
@@ -960,6 +987,12 @@ def find_error(parsed: ParsedIssue) -> str:
                 found = fatal.group(1) or fatal.group(2) or fatal.group(0)
                 return found.strip(" \"'`")
     return ""
+
+
+_CLI_ERROR = re.compile(
+    r"error code:[ \t]{0,10}(-?\d{1,6})[ \t]{0,10}\r?\n[ \t]{0,10}error message:[ \t]{0,10}\r?\n"
+    r"[ \t]{0,10}([^\n]{3,200})"
+)
 
 
 # "ERROR: /home/u/.cache/bazel/…/BUILD.bazel:3204:11: Compiling x failed": where is not what.

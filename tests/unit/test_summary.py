@@ -752,3 +752,144 @@ def test_an_offer_to_send_a_pull_request_is_not_the_statement() -> None:
     summary = summarise("Date picker week start", body)
     assert "first day of the week" in summary
     assert "create a PR" not in summary
+
+
+DEVTOOLS_FORM = """### Website or app
+
+https://example.com/notes
+
+### Repro steps
+
+1. open the notes page
+2. open react-devtools
+3. select the Sidebar component
+4. and show following errors.
+
+### How often does this bug happen?
+
+Every time
+
+### DevTools version (automated)
+
+4.23.0-e28a0db22
+
+### Error message (automated)
+
+Cannot read properties of undefined (reading 'trim')
+"""
+
+
+def test_short_steps_are_listed_instead_of_one_step() -> None:
+    summary = summarise(
+        "[DevTools Bug] Cannot read properties of undefined (reading 'trim')", DEVTOOLS_FORM
+    )
+    assert summary.startswith("Cannot read properties of undefined (reading 'trim'). Steps: ")
+    assert "open the notes page; open react-devtools; select the Sidebar component" in summary
+    assert "following errors" not in summary
+
+
+def test_steps_that_do_not_fit_are_read_as_sentences() -> None:
+    steps = "\n".join(
+        f"{n}. create wallet number {n} with a long descriptive name for the test" for n in range(4)
+    )
+    body = f"### Steps to reproduce\n\n{steps}\n5. bumpfee of the first transaction fails\n"
+    summary = summarise("Cannot bump fee after abandoning a child", body)
+    assert "; " not in summary  # not a list cut before the step that fails
+
+
+def test_a_bug_marked_step_that_restates_the_title_is_not_the_pointer() -> None:
+    body = (
+        "### Steps to reproduce\n\n1. Open the quick chat.\n2. Close it.\n"
+        "3. Zoom the editor in.\n4. :bug: Layout issue\n"
+    )
+    summary = summarise("Quick chat layout issue on resize", body)
+    assert "Layout issue." not in summary
+    assert "Zoom the editor in" in summary
+
+
+def test_a_bug_shortcode_marks_the_failing_step() -> None:
+    body = (
+        "1. Install the stable extension\n2. Switch to the pre-release\n"
+        "3. :bug: the description view shows the pre-release although the stable one stays"
+    )
+    summary = summarise("Extension view after switching versions", body)
+    assert "the description view shows the pre-release" in summary
+    assert ":bug:" not in summary
+
+
+def test_an_error_the_title_quotes_is_not_repeated() -> None:
+    body = (
+        "Saving the model and loading it again fails.\n\n"
+        '```\nTraceback (most recent call last):\n  File "a.py", line 3, in <module>\n'
+        "TypeError: __init__() got an unexpected keyword argument 'scale'\n```"
+    )
+    summary = summarise("__init__() got an unexpected keyword argument 'scale'", body)
+    assert "Error:" not in summary
+
+
+def test_a_where_the_idea_came_from_clause_is_dropped() -> None:
+    body = (
+        "Per some discussion today with @alice and @bob, I'd like a way to declare which "
+        "element types a component renders."
+    )
+    summary = summarise("Feature request: renderTypes", body)
+    assert "@alice" not in summary
+    assert "I'd like a way to declare which element types a component renders" in summary
+
+
+def test_a_half_sentence_before_code_does_not_follow_the_statement() -> None:
+    body = (
+        "I created two wallets, one of them named 'savings'.\n\n"
+        "However, when I try to unlock it for 60 seconds:\n\n"
+        "```\nbitcoin-cli walletpassphrase x 60\n```"
+    )
+    summary = summarise("Wallet passphrase rejected", body)
+    assert "However" not in summary
+
+
+def test_an_indented_sentence_is_prose() -> None:
+    body = (
+        "            There needs to be a way to trust a folder just once for this session.\n\n"
+        "_Originally posted by @someone in https://github.com/a/b/issues/1#issuecomment-2_"
+    )
+    summary = summarise("Allow trusting the session", body)
+    assert "trust a folder just once" in summary
+    assert "Originally posted" not in summary
+
+
+def test_a_bare_exception_name_gives_way_to_the_titles_error() -> None:
+    title = (
+        "AssertionError: Tried to export a function which references an untracked resource "
+        "of the layer's weights"
+    )
+    body = (
+        "As you can see in the code below, the attention output is multiplied by a learned "
+        "temperature before the projection.\n\n### Standalone code\n\n```\n"
+        "raise ValueError\n```"
+    )
+    summary = summarise(title, body)
+    assert "Error: AssertionError: Tried to export" in summary
+    assert "ValueError" not in summary
+
+
+def test_a_title_only_summary_drops_the_kind_label() -> None:
+    assert summarise('[DevTools Bug] Element "12" not found', "") == 'Element "12" not found.'
+
+
+def test_the_issues_a_pull_request_resolves_are_named() -> None:
+    body = (
+        "reworks #17295 continues https://github.com/o/r/issues/21506\r\nresolves #21046\r\n\r\n"
+        "### Pull Request Readiness Checklist\r\n\r\n- [x] I agree to contribute"
+    )
+    summary = summarise("dnn: apply hint to ignore denormals processing", body)
+    assert summary.endswith("Reworks #17295; continues #21506; resolves #21046.")
+
+
+def test_a_reference_the_summary_already_has_is_not_repeated() -> None:
+    summary = summarise("Solved bug in Reduce layer #24044", "resolves #24044")
+    assert summary.count("24044") == 1
+
+
+def test_a_fix_issue_link_is_a_reference() -> None:
+    body = "Fix issue: https://github.com/o/r/issues/24041\n\nThe layer gets a default operation."
+    assert summarise("DNN: fix the issue in layer_fuse", body).endswith("Fix #24041.")

@@ -67,6 +67,18 @@ HOSTILE_BODIES: dict[str, str] = {
     "name lists": ("Ab Cd, " * BODY)[:BODY],
     "long sentences under an environment field": "### Python version\n\n"
     + ("word " * 20 + "end.\n") * 2_000,
+    # Patterns of the fourth round: steps, clauses, tombstones, indented sentences.
+    "many short steps": ("1. open the page\n" * BODY)[:BODY],
+    "outcome-like steps": ("1. and see " + "the " * 20 + "error\n") * 2_000,
+    "a where-it-came-from clause": "Per discussion" + " with @a" * 6_000 + ", I'd like x.",
+    "clause openers before a colon": ("However, when I try " + "a " * 20 + ":\n\n") * 1_000,
+    "tombstone stars": ("*** " * BODY)[:BODY],
+    "tombstone lines": ("pid: 1, tid: 2\nsignal 11 (SIGSEGV)\n" * BODY)[:BODY],
+    "indented sentences": ("\n    word word word word.\n" * BODY)[:BODY],
+    "bug shortcodes": (":bug: " * BODY)[:BODY],
+    "references": ("fixes #1 and #2, " * BODY)[:BODY],
+    "reference-like repository names": ("fixes " + "a" * 90 + "/" + "b" * 90 + " ") * 200,
+    "cli error lines": ("```\n" + "error code: -1\nerror message:\n" * 2_000 + "```"),
 }
 
 

@@ -389,3 +389,38 @@ def test_bold_template_labels_without_a_role_are_not_text() -> None:
 def test_an_unexpected_behaviour_heading_is_the_problem() -> None:
     assert heading_role("Scrolling creates unexpected behavior") == PROBLEM
     assert heading_role("What is the expected behavior?") == EXPECTED
+
+
+def test_a_log_explains_an_error_before_the_reproducer_names_classes() -> None:
+    body = (
+        "### Standalone code to reproduce the issue\n\n```\n"
+        "model.compile(metrics=[tf.keras.losses.MeanAbsoluteError()])\n```\n\n"
+        "### Relevant log output\n\n```\nTraceback (most recent call last):\n"
+        "TypeError: __init__() got an unexpected keyword argument 'reduction'\n```"
+    )
+    error = find_error(parse_issue("Reloading a model fails", body))
+    assert error == "TypeError: __init__() got an unexpected keyword argument 'reduction'"
+
+
+def test_an_android_tombstone_is_a_log_not_prose() -> None:
+    body = (
+        "### Current behavior?\n\nOur service crashes in the interpreter:\n"
+        "*** *** *** *** *** *** *** *** *** *** *** *** *** *** *** ***\n"
+        "Build fingerprint: 'vendor/board/device:11/RTT2/1:user/release-keys'\n"
+        "Revision: '1234'\nABI: 'arm'\nTimestamp: 2023-05-06 14:36:47+0800\n"
+        "pid: 14794, tid: 28796, name: Worker  >>> com.example <<<\nuid: 1000\n"
+        "signal 11 (SIGSEGV), code 2 (SEGV_ACCERR), fault addr 0xa59fdbc0\n"
+    )
+    text = clean_issue_text("Crash in libtensorflowlite_jni.so", body)
+    assert "Our service crashes in the interpreter" in text
+    for piece in ("fingerprint", "Revision", "ABI", "pid:", "SIGSEGV"):
+        assert piece not in text
+
+
+def test_a_bitcoin_cli_error_is_read_from_its_two_lines() -> None:
+    body = (
+        "Creating an address fails.\n\n```\n$ bitcoin-cli getnewaddress\n"
+        "error code: -32601\nerror message:\nMethod not found\n```"
+    )
+    error = find_error(parse_issue("getnewaddress missing", body))
+    assert error == "Method not found (error code -32601)"
