@@ -390,18 +390,33 @@ published with no worker up, then drained while runs keep arriving at
 ## Where the time goes, and what is left
 
 A chain's CPU is Celery's per-task work (the worker's event loop, the ack, the next
-stage's publish, kombu's Redis client per call), which the stock chain pays too, plus the
-run's bookkeeping. On the workers that is six statements per chain on PostgreSQL, each one
-round trip in autocommit: summarise reads its input and its own stage row in one SELECT,
-looks for an earlier result of the same text, and finishes with one UPDATE that also
-carries its start and the issue's running mark; tag reads and finishes the same way;
-persist is one transaction of four round trips (nine before). Start marks wait in a per-process
-buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage still running
-50 ms later, by one statement for all of them (its runs' watchers told in one Redis round
-trip). Then the producer's one statement (issue, run and three stages) and PostgreSQL's own CPU
-for all of it. The stock chain with its Redis result backend does none of that; as long as a
-run is recorded in PostgreSQL at each stage, its CPU per chain stays above the stock
-chain's, and on a 2-core machine where every process competes for the same cores,
+stage's publish), which the stock chain pays too, plus the run's bookkeeping. Two of
+Celery's per-task costs are cut here and not in the stock chain: a stage that succeeds
+sends the next one itself as a slim message (`pipelines/messages.py`, the same form
+`publish_chain` sends: no `Signature` objects, no routing, no empty headers), about 0.22 ms
+of CPU per publish instead of Celery's continuation's 0.39 ms; and kombu's Redis channel
+keeps one Redis client (`app/broker.py`) where it built one per publish, received message
+and ack (redis-py copies some 170 response callbacks into each: about 0.06 ms, six times
+per chain; it was a tenth of a worker's profile). On the workers the bookkeeping is five
+statements per chain on PostgreSQL, each one round trip in autocommit: summarise reads its
+input and its own stage row in one SELECT that also computes the text's fingerprint and
+finds an earlier result for it (`pipelines/cache.py`), and finishes with one UPDATE that
+also carries its start and the issue's running mark; tag reads and finishes the same way;
+persist is one transaction of four round trips (nine before). Start marks wait in a
+per-process buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage
+still running 50 ms later, by one statement for all of them; summarise's and tag's
+notices to the runs' watchers go out with that buffer's next flush, pipelined in one Redis
+round trip, persist's at once. Then the producer's one statement (issue, run and three
+stages), nine per chain in all, and PostgreSQL's own CPU for all of it. The workers' five
+are prepared once per database connection (`pipelines/prepared.py`: `PREPARE`, then only
+`EXECUTE`): sent as text, PostgreSQL parsed and planned each one anew, most of its CPU for
+these short primary-key statements (a stage's read 155 µs of backend CPU as text, 50 µs
+prepared; summarise's read with its fingerprint 280 µs and 75 µs). With that, the workers'
+CPU per chain is within some 10-20 % of the stock chain's (the `workers` column of
+`docs/perf/pipeline.txt`); most of what is left is PostgreSQL's. The stock chain
+with its Redis result backend does none of that; as long as a run is recorded in
+PostgreSQL at each stage, its CPU per chain stays above the stock chain's, and
+on a 2-core machine where every process competes for the same cores,
 throughput follows CPU. `scripts/bench/pipeline --count-sql` counts the statements,
 `scripts/bench/stage_cost` shows the bookkeeping alone, `scripts/bench/pipeline --profile
 DIR` where the rest goes.
@@ -412,7 +427,10 @@ of a message that carries only what a worker and Flower read (no empty Celery he
 RPC reply fields): about 1 KB, which is also what a queued run costs in Redis. Its CPU in
 uvicorn is below the BackgroundTasks endpoint's, which commits and then reads the issue
 back. Its p99 at a steady rate follows whatever else the two cores run at that moment;
-the BackgroundTasks endpoint's p99 in the same round is the yardstick.
+the BackgroundTasks endpoint's p99 in the same round is the yardstick. The load generator
+keeps its own garbage collector off while it measures: a full collection of its finished
+request tasks once paused it for tens of milliseconds, at the same moment of every app's
+run, and it counted that as the server's latency.
 
 The raw figures of this report: `docs/perf/*.json` and `docs/perf/*.txt`.
 """
