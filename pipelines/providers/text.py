@@ -182,8 +182,12 @@ def _words(text: str) -> frozenset[str]:
 
 _BLOCK_TAGS = _words(
     "p div br li ul ol tr table thead tbody tfoot pre blockquote hr details section "
-    "article header footer dl dt dd center figure figcaption main nav aside form"
+    "article header footer dl dt dd center figure figcaption main nav aside form html body"
 )
+# Elements with nothing to show, dropped when written with attributes (HTML pasted from an
+# office program: ``<meta name=ProgId content=Excel.Sheet>``); a bare ``<link>`` in a
+# sentence stays as written.
+_EMPTY_TAGS = _words("meta link col colgroup base")
 _INLINE_TAGS = _words(
     "a b i em strong span code kbd sub sup u s strike font mark small big ins del tt "
     "abbr cite q label var samp td th img picture source video audio input button g-emoji"
@@ -255,6 +259,8 @@ def html_to_text(text: str) -> str:
             out.append("\n" if closing else "\n### ")
         elif name in _BLOCK_TAGS:
             out.append("\n")
+        elif name in _EMPTY_TAGS and match.group(3).strip():
+            out.append(" ")
         elif name in _INLINE_TAGS:
             if name == "img" and not closing:
                 out.append(" ")
@@ -445,7 +451,7 @@ TEMPLATE_TEXT = re.compile(
     r"if the conversion is successful, but the generated model is wrong|"
     r"model produces wrong results and/or has lesser accuracy|"
     r"model produces correct results, but it is slower than expected|"
-    r"if converting tf rnn to tflite fused rnn ops)",
+    r"if converting tf rnn to tflite fused rnn ops|add issue description here)",
     re.I,
 )
 

@@ -249,6 +249,38 @@ def test_unknown_tags_and_comparisons_stay(text: str) -> None:
     assert html_to_text(text) == text
 
 
+# The shape of what an office program puts on the clipboard (written here, not copied).
+OFFICE_HTML = """<html xmlns:o="urn:schemas-microsoft-com:office:office"
+xmlns="http://www.w3.org/TR/REC-html40">
+<head>
+<meta name=ProgId content=Excel.Sheet>
+<style>
+td {mso-number-format:General;}
+</style>
+</head>
+<body link="#0563C1">
+The loss is NaN after the second epoch.
+</body>
+</html>"""
+
+
+def test_a_pasted_office_document_leaves_only_its_text() -> None:
+    text = clean_issue_text("Loss becomes NaN", OFFICE_HTML)
+    assert "The loss is NaN after the second epoch." in text
+    assert "xmlns" not in text
+    assert "<" not in text
+
+
+@pytest.mark.parametrize("text", ["Add a <link> to the page.", "The <meta> tag is ignored."])
+def test_a_bare_empty_element_named_in_a_sentence_stays(text: str) -> None:
+    assert html_to_text(text) == text
+
+
+def test_the_web_reporters_placeholder_is_template_text() -> None:
+    body = "ADD ISSUE DESCRIPTION HERE\n\nVersion: 1.81.1\nEmbedder: codespaces"
+    assert "ADD ISSUE DESCRIPTION" not in clean_issue_text("Autosave cannot be turned off", body)
+
+
 def test_inline_code_is_not_read_as_html() -> None:
     text = clean_issue_text("", 'Use `<div style={{"--color": "red"}} />` in JSX to set it.')
     assert '<div style={{"--color": "red"}} />' in text
