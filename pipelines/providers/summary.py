@@ -707,6 +707,38 @@ def _contains(haystack: str, needle: str) -> bool:
     return needle.lower() in haystack.lower()
 
 
+ERROR_HEAD = 30  # characters of an error's rest that, found in the summary, say it already
+BEYOND_TITLE_WORDS = 3  # words an error must say past the title's quote of it
+QUOTE_HEAD = 16  # characters of an error's start that, found in the title, make a quote
+_PART_END = frozenset(".:;!?")
+
+
+def _beyond_title(error: str, title: str) -> str:
+    """What an error says past the part the title quotes.
+
+    The title ``ValueError: Exception encountered when calling layer "13" (type Lambda).``
+    and the traceback's ``… (type Lambda). Dimensions must be equal, but are 204 and 206 …``
+    give ``Dimensions must be equal, but are 204 and 206 …``. ``""`` when the title does not
+    quote the error's start or the rest says little. Linear in both (bounded) texts.
+    """
+    flat = " ".join(error.split())
+    quoted = " ".join(title.split()).lower()
+    lower = flat.lower()
+    at = quoted.find(lower[:QUOTE_HEAD])
+    if at < 0:
+        return ""
+    shared = 0
+    for mine, theirs in zip(lower, quoted[at:], strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    # The quote must end where a part of the message ends ("…(type Lambda)." or
+    # "…unhashable" before ". Instead, …"), not inside a path or a word.
+    ends_part = flat[shared - 1 : shared] in _PART_END or flat[shared : shared + 1] in _PART_END
+    rest = flat[shared:].lstrip(" .:;,-")
+    return rest if ends_part and len(rest.split()) >= BEYOND_TITLE_WORDS else ""
+
+
 def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     """A summary of at most ``max_chars`` characters that is never empty.
 
@@ -731,7 +763,9 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     proposed = "" if asked or not statement else _proposal(parsed, statement, role)
     context = f"{title} {statement} {asked} {proposed}"
     if error and any(_contains(context, piece) for piece in _error_keys(error)):
-        error = ""
+        # Said already, unless the error goes on past what the title quotes of it.
+        rest = _beyond_title(error, title)
+        error = rest if rest and not _contains(context, rest[:ERROR_HEAD]) else ""
     title_error = _title_error(title, statement)
     if title_error and ":" not in error:
         error = title_error  # the title's "AssertionError: Tried to export…" over a bare name

@@ -7,6 +7,7 @@ import pytest
 from app.config import SUMMARY_MAX
 from pipelines.providers.summary import (
     EMPTY,
+    _beyond_title,
     clean_body,
     is_dangling,
     summarise,
@@ -893,3 +894,47 @@ def test_a_reference_the_summary_already_has_is_not_repeated() -> None:
 def test_a_fix_issue_link_is_a_reference() -> None:
     body = "Fix issue: https://github.com/o/r/issues/24041\n\nThe layer gets a default operation."
     assert summarise("DNN: fix the issue in layer_fuse", body).endswith("Fix #24041.")
+
+
+def test_an_error_the_title_quotes_in_part_shows_what_it_says_past_the_quote() -> None:
+    title = 'ValueError: Exception encountered when calling layer "7" (type Lambda).'
+    body = (
+        "Converting the model fails.\n\n```\nTraceback (most recent call last):\n"
+        '  File "run.py", line 3, in <module>\n'
+        'ValueError: Exception encountered when calling layer "7" (type Lambda). '
+        "Dimensions must be equal, but are 31 and 33 for the Add node.\n```"
+    )
+    summary = summarise(title, body)
+    assert "Dimensions must be equal, but are 31 and 33" in summary
+
+
+def test_an_error_the_title_quotes_whole_is_not_repeated() -> None:
+    title = "TypeError: Tensor is unhashable in the vocabulary tool"
+    body = "Running the tool.\n\n```\nTypeError: Tensor is unhashable\n```"
+    assert summarise(title, body).count("Tensor is unhashable") == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "title", "rest"),
+    [
+        (
+            "E: layer 7 failed. Shapes 31 and 33 differ.",
+            "E: layer 7 failed.",
+            "Shapes 31 and 33 differ.",
+        ),
+        (
+            "TypeError: unhashable. Use ref() as the key.",
+            "Tool: TypeError: unhashable",
+            "Use ref() as the key.",
+        ),
+        (
+            "E: can't parse /a/b/model.pb as proto",
+            "E: can't parse /a/<x>/model.pb",
+            "",
+        ),  # in a path
+        ("E: layer 7 failed. Retry.", "E: layer 7 failed.", ""),  # says too little
+        ("E: something else", "E: layer 7 failed.", ""),  # not quoted
+    ],
+)
+def test_what_an_error_says_past_the_titles_quote(error: str, title: str, rest: str) -> None:
+    assert _beyond_title(error, title) == rest
