@@ -74,23 +74,10 @@ def pg_fingerprint(title: str, body: str) -> str:
     )
 
 
-# The same as SQL text for PostgreSQL (summarise's begin has its own: ``bookkeeping``).
-_PG_EARLIER_RESULT = f"""
-SELECT result FROM enrichment_runs
-WHERE fingerprint = %(fingerprint)s AND state = '{TaskState.SUCCESS.value}'
-  AND result IS NOT NULL
-ORDER BY finished_at DESC LIMIT 1
-"""
-
-
 def earlier_result(connection: Connection, fingerprint: str) -> dict[str, Any] | None:
-    """The newest successful result with this fingerprint, or None."""
-    if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(
-            _PG_EARLIER_RESULT, {"fingerprint": fingerprint}
-        ).scalar()
-    else:
-        result = connection.execute(_EARLIER_RESULT, {"p_fingerprint": fingerprint}).scalar()
+    """The newest successful result with this fingerprint, or None. (On PostgreSQL
+    summarise finds it in the read that begins it: ``bookkeeping._PG_SUMMARISE_READ``.)"""
+    result = connection.execute(_EARLIER_RESULT, {"p_fingerprint": fingerprint}).scalar()
     return result if isinstance(result, dict) else None
 
 
