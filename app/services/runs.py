@@ -92,11 +92,7 @@ def revoke_runs_of(*, session: Session, issue: Issue, reason: str) -> None:
 
 def mark_undispatched(*, session: Session, issue: Issue, run_id: str, reason: str) -> None:
     """The broker refused the chain: keep the run in the outbox and say so on the issue."""
-    session.execute(
-        update(EnrichmentRun)
-        .where(EnrichmentRun.id == run_id)
-        .values(dispatched=False, dispatch_error=reason)
-    )
+    _keep_in_outbox(session, run_id, reason)
     issue.enrichment_error = undispatched_error(reason)
 
 
@@ -104,17 +100,21 @@ def mark_new_run_undispatched(*, session: Session, issue_id: int, run_id: str, r
     """``mark_undispatched`` for a run already committed with its new issue (``POST
     /issues``), in the caller's transaction; returns the issue's ``enrichment.error``."""
     error = undispatched_error(reason)
-    session.execute(
-        update(EnrichmentRun)
-        .where(EnrichmentRun.id == run_id)
-        .values(dispatched=False, dispatch_error=reason)
-    )
+    _keep_in_outbox(session, run_id, reason)
     session.execute(
         update(Issue)
         .where(Issue.id == issue_id, Issue.enrichment_task_id == run_id)
         .values(enrichment_error=error)
     )
     return error
+
+
+def _keep_in_outbox(session: Session, run_id: str, reason: str) -> None:
+    session.execute(
+        update(EnrichmentRun)
+        .where(EnrichmentRun.id == run_id)
+        .values(dispatched=False, dispatch_error=reason)
+    )
 
 
 def undispatched_error(reason: str) -> str:
