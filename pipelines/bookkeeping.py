@@ -275,16 +275,10 @@ def begin_stage_behind(
     With ``fingerprint_prefix`` (``pipelines.cache.fingerprint_prefix``) the read also
     returns the input's fingerprint and an earlier result for it, on the ``StageInput``.
     """
-    if fingerprint_prefix is None:
-        row = prepared.execute(
-            connection, _PG_STAGE_READ, {"run": run_id, "position": stage.position}
-        ).one_or_none()
-    else:
-        row = prepared.execute(
-            connection,
-            _PG_SUMMARISE_READ,
-            {"run": run_id, "position": stage.position, "fingerprint_prefix": fingerprint_prefix},
-        ).one_or_none()
+    read, params = _PG_STAGE_READ, {"run": run_id, "position": stage.position}
+    if fingerprint_prefix is not None:
+        read, params = _PG_SUMMARISE_READ, {**params, "fingerprint_prefix": fingerprint_prefix}
+    row = prepared.execute(connection, read, params).one_or_none()
     if row is None:
         raise RunNotFound(run_id)
     issue = _current_input(run_id, row)
