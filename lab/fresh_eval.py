@@ -33,7 +33,7 @@ from lab.evaluate import DATA, format_topics, join_rows, read_jsonl, topic_repor
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
-SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4", "holdout5")
+SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6")
 # Whose summaries ``rating_after`` rates, by sample.
 RERATED_WITH = {
     "holdout3": "the third round's summariser",

@@ -9,7 +9,10 @@ afterwards too), ``holdout3`` (seed 2028, rated once on the final code of the se
 read since, so tuning data for the third round) and ``holdout4`` (seed 2029, drawn and rated
 once on the final code of the third round, nothing changed after it) and ``holdout5``
 (seed 2030, ``FIFTH_PER_CELL`` = 6 per cell, 90 issues: drawn and rated once on the final code
-of the fourth round, by raters who had not read the code). Seed 2026 for the first two.
+of the fourth round, by raters who had not read the code; read since, so tuning data for the
+fifth round) and ``holdout6`` (seed 2031, 6 per cell, 90 issues: drawn and rated once on the
+final code of the fifth round, by raters who had not read the code). Seed 2026 for the first
+two.
 Only keys and hand ratings are committed (``fresh_ratings.jsonl``); the text stays in the
 data file.
 """
@@ -29,14 +32,16 @@ SECOND_SEED = 2027
 THIRD_SEED = 2028
 FOURTH_SEED = 2029
 FIFTH_SEED = 2030
+SIXTH_SEED = 2031
 PER_CELL = 3
 FIFTH_PER_CELL = 6
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Six disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
-    ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``: FIFTH_PER_CELL)."""
+    """Seven disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
+    ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``, ``holdout6``:
+    FIFTH_PER_CELL)."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -47,6 +52,7 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
     third = random.Random(THIRD_SEED)
     fourth = random.Random(FOURTH_SEED)
     fifth = random.Random(FIFTH_SEED)
+    sixth = random.Random(SIXTH_SEED)
     out: dict[str, list[dict[str, str]]] = {
         "tune": [],
         "holdout": [],
@@ -54,6 +60,7 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         "holdout3": [],
         "holdout4": [],
         "holdout5": [],
+        "holdout6": [],
     }
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
@@ -70,7 +77,10 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         drawn4 = fourth.sample(rest, PER_CELL)
         out["holdout4"].extend(sorted(drawn4, key=lambda r: r["id"]))
         rest = [r for r in rest if r not in drawn4]
-        out["holdout5"].extend(sorted(fifth.sample(rest, FIFTH_PER_CELL), key=lambda r: r["id"]))
+        drawn5 = fifth.sample(rest, FIFTH_PER_CELL)
+        out["holdout5"].extend(sorted(drawn5, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn5]
+        out["holdout6"].extend(sorted(sixth.sample(rest, FIFTH_PER_CELL), key=lambda r: r["id"]))
     return out
 
 
