@@ -103,6 +103,8 @@ _WEAK_START = re.compile(
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
     r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
+    r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
+    r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
     r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
     r"(?:a |the )?(?:pr|pull request)\b)",
@@ -184,7 +186,9 @@ _ENGLISH_STARTS = STOPWORDS | frozenset(
 # Lines that are not sentences a person wrote, though they pass for prose after cleaning.
 # An IPython or Python traceback pasted as prose.
 _TRACEBACK = re.compile(
-    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
+    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/|"
+    r"\.pyx?[\"']?(?:, line |:)\d|\.pyx? in [\w.]|^\d{1,3} frames\b|dist-packages/|"
+    r"^Cell In ?\[\d{1,5}\]"
 )
 # Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
 # opens with a call taking a string ("plt.title('Loss') plt.show()").
@@ -234,9 +238,20 @@ def truncate(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut.rstrip(" ,;:(\u2013\u2014-") + ELLIPSIS
 
 
+_CLOSING = "\"')`\u201d\u2019"
+_ENDS = ".!?…:\u3002\uff01\uff1f"
+
+
 def _ensure_period(sentence: str) -> str:
+    """``sentence`` ending like a sentence: "…`--descriptors`" gets its full stop, "…(x)." and
+    "…said "no."" keep theirs."""
     sentence = sentence.rstrip()
-    return sentence if sentence[-1:] in ".!?…:\"')`\u3002\uff01\uff1f" else sentence + "."
+    inner = sentence.rstrip(_CLOSING)
+    if sentence[-1:] in _ENDS or (inner != sentence and inner[-1:] in _ENDS):
+        return sentence
+    if sentence[-1:] == ")" and sentence.count("(") == sentence.count(")"):
+        return sentence if sentence[:-1].rstrip()[-1:] in _ENDS else sentence + "."
+    return sentence + "."
 
 
 def is_prose(sentence: str) -> bool:
@@ -372,7 +387,8 @@ _SAYS_BUG = re.compile(
 # "However, …", "Therefore …": a sentence that goes on from the one before it.
 _CONNECTOR = re.compile(
     r"(?:however|but|also|additionally|besides|though|anyway|in addition|therefore|thus|"
-    r"hence|so|otherwise|instead|moreover|furthermore)\b",
+    r"hence|so|otherwise|instead|moreover|furthermore|as a result|given (?:this|that)|"
+    r"similarly|because of (?:this|that)|for this reason|in (?:this|that) case)\b",
     re.I,
 )
 _POINTS_AT = re.compile(
@@ -381,9 +397,56 @@ _POINTS_AT = re.compile(
     re.I,
 )
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
+# "There is another issue here regarding…", "Not sure if that's related": an aside about
+# other reports, not what this one is about.
+_OTHER_REPORT = re.compile(
+    r"\b(?:another|other|similar|related|older|existing) (?:issues?|bugs?|reports?|threads?|"
+    r"tickets?)\b|\b(?:could|might|may) be related\b|\bnot sure if (?:it|this|that)(?:'s| is) "
+    r"related\b",
+    re.I,
+)
+# What a maintainer searches for: `code`, dotted or CamelCase names (`tf.image.resize`,
+# `getDerivedStateFromProps`, `ImportError`), snake_case names. Not versions: the
+# environment part shows them, and a sentence listing them is mostly background.
+_IDENTIFIER = re.compile(
+    r"`[^`\n]{2,60}`|(?<![\w/.-])[A-Za-z_]\w{1,40}(?:\.[A-Za-z_]\w{1,40}){1,4}(?:\(\))?"
+    r"(?![\w/-])|(?<![\w/+=])[a-z]{2,20}[A-Z]\w{1,40}(?![\w/+=])|"
+    r"(?<![\w/+=@])[A-Z][a-z]{1,20}[A-Z]\w{1,40}(?![\w/+=])|"
+    r"(?<![\w/.-])[a-z]{2,20}_\w{2,40}(?![\w/-])"
+)
+# Names that are not an issue's specifics: products, and links or files by their host or
+# extension ("arxiv.org", "download.gradle" stays: it is a file of the project).
+_NOT_IDENTIFIER = re.compile(
+    r"(?:tensorflow|opencv|devtools|github|gitlab|javascript|typescript|vscode|pytorch|"
+    r"macos|nodejs|youtube|stackoverflow|chatgpt|openai|macbook|iphone|ipad|webstorm|"
+    r"intellij|powershell|linkedin|bitcoin|vs ?code)$|"
+    r".*\.(?:com|org|net|io|dev|ai|co|app|html?|png|jpe?g|gif|txt|md|pdf)$",
+    re.I,
+)
+IDENTIFIER_MAX = 40  # a longer "name" is data
+# A sentence with code in it ("//Above code…", "x = f(a, b)", "error code: -4"): the bonus is
+# for prose that names things.
+_CODE_LIKE = re.compile(r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s")
+_FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
+IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
+# "This background label should…", "These functions…": a sentence whose subject is picked
+# out by the sentence before it.
+_DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
 
 
-def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
+def _new_identifier(sentence: str, title: str) -> bool:
+    """Whether ``sentence`` names something (an API, a class, a version) ``title`` does not."""
+    lowered = title.lower()
+    for match in _IDENTIFIER.finditer(sentence[:SENTENCE_MAX]):
+        name = match.group(0).strip("`")
+        if len(name) > IDENTIFIER_MAX or sum(map(str.isdigit, name)) >= 3:
+            continue  # a hash, a base64 blob
+        if name.lower() not in lowered and not _NOT_IDENTIFIER.match(name):
+            return True
+    return False
+
+
+def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
@@ -399,11 +462,19 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
         score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
+    if _OTHER_REPORT.search(sentence):
+        score -= 0.6
+    if index and _DEMONSTRATIVE.match(sentence):
+        score -= 0.4  # the first candidate may say "This function…" of the title's subject
+    if _FRAGMENT.match(sentence):
+        score -= 0.4  # "and unfortunately getting…", "if I add…": the rest of a sentence
+    if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
+        score += IDENTIFIER_BONUS
     return score
 
 
 _LEAD = re.compile(
-    r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
+    r"(?:(?:hi|hello|hey|greetings)(?:,?[ \t](?:there|all|team|guys|everyone|folks))?[,!.]*|"
     r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
     r"\d{1,2}[.)](?=[A-Z])",  # "1.Is there any way…": a list number without its space
     re.I,
@@ -525,7 +596,10 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             continue
         best = max(
             informative,
-            key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
+            key=lambda i: (
+                _score(sentences[i], informative.index(i), title_tokens, parsed.title),
+                -i,
+            ),
         )
         chosen = [sentences[best]]
         follow = best + 1
