@@ -601,7 +601,10 @@ _NEEDY_END = re.compile(
 _ERROR_POINTER = re.compile(
     r"\b(?:errors?|exceptions?|messages?|warnings?|traceback|problems?)\b", re.I
 )
-_PROMPT = re.compile(r"(?:\$|>>>|>|#|PS [^>\n]{0,80}>|[\w.-]{1,40}@[\w.-]{1,40}:[^$\n]{0,80}\$)[ \t]*")
+# "$ ", ">>> ", "PS C:\\src> ", "user@host:~/x$ ": a shell prompt in front of a command.
+_PROMPT = re.compile(
+    r"(?:\$|>>>|>|#|PS [^>\n]{0,80}>|[\w.-]{1,40}@[\w.-]{1,40}:[^$\n]{0,80}\$)[ \t]*"
+)
 _JSON_MEMBER = re.compile(r"[\"'][^\"'\n]{1,60}[\"'][ \t]*:")
 CODE_ALNUM = 6  # letters and digits a code line needs to be shown
 CODE_SHOWN = 80  # characters of a command or code line that completes a sentence
@@ -762,8 +765,8 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
-            and _adds_to(sentences[follow], chosen[0], title_tokens)
-            and not _POINTER_END.search(sentences[follow])
+            and _adds_to(written[follow], chosen[0], title_tokens)
+            and not _POINTER_END.search(written[follow])
         ):
             chosen.append(sentences[follow])
         if role == STEPS and not _step_like(chosen[0]):
