@@ -598,6 +598,9 @@ _NEEDY_END = re.compile(
     r"getting|is|are|was|were|with|to|of|by|from|in|for|the|a|an)$",
     re.I,
 )
+# "…all of the following packages to support Python 3.10:", "…showed this at the time of
+# the crash:": what the sentence is about comes after it.
+_SHOWN_BELOW = re.compile(r"\b(?:the following|this|these|like this|below|as follows)\b", re.I)
 _ERROR_POINTER = re.compile(
     r"\b(?:errors?|exceptions?|messages?|warnings?|traceback|problems?)\b", re.I
 )
@@ -613,6 +616,15 @@ ITEMS_SHOWN = 150  # characters of the items that complete a sentence
 ITEM_WORDS = 4  # words an item needs to say something alone
 POINTER_SHOWN = 0.3  # gives back part of what a pointing sentence loses, once completed
 _ITEMS = 3  # items read after a sentence that points at them
+
+
+def _needs_what_follows(sentence: str) -> bool:
+    """ "…the following packages to support Python 3.10:" says nothing without what follows;
+    "Notice how the blue color appears over the entire tab bar:" does."""
+    if not _POINTER_END.search(sentence):
+        return False
+    base = sentence.rstrip().rstrip(":.… ")
+    return bool(_NEEDY_END.search(base) or _SHOWN_BELOW.search(base))
 
 
 def _code_line(chunk: str) -> str:
@@ -766,7 +778,7 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
             and _adds_to(written[follow], chosen[0], title_tokens)
-            and not _POINTER_END.search(written[follow])
+            and not _needs_what_follows(written[follow])
         ):
             chosen.append(sentences[follow])
         if role == STEPS and not _step_like(chosen[0]):
@@ -779,7 +791,7 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
                 more
                 and len(chosen[0]) + len(more) <= MAIN_MAX
                 and _adds_to(more, chosen[0], title_tokens)
-                and not _POINTER_END.search(more)
+                and not _needs_what_follows(more)
             ):
                 chosen.append(more)
         chosen = [c[:-1].rstrip() if c.endswith(":") else c for c in chosen]
@@ -1140,7 +1152,9 @@ _LOG_LEAD = re.compile(
     r"(?:[ \t]*(?:\[[^\]\n]{0,80}\]|\d[\d/:.,T-]{5,30}|[A-Z]/[\w.-]{1,40}(?:\([ \t]*\d{1,8}\))?:|"
     r"/?[\w.-]{1,40}:(?=[ \t])|(?:E|W|F|I|ERROR|WARN|WARNING|FATAL|INFO)\b:?))+[ \t]*"
 )
-_CODE_SPAN = re.compile(r"`([^`\n]{10,300})`")
+_CODE_SPAN = re.compile(r"`([^`\n]{10,1000})`")
+# "… not supported [ERROR:0] global /private/…": the next log record in the same line.
+_NEXT_RECORD = re.compile(r"[ \t]+(?=\[?(?:ERROR|WARN(?:ING)?|INFO|DEBUG|FATAL)\b)")
 # A warning or info line ("W tensorflow/…] TF-TRT Warning: Could not find TensorRT"), a
 # traceback, a call in code (console.error('load failed')), a person writing.
 _NOT_FAILURE = re.compile(
@@ -1172,6 +1186,7 @@ def _failure_line(parsed: ParsedIssue) -> str:
                 continue
             lead = _LOG_LEAD.match(line)
             text = line[lead.end() :] if lead else line.strip()
+            text = _NEXT_RECORD.split(text, 1)[0]
             for sentence in split_sentences(text):
                 if not _FAILURE.search(sentence) or len(sentence.split()) < FAILURE_WORDS:
                     continue
