@@ -1152,14 +1152,18 @@ _LOG_LEAD = re.compile(
     r"(?:[ \t]*(?:\[[^\]\n]{0,80}\]|\d[\d/:.,T-]{5,30}|[A-Z]/[\w.-]{1,40}(?:\([ \t]*\d{1,8}\))?:|"
     r"/?[\w.-]{1,40}:(?=[ \t])|(?:E|W|F|I|ERROR|WARN|WARNING|FATAL|INFO)\b:?))+[ \t]*"
 )
-_CODE_SPAN = re.compile(r"`([^`\n]{10,1000})`")
+# What prose quotes of a failure: a code span, or what follows "I get a runtime error…:".
+_QUOTED_FAILURE = re.compile(
+    r"`([^`\n]{10,1000})`|\b(?:errors?|exceptions?)\b[^:`\n]{0,60}:[ \t]+([^`\n]{10,1000})",
+    re.I,
+)
 # "… not supported [ERROR:0] global /private/…": the next log record in the same line.
 _NEXT_RECORD = re.compile(r"[ \t]+(?=\[?(?:ERROR|WARN(?:ING)?|INFO|DEBUG|FATAL)\b)")
 # A warning or info line ("W tensorflow/…] TF-TRT Warning: Could not find TensorRT"), a
 # traceback, a call in code (console.error('load failed')), a person writing.
 _NOT_FAILURE = re.compile(
     r"warn|:[ \t][IW][ \t]|^[ \t]*[IW]\d{0,4}[ \t]|[\w.]\(['\"]|Traceback|File \"|\.pyx?\b|"
-    r"reproduc",
+    r"reproduc|\bmake\[\d|(?:leaving|entering) directory",
     re.I,
 )
 _PERSON = re.compile(r"\b(?:I|my|we|our)\b|^(?:but|and|so)\b", re.I)
@@ -1172,12 +1176,12 @@ def _failure_line(parsed: ParsedIssue) -> str:
     version."), when it says so in words; ``""`` when nothing does."""
     chunks = [c for s in parsed.sections if s.role in (LOG, ERROR) for c in s.code]
     chunks += [
-        m.group(1)
+        m.group(1) or m.group(2)
         for s in parsed.sections
         if s.role in (PROBLEM, OTHER, STEPS, ERROR)
         for p in s.paragraphs
-        if "`" in p
-        for m in _CODE_SPAN.finditer(p[:PARAGRAPH_MAX])
+        if "`" in p or ":" in p
+        for m in _QUOTED_FAILURE.finditer(p[:PARAGRAPH_MAX])
     ]
     for chunk in chunks:
         for raw in chunk.split("\n")[:FAILURE_LINES]:
