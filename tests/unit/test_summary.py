@@ -971,7 +971,8 @@ def test_a_sentence_pointing_at_a_list_is_completed_with_its_items() -> None:
 
 def test_a_sentence_pointing_at_the_error_is_completed_with_it_once() -> None:
     body = (
-        "### Current behavior?\n\nRunning the mobilenet from keras leads to the following error:\n\n"
+        "### Current behavior?\n\n"
+        "Running the mobilenet from keras leads to the following error:\n\n"
         "```\nTraceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n"
         "ValueError: shapes (2,3) and (4,5) not aligned\n```\n"
     )
