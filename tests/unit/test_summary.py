@@ -973,7 +973,7 @@ def test_a_sentence_pointing_at_the_error_is_completed_with_it_once() -> None:
     body = (
         "### Current behavior?\n\n"
         "Running the mobilenet from keras leads to the following error:\n\n"
-        "```\nTraceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n"
+        '```\nTraceback (most recent call last):\n  File "a.py", line 1, in <module>\n'
         "ValueError: shapes (2,3) and (4,5) not aligned\n```\n"
     )
     summary = summarise("Mobilenet example crashes", body)
