@@ -433,7 +433,10 @@ _NOT_IDENTIFIER = re.compile(
 IDENTIFIER_MAX = 60  # a longer "name" is data
 # A sentence with code in it ("//Above code…", "x = f(a, b)", "error code: -4"): the bonus is
 # for prose that names things.
-_CODE_LIKE = re.compile(r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s")
+_CODE_LIKE = re.compile(
+    r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s|[\w)][ \t]?\([ \t]"
+)
+_CUT_EXAMPLE = re.compile(r"\b(?:e\.g|i\.e|eg|ie)\.?$", re.I)  # "…in your tree, e.g."
 _FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
 IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
 # "This background label should…", "These functions…": a sentence whose subject is picked
@@ -473,7 +476,7 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
         score -= 0.6
     if index and _DEMONSTRATIVE.match(sentence):
         score -= 0.4  # the first candidate may say "This function…" of the title's subject
-    if _FRAGMENT.match(sentence):
+    if _FRAGMENT.match(sentence) or _CUT_EXAMPLE.search(sentence):
         score -= 0.4  # "and unfortunately getting…", "if I add…": the rest of a sentence
     if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
         score += IDENTIFIER_BONUS
@@ -616,6 +619,12 @@ ITEMS_SHOWN = 150  # characters of the items that complete a sentence
 ITEM_WORDS = 4  # words an item needs to say something alone
 POINTER_SHOWN = 0.3  # gives back part of what a pointing sentence loses, once completed
 _ITEMS = 3  # items read after a sentence that points at them
+
+
+def _shown_whole(shown: str, written: str) -> bool:
+    """Whether a sentence that pointed at what follows is shown with it, or says what is
+    wrong before its colon ("Failed to build OpenCV dnn with this version of Protobuf:")."""
+    return len(shown) > len(written) or (shown != written and bool(_CUE.search(shown)))
 
 
 def _needs_what_follows(sentence: str) -> bool:
@@ -766,7 +775,7 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
             informative,
             key=lambda i: (
                 _score(written[i], informative.index(i), title_tokens, parsed.title)
-                + (POINTER_SHOWN if sentences[i] != written[i] else 0.0),
+                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0),
                 -i,
             ),
         )
