@@ -436,6 +436,11 @@ IDENTIFIER_MAX = 60  # a longer "name" is data
 _CODE_LIKE = re.compile(
     r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s|[\w)][ \t]?\([ \t]"
 )
+_WORKS = re.compile(r"\bworks? (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b", re.I)
+_GOES_WRONG = re.compile(
+    r"\b(?:but|however|fail\w*|error\w*|crash\w*|not|no|never|wrong|broken|unable|cannot)\b|n't\b",
+    re.I,
+)
 _CUT_EXAMPLE = re.compile(r"\b(?:e\.g|i\.e|eg|ie)\.?$", re.I)  # "…in your tree, e.g."
 _FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
 IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
@@ -477,7 +482,9 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
     if index and _DEMONSTRATIVE.match(sentence):
         score -= 0.4  # the first candidate may say "This function…" of the title's subject
     if _FRAGMENT.match(sentence) or _CUT_EXAMPLE.search(sentence):
-        score -= 0.4  # "and unfortunately getting…", "if I add…": the rest of a sentence
+        score -= 0.4
+    if _WORKS.search(sentence) and not _GOES_WRONG.search(sentence):
+        score -= 0.4  # "…the app works perfect with these models": background  # "and unfortunately getting…", "if I add…": the rest of a sentence
     if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
         score += IDENTIFIER_BONUS
     return score

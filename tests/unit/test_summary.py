@@ -1101,3 +1101,14 @@ def test_a_greeting_to_everyone_is_dropped() -> None:
 def test_a_title_ending_in_a_code_span_gets_its_full_stop() -> None:
     summary = summarise("Intermittent failure in `wallet_encryption.py`", "")
     assert summary == "Intermittent failure in `wallet_encryption.py`."
+
+
+def test_a_sentence_saying_something_works_is_background() -> None:
+    body = (
+        "I tested the Image Classification app and it works perfectly with the bundled "
+        "MobileNet and EfficientNet models from download.gradle. "
+        "I wanted to add my own classification model, which has different labels."
+    )
+    summary = summarise("Image Classification example: add a new model", body)
+    assert "my own classification model" in summary
+    assert "works perfectly" not in summary
