@@ -482,9 +482,9 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
     if index and _DEMONSTRATIVE.match(sentence):
         score -= 0.4  # the first candidate may say "This function…" of the title's subject
     if _FRAGMENT.match(sentence) or _CUT_EXAMPLE.search(sentence):
-        score -= 0.4
+        score -= 0.4  # "and unfortunately getting…", "if I add…": the rest of a sentence
     if _WORKS.search(sentence) and not _GOES_WRONG.search(sentence):
-        score -= 0.4  # "…the app works perfect with these models": background  # "and unfortunately getting…", "if I add…": the rest of a sentence
+        score -= 0.4  # "…the app works perfect with these models": background
     if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
         score += IDENTIFIER_BONUS
     return score

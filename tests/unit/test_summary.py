@@ -1060,7 +1060,7 @@ def test_a_warning_line_is_not_the_error() -> None:
 
 def test_a_failure_quoted_in_prose_is_the_error_up_to_the_next_log_record() -> None:
     body = (
-        "I am writing a video file in the ProRes 4444 codec; XVID works perfectly.\n\n"
+        "I am writing a video file in the ProRes 4444 codec; XVID works, ProRes does not.\n\n"
         "When I run this code I get a runtime error for every write: `[prores @ 0x7fb8e4] "
         "Specified pixel format yuv420p is invalid or not supported [ERROR:0] global "
         "/private/var/cap_ffmpeg_impl.hpp (2774) open Could not open codec prores`\n"
@@ -1105,10 +1105,9 @@ def test_a_title_ending_in_a_code_span_gets_its_full_stop() -> None:
 
 def test_a_sentence_saying_something_works_is_background() -> None:
     body = (
-        "I tested the Image Classification app and it works perfectly with the bundled "
-        "MobileNet and EfficientNet models from download.gradle. "
-        "I wanted to add my own classification model, which has different labels."
+        "I tested the Image Classification app and it works perfectly with the bundled models. "
+        "I want to train my own classifier on flower photos with different labels."
     )
     summary = summarise("Image Classification example: add a new model", body)
-    assert "my own classification model" in summary
+    assert "my own classifier" in summary
     assert "works perfectly" not in summary
