@@ -13,11 +13,15 @@ order (room is given by worth: statement, error, question or proposal, environme
    restates the title; a sentence that needs its neighbours, or carries less than half of
    the title's words, is led by the title (without "[DevTools Bug]:"-like labels). Command
    lines, compiler and configure output, tracebacks, code statements, author lists and
-   link labels are not sentences;
+   link labels are not sentences. A sentence naming an API or class the title does not is
+   preferred; one that points at what follows ("…the following command:") is shown
+   completed with it (the command, the error, the items) or gives way to another;
+   "Steps:" labels only a step;
 2. **the question** the issue asks after its context, or what a feature request
    **proposes**, when the statement says neither;
-3. **the error** — exception name and message from the error fields, logs and code, when
-   neither the title nor the sentence already names it;
+3. **the error** — exception name and message from the error fields, logs and code (else a
+   log line that says in words what failed), when neither the title nor the sentence
+   already names it;
 4. **expected behaviour**, when the report says it and there is room;
 5. **the environment** — product version and platform from the system-information text.
 
