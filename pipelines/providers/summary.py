@@ -733,7 +733,7 @@ _STEP_START = re.compile(
     r"navigated|changed|updated|upgraded|downgraded|called|loaded|built|launched|pressed|"
     r"entered|visited|hovered|wrote|made|compiled|saved|closed|copied|imported|moved|"
     r"removed|deleted|enabled|disabled|switched|reloaded|refreshed|checked|followed|"
-    r"accessed|converted|trained|connected|rendered|mounted|executed|dragged|typed)\b",
+    r"accessed|converted|trained|connected|rendered|mounted|executed|dragged)\b",
     re.I,
 )
 
