@@ -61,7 +61,7 @@ def main(previous_source: str) -> None:
     )
     picked = [rows[i] for i in PICKS]
     previous = previous_summaries(Path(previous_source), [(r["title"], r["body"]) for r in picked])
-    print("# Summaries: before and after (issue 9, third and fourth rounds)\n")
+    print("# Summaries: before and after (issue 9, third to fifth rounds)\n")
     print(
         "Twenty issues of the evaluation set (`lab/eval/eval_set.jsonl`, four per project, "
         "the same picks every time), summarised by the offline summariser of main before "

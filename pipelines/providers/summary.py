@@ -13,11 +13,15 @@ order (room is given by worth: statement, error, question or proposal, environme
    restates the title; a sentence that needs its neighbours, or carries less than half of
    the title's words, is led by the title (without "[DevTools Bug]:"-like labels). Command
    lines, compiler and configure output, tracebacks, code statements, author lists and
-   link labels are not sentences;
+   link labels are not sentences. A sentence naming an API or class the title does not is
+   preferred; one that points at what follows ("…the following command:") is shown
+   completed with it (the command, the error, the items) or gives way to another;
+   "Steps:" labels only a step;
 2. **the question** the issue asks after its context, or what a feature request
    **proposes**, when the statement says neither;
-3. **the error** — exception name and message from the error fields, logs and code, when
-   neither the title nor the sentence already names it;
+3. **the error** — exception name and message from the error fields, logs and code (else a
+   log line that says in words what failed), when neither the title nor the sentence
+   already names it;
 4. **expected behaviour**, when the report says it and there is room;
 5. **the environment** — product version and platform from the system-information text.
 
@@ -35,6 +39,7 @@ from pipelines.providers.text import (
     CODE,
     ERROR,
     EXPECTED,
+    LOG,
     OTHER,
     PROBLEM,
     STEPS,
@@ -102,7 +107,9 @@ _WEAK_START = re.compile(
     r"(?:i )?hope (?:this|i|that you|you)\b|i want to report a bug\b|"
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
-    r"see (?:the|this|my|our|also|here|below|above|attached)\b|"
+    r"see (?:the|this|my|our|also|here|below|above|attached)\b|cc:?[ \t]@|"
+    r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
+    r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
     r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
     r"(?:a |the )?(?:pr|pull request)\b)",
@@ -184,7 +191,9 @@ _ENGLISH_STARTS = STOPWORDS | frozenset(
 # Lines that are not sentences a person wrote, though they pass for prose after cleaning.
 # An IPython or Python traceback pasted as prose.
 _TRACEBACK = re.compile(
-    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/"
+    r"Traceback \(most recent call last\)|<ipython-input|-{2,}>|^File [\[\"'~/]|site-packages/|"
+    r"\.pyx?[\"']?(?:, line |:)\d|\.pyx? in [\w.]|^\d{1,3} frames\b|dist-packages/|"
+    r"^Cell In ?\[\d{1,5}\]|^\[?(?:ERROR|WARN(?:ING)?|INFO|DEBUG|FATAL)[:\]@ ]"
 )
 # Marks of statements in code: "x = 1;" (two of them make a line of code), and a line that
 # opens with a call taking a string ("plt.title('Loss') plt.show()").
@@ -234,9 +243,20 @@ def truncate(text: str, limit: int = SUMMARY_MAX) -> str:
     return cut.rstrip(" ,;:(\u2013\u2014-") + ELLIPSIS
 
 
+_CLOSING = "\"')`\u201d\u2019"
+_ENDS = ".!?…:\u3002\uff01\uff1f"
+
+
 def _ensure_period(sentence: str) -> str:
+    """``sentence`` ending like a sentence: "…`--descriptors`" gets its full stop, "…(x)." and
+    "…said "no."" keep theirs."""
     sentence = sentence.rstrip()
-    return sentence if sentence[-1:] in ".!?…:\"')`\u3002\uff01\uff1f" else sentence + "."
+    inner = sentence.rstrip(_CLOSING)
+    if sentence[-1:] in _ENDS or (inner != sentence and inner[-1:] in _ENDS):
+        return sentence
+    if sentence[-1:] == ")" and sentence.count("(") == sentence.count(")"):
+        return sentence if sentence[:-1].rstrip()[-1:] in _ENDS else sentence + "."
+    return sentence + "."
 
 
 def is_prose(sentence: str) -> bool:
@@ -337,6 +357,12 @@ def _with_context(sentence: str, title: str) -> str:
     return f"{context}: {_lower_first(sentence)}"
 
 
+def _upper_first(sentence: str) -> str:
+    """ "working on the browser…" -> "Working on the browser…" (a plain lower-case word)."""
+    word = sentence.split(" ", 1)[0]
+    return sentence[:1].upper() + sentence[1:] if word.isalpha() and word.islower() else sentence
+
+
 def _lower_first(sentence: str) -> str:
     word = sentence.split(" ", 1)[0]
     if word == "I" or word.lower() not in _ENGLISH_STARTS or not sentence[1:2].islower():
@@ -372,7 +398,8 @@ _SAYS_BUG = re.compile(
 # "However, …", "Therefore …": a sentence that goes on from the one before it.
 _CONNECTOR = re.compile(
     r"(?:however|but|also|additionally|besides|though|anyway|in addition|therefore|thus|"
-    r"hence|so|otherwise|instead|moreover|furthermore)\b",
+    r"hence|so|otherwise|instead|moreover|furthermore|as a result|given (?:this|that)|"
+    r"similarly|because of (?:this|that)|for this reason|in (?:this|that) case)\b",
     re.I,
 )
 _POINTS_AT = re.compile(
@@ -381,9 +408,64 @@ _POINTS_AT = re.compile(
     re.I,
 )
 _CANDIDATES = 4  # informative sentences of a section that compete for the statement
+# "There is another issue here regarding…", "Not sure if that's related": an aside about
+# other reports, not what this one is about.
+_OTHER_REPORT = re.compile(
+    r"\b(?:another|other|similar|related|older|existing) (?:issues?|bugs?|reports?|threads?|"
+    r"tickets?)\b|\b(?:could|might|may) be related\b|\bnot sure if (?:it|this|that)(?:'s| is) "
+    r"related\b",
+    re.I,
+)
+# What a maintainer searches for: `code`, dotted or CamelCase names (`tf.image.resize`,
+# `getDerivedStateFromProps`, `ImportError`), snake_case names. Not versions: the
+# environment part shows them, and a sentence listing them is mostly background.
+_IDENTIFIER = re.compile(
+    r"`[^`\n]{2,60}`|(?<![\w/.-])[A-Za-z_]\w{1,40}(?:\.[A-Za-z_]\w{1,40}){1,4}(?:\(\))?"
+    r"(?![\w/-])|(?<![\w/+=])[a-z]{2,20}[A-Z]\w{1,40}(?![\w/+=])|"
+    r"(?<![\w/+=@])[A-Z][a-z]{1,20}[A-Z]\w{1,40}(?![\w/+=])|"
+    r"(?<![\w/.-])[a-z]{2,20}_\w{2,40}(?![\w/-])"
+)
+# Names that are not an issue's specifics: products, and links or files by their host or
+# extension ("arxiv.org", "download.gradle" stays: it is a file of the project).
+_NOT_IDENTIFIER = re.compile(
+    r"(?:tensorflow|opencv|devtools|github|gitlab|javascript|typescript|vscode|pytorch|"
+    r"macos|nodejs|youtube|stackoverflow|chatgpt|openai|macbook|iphone|ipad|webstorm|"
+    r"intellij|powershell|linkedin|bitcoin|vs ?code)$|"
+    r".*\.(?:com|org|net|io|dev|ai|co|app|html?|png|jpe?g|gif|txt|md|pdf)$",
+    re.I,
+)
+IDENTIFIER_MAX = 60  # a longer "name" is data
+# A sentence with code in it ("//Above code…", "x = f(a, b)", "error code: -4"): the bonus is
+# for prose that names things.
+_CODE_LIKE = re.compile(
+    r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s|[\w)][ \t]?\([ \t]"
+)
+_WORKS = re.compile(r"\bworks? (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b", re.I)
+_GOES_WRONG = re.compile(
+    r"\b(?:but|however|fail\w*|error\w*|crash\w*|not|no|never|wrong|broken|unable|cannot)\b|n't\b",
+    re.I,
+)
+_CUT_EXAMPLE = re.compile(r"\b(?:e\.g|i\.e|eg|ie)\.?$", re.I)  # "…in your tree, e.g."
+_FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
+IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
+# "This background label should…", "These functions…": a sentence whose subject is picked
+# out by the sentence before it.
+_DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
 
 
-def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
+def _new_identifier(sentence: str, title: str) -> bool:
+    """Whether ``sentence`` names something (an API, a class, a version) ``title`` does not."""
+    lowered = title.lower()
+    for match in _IDENTIFIER.finditer(sentence[:SENTENCE_MAX]):
+        name = match.group(0).strip("`")
+        if len(name) > IDENTIFIER_MAX or sum(map(str.isdigit, name)) >= 3:
+            continue  # a hash, a base64 blob
+        if name.lower() not in lowered and not _NOT_IDENTIFIER.match(name):
+            return True
+    return False
+
+
+def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
@@ -399,12 +481,22 @@ def _score(sentence: str, index: int, title_tokens: set[str]) -> float:
         score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
+    if _OTHER_REPORT.search(sentence):
+        score -= 0.6
+    if index and _DEMONSTRATIVE.match(sentence):
+        score -= 0.4  # the first candidate may say "This function…" of the title's subject
+    if _FRAGMENT.match(sentence) or _CUT_EXAMPLE.search(sentence):
+        score -= 0.4  # "and unfortunately getting…", "if I add…": the rest of a sentence
+    if _WORKS.search(sentence) and not _GOES_WRONG.search(sentence):
+        score -= 0.4  # "…the app works perfect with these models": background
+    if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
+        score += IDENTIFIER_BONUS
     return score
 
 
 _LEAD = re.compile(
-    r"(?:(?:hi|hello|hey|greetings)(?: there| all| team| guys| everyone| folks)?[,!.]*|"
-    r"summary:|tl;dr:?|update:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
+    r"(?:(?:hi|hello|hey|greetings)(?:,?[ \t](?:there|all|team|guys|everyone|folks))?[,!.]*|"
+    r"summary:|tl;dr:?|update:|edit(?:ed)?\d?:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
     r"\d{1,2}[.)](?=[A-Z])",  # "1.Is there any way…": a list number without its space
     re.I,
 )
@@ -501,7 +593,159 @@ def _first_informative(sections: list[Section], title_tokens: set[str], seen: se
     return ""
 
 
-def _statement(parsed: ParsedIssue) -> tuple[str, str]:
+# "…the following command:", "…these two assertions (please tell me if they are wrong):",
+# "…leads to the following error": a sentence whose point is what comes after it.
+_POINTER_END = re.compile(
+    r"(?::|\b(?:(?:the|these|this|as) )?(?:following|below|like this|as follows)"
+    r"(?:[ \t][\w-]{1,20}){0,2})[ \t]*[.…]?$",
+    re.I,
+)
+_CODE_POINTER = re.compile(
+    r"\b(?:command|code|snippet|script|lines?|config\w*|settings?|setup|output|calls?|"
+    r"functions?|example|program|query|steps?|cmd|like(?: this| so)?|run(?:ning)?)\b",
+    re.I,
+)
+# What a sentence ends with when what it says comes after it.
+_NEEDY_END = re.compile(
+    r"\b(?:following|below|this|these|like|as follows|here|command|code|snippet|output|logs?|"
+    r"results?|errors?|messages?|problem|gives?|shows?|returns?|prints?|says?|get|got|"
+    r"getting|is|are|was|were|with|to|of|by|from|in|for|the|a|an)$",
+    re.I,
+)
+# "…all of the following packages to support Python 3.10:", "…showed this at the time of
+# the crash:": what the sentence is about comes after it.
+_SHOWN_BELOW = re.compile(r"\b(?:the following|this|these|like this|below|as follows)\b", re.I)
+_ERROR_POINTER = re.compile(
+    r"\b(?:errors?|exceptions?|messages?|warnings?|traceback|problems?)\b", re.I
+)
+# "$ ", ">>> ", "PS C:\\src> ", "user@host:~/x$ ": a shell prompt in front of a command.
+_PROMPT = re.compile(
+    r"(?:\$|>>>|>|#|PS [^>\n]{0,80}>|[\w.-]{1,40}@[\w.-]{1,40}:[^$\n]{0,80}\$)[ \t]*"
+)
+_JSON_MEMBER = re.compile(r"[\"'][^\"'\n]{1,60}[\"'][ \t]*:")
+CODE_ALNUM = 6  # letters and digits a code line needs to be shown
+CODE_SHOWN = 80  # characters of a command or code line that completes a sentence
+ITEM_MAX = 100  # a following sentence longer than this is not an item of a list
+ITEMS_SHOWN = 150  # characters of the items that complete a sentence
+ITEM_WORDS = 4  # words an item needs to say something alone
+POINTER_SHOWN = 0.3  # gives back part of what a pointing sentence loses, once completed
+_ITEMS = 3  # items read after a sentence that points at them
+
+
+def _shown_whole(shown: str, written: str) -> bool:
+    """Whether a sentence that pointed at what follows is shown with it, or says what is
+    wrong before its colon ("Failed to build OpenCV dnn with this version of Protobuf:")."""
+    return len(shown) > len(written) or (shown != written and bool(_CUE.search(shown)))
+
+
+def _needs_what_follows(sentence: str) -> bool:
+    """ "…the following packages to support Python 3.10:" says nothing without what follows;
+    "Notice how the blue color appears over the entire tab bar:" does."""
+    if not _POINTER_END.search(sentence):
+        return False
+    base = sentence.rstrip().rstrip(":.… ")
+    return bool(_NEEDY_END.search(base) or _SHOWN_BELOW.search(base))
+
+
+def _code_line(chunk: str) -> str:
+    """The first line of a code chunk without its prompt ("$ ", ">"), shortened at a space
+    to :data:`CODE_SHOWN` characters; ``""`` when it has none or cannot be cut whole."""
+    for raw in chunk.split("\n")[:20]:
+        line = " ".join(raw.split())
+        prompt = _PROMPT.match(line)
+        if prompt and prompt.end() < len(line):
+            line = line[prompt.end() :]
+        if sum(map(str.isalnum, line)) < CODE_ALNUM or _JSON_MEMBER.match(line):
+            continue  # '"name": "e2e",' says nothing alone
+        if any(line.count(a) != line.count(b) for a, b in ("()", "[]", "{}")):
+            continue  # 'import React, { useContext': a part of a statement
+        line = line.replace("`", "'").rstrip(" \\^")
+        if len(line) <= CODE_SHOWN:
+            return line
+        space = line.rfind(" ", 0, CODE_SHOWN)
+        return line[:space].rstrip(" ,;:(") + ELLIPSIS if space > CODE_SHOWN // 2 else ""
+    return ""
+
+
+def _code_after(section: Section, sentence: str) -> str:
+    """The code chunk that follows the paragraph of ``sentence`` in ``section``: the n-th
+    chunk after the n-th paragraph that points at code (paragraphs and chunks alternate)."""
+    tail = sentence.rstrip(" .:…")[-30:]
+    pointers = 0
+    for paragraph in section.paragraphs:
+        if tail and tail in paragraph:
+            break
+        if _POINTER_END.search(paragraph):
+            pointers += 1
+    return section.code[pointers] if pointers < len(section.code) else ""
+
+
+def _completed(
+    sentence: str, following: list[str], section: Section, error: str, title: str
+) -> str | None:
+    """A sentence that points at what follows it ("…the following command:") completed with
+    that: the command in backticks, the error, or the short sentences after it; ``None`` when
+    what it points at cannot be shown (then it says nothing alone). Other sentences as
+    they are."""
+    if not _POINTER_END.search(sentence):
+        return sentence
+    base = sentence.rstrip().rstrip(":.… ").rstrip()
+    # "…is never disposed:" says its point before the code it shows; "…the following
+    # command:" does not.
+    fallback = None if _NEEDY_END.search(base) else base
+    end = base[-40:]
+    if _ERROR_POINTER.search(end):
+        if not error:
+            return None
+        if any(_contains(title, key) for key in _error_keys(error)):
+            return base  # the title quotes it
+        shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+        return f"{base}: {truncate(shown.replace('`', ''), ERROR_SHOWN)}"
+    if _CODE_POINTER.search(end):
+        line = _code_line(_code_after(section, sentence))
+        return f"{base}: `{line}`" if line else None
+    items: list[str] = []
+    for item in following[:_ITEMS]:
+        if len(item) > ITEM_MAX or not is_prose(item) or _POINTER_END.search(item):
+            break
+        if _DANGLING_END.search(item) or _CONNECTOR.match(item) or len(item.split()) < ITEM_WORDS:
+            break
+        if len("; ".join([*items, item])) > ITEMS_SHOWN:
+            break
+        items.append(_lower_first(item.rstrip(" .;")))
+    return f"{base}: {'; '.join(items)}" if items else fallback
+
+
+# "Open the editor", "Run react-devtools", "1. Click…": how a step starts. "There is another
+# issue…" or "The window disappears" from a steps section is no step, and is not labelled so.
+_STEP_START = re.compile(
+    r"(?:\d{1,2}[.)][ \t]*)?(?:open|run|click|go|navigate|install|create|type|press|select|"
+    r"enter|start|use|add|set|call|load|build|execute|launch|try|paste|write|make|compile|"
+    r"visit|hover|drag|change|remove|delete|save|close|copy|import|define|put|move|invoke|"
+    r"download|clone|configure|enable|disable|edit|insert|switch|toggle|scroll|focus|"
+    r"restart|reload|refresh|check|follow|wait|have|let|see|observe|notice|right-click|"
+    r"double-click|ctrl|cmd|alt|shift|in|on|from|using|with|after|then|now|next|first|"
+    r"finally|convert|train|predict|access|accessing|upgrade|update|apply|init\w*|sign|log|"
+    r"connect|send|request|fetch|query|resize|split|drop|pass|pick|choose|hit|tap|mount|"
+    r"render|declare|quit|exit|reopen|verify|browse|search|find|do|just|simply|"
+    # and as the reporter tells them: "Added a useEffect…", "Went to check…"
+    r"added|went|clicked|opened|ran|created|installed|typed|tried|used|started|selected|"
+    r"navigated|changed|updated|upgraded|downgraded|called|loaded|built|launched|pressed|"
+    r"entered|visited|hovered|wrote|made|compiled|saved|closed|copied|imported|moved|"
+    r"removed|deleted|enabled|disabled|switched|reloaded|refreshed|checked|followed|"
+    r"accessed|converted|trained|connected|rendered|mounted|executed|dragged)\b",
+    re.I,
+)
+
+
+STEPS_ASIDE = "steps-aside"  # the role of a statement from a steps section that is no step
+
+
+def _step_like(text: str) -> bool:
+    return bool(_STEP_START.match(text))
+
+
+def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
     """What happens or what is asked, and the role of the section it came from."""
     title_tokens = set(tokens(parsed.title))
     seen: set[str] = set()
@@ -523,9 +767,28 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
         informative = marked[:1] or informative[:_CANDIDATES]
         if not informative:
             continue
+        # A sentence pointing at what follows is shown completed with it, or not at all
+        # when something else can be said.
+        completed = {
+            i: _completed(
+                sentences[i], sentences[i + 1 : i + 1 + _ITEMS], section, error, parsed.title
+            )
+            for i in informative
+        }
+        shown = [i for i in informative if completed[i] is not None]
+        if shown and len(shown) < len(informative):
+            informative = shown
+        written = sentences  # scored as written: what completes a sentence is not its merit
+        sentences = [
+            (completed.get(i) or s) if i in informative else s for i, s in enumerate(sentences)
+        ]
         best = max(
             informative,
-            key=lambda i: (_score(sentences[i], informative.index(i), title_tokens), -i),
+            key=lambda i: (
+                _score(written[i], informative.index(i), title_tokens, parsed.title)
+                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0),
+                -i,
+            ),
         )
         chosen = [sentences[best]]
         follow = best + 1
@@ -534,9 +797,12 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
-            and _adds_to(sentences[follow], chosen[0], title_tokens)
+            and _adds_to(written[follow], chosen[0], title_tokens)
+            and not _needs_what_follows(written[follow])
         ):
             chosen.append(sentences[follow])
+        if role == STEPS and not _step_like(chosen[0]):
+            role = STEPS_ASIDE  # "There is another issue…" under "Repro steps": no step
         if len(chosen) == 1 and _novel(chosen[0], title_tokens) < RESTATES_TITLE:
             # "Add color conversion to NV12" under the title "Color conversion: RGB => NV12":
             # what the next section says is what the summary can add.
@@ -545,6 +811,7 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
                 more
                 and len(chosen[0]) + len(more) <= MAIN_MAX
                 and _adds_to(more, chosen[0], title_tokens)
+                and not _needs_what_follows(more)
             ):
                 chosen.append(more)
         chosen = [c[:-1].rstrip() if c.endswith(":") else c for c in chosen]
@@ -560,9 +827,10 @@ def _statement(parsed: ParsedIssue) -> tuple[str, str]:
             or (len(title_tokens) >= TITLE_LEADS and shared < TITLE_COVERED * len(title_tokens))
         )
         unanchored = misses_title and len(parsed.title) <= TITLE_CONTEXT_MAX
-        if role != STEPS and (is_dangling(chosen[0]) or short or unanchored):
+        stepwise = role in (STEPS, STEPS_ASIDE)  # the title is put in front by the caller
+        if not stepwise and (is_dangling(chosen[0]) or short or unanchored):
             text = _with_context(text, parsed.title)
-        elif role != STEPS and misses_title:
+        elif not stepwise and misses_title:
             # A long title is its own sentence in front, when both fit in the lead.
             context = title_context(parsed.title)
             context = context if context[-1:] in ".!?…" else f"{context}."
@@ -748,21 +1016,21 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     """
     parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
-    statement, role = _statement(parsed)
-    if statement and role == STEPS and title:
+    error = find_error(parsed) or _failure_line(parsed)
+    statement, role = _statement(parsed, error)
+    if statement and role in (STEPS, STEPS_ASIDE) and title:
         # Steps alone do not say what is wrong: the title does.
         context = title_context(title)
-        steps = f"Steps: {statement}"
+        steps = f"Steps: {statement}" if role == STEPS else _upper_first(statement)
         context = truncate(context, 140)
         context = context if context[-1:] in ".!?…" else f"{context}."
         statement = f"{context} {steps}" if context != "." else steps
-    error = find_error(parsed)
     env = environment(parsed)
     expected = _expected(parsed)
     asked = _question(parsed, statement) if statement else ""
     proposed = "" if asked or not statement else _proposal(parsed, statement, role)
-    context = f"{title} {statement} {asked} {proposed}"
-    if error and any(_contains(context, piece) for piece in _error_keys(error)):
+    context = f"{title} {statement} {asked} {proposed}".replace("`", "")
+    if error and any(_contains(context, piece.replace("`", "")) for piece in _error_keys(error)):
         # Said already, unless the error goes on past what the title quotes of it.
         rest = _beyond_title(error, title)
         error = rest if rest and not _contains(context, rest[:ERROR_HEAD]) else ""
@@ -889,6 +1157,69 @@ def _title_error(title: str, statement: str) -> str:
     if len(title_tokens & set(tokens(statement))) >= TITLE_COVERED * len(title_tokens):
         return ""  # the statement carries the title
     return context
+
+
+# A log line that says what failed, when no exception or fatal line was found:
+# "/tflite: Failed to fetch Hexagon NN version.", "[prores @ 0x7fb8] Specified pixel format
+# yuv420p is invalid or not supported".
+_FAILURE = re.compile(
+    r"\b(?:failed to|failed|cannot|can't|could not|couldn't|unable to|not supported|"
+    r"unsupported|not found|no such|permission denied|refused|is invalid|not available|"
+    r"does not exist|doesn't exist|not allowed)\b",
+    re.I,
+)
+_LOG_LEAD = re.compile(
+    r"(?:[ \t]*(?:\[[^\]\n]{0,80}\]|\d[\d/:.,T-]{5,30}|[A-Z]/[\w.-]{1,40}(?:\([ \t]*\d{1,8}\))?:|"
+    r"/?[\w.-]{1,40}:(?=[ \t])|(?:E|W|F|I|ERROR|WARN|WARNING|FATAL|INFO)\b:?))+[ \t]*"
+)
+# What prose quotes of a failure: a code span, or what follows "I get a runtime error…:".
+_QUOTED_FAILURE = re.compile(
+    r"`([^`\n]{10,1000})`|\b(?:errors?|exceptions?)\b[^:`\n]{0,60}:[ \t]+([^`\n]{10,1000})",
+    re.I,
+)
+# "… not supported [ERROR:0] global /private/…": the next log record in the same line.
+_NEXT_RECORD = re.compile(r"[ \t]+(?=\[?(?:ERROR|WARN(?:ING)?|INFO|DEBUG|FATAL)\b)")
+# A warning or info line ("W tensorflow/…] TF-TRT Warning: Could not find TensorRT"), a
+# traceback, a call in code (console.error('load failed')), a person writing.
+_NOT_FAILURE = re.compile(
+    r"warn|:[ \t][IW][ \t]|^[ \t]*[IW]\d{0,4}[ \t]|[\w.]\(['\"]|Traceback|File \"|\.pyx?\b|"
+    r"reproduc|\bmake\[\d|(?:leaving|entering) directory",
+    re.I,
+)
+_PERSON = re.compile(r"\b(?:I|my|we|our)\b|^(?:but|and|so)\b", re.I)
+FAILURE_LINES = 200  # lines of a chunk read for a failure line
+FAILURE_WORDS = 3  # words a failure line must have
+
+
+def _failure_line(parsed: ParsedIssue) -> str:
+    """What a log, or a code span quoted in prose, says failed ("Failed to fetch Hexagon NN
+    version."), when it says so in words; ``""`` when nothing does."""
+    chunks = [c for s in parsed.sections if s.role in (LOG, ERROR) for c in s.code]
+    chunks += [
+        m.group(1) or m.group(2)
+        for s in parsed.sections
+        if s.role in (PROBLEM, OTHER, STEPS, ERROR)
+        for p in s.paragraphs
+        if "`" in p or ":" in p
+        for m in _QUOTED_FAILURE.finditer(p[:PARAGRAPH_MAX])
+    ]
+    for chunk in chunks:
+        for raw in chunk.split("\n")[:FAILURE_LINES]:
+            line = raw[:SENTENCE_MAX]
+            if not _FAILURE.search(line) or _NOT_FAILURE.search(line):
+                continue
+            lead = _LOG_LEAD.match(line)
+            text = line[lead.end() :] if lead else line.strip()
+            text = _NEXT_RECORD.split(text, 1)[0]
+            for sentence in split_sentences(text):
+                if not _FAILURE.search(sentence) or len(sentence.split()) < FAILURE_WORDS:
+                    continue
+                if _CONNECTOR.match(sentence) or _PERSON.search(sentence):
+                    continue  # "However, 60 white coins cannot be dyed…": prose in a code span
+                if sum(map(str.isalpha, sentence)) < 0.6 * len(sentence.replace(" ", "")):
+                    continue  # a path or a hex dump
+                return truncate(sentence, ERROR_SHOWN)
+    return ""
 
 
 ERROR_KEY = 40  # characters of an error's message that, found in the summary, make it said

@@ -10,6 +10,7 @@ from pipelines.providers.summary import (
     _beyond_title,
     clean_body,
     is_dangling,
+    is_prose,
     summarise,
     title_context,
     truncate,
@@ -96,7 +97,7 @@ def test_only_a_stack_trace_gives_the_title_and_the_error() -> None:
         '```\nTraceback (most recent call last):\n  File "a.py", line 1, in <module>\n'
         "KeyError: 'user_id'\n```"
     )
-    assert summarise("Login fails", body) == "Login fails. Error: KeyError: 'user_id'"
+    assert summarise("Login fails", body) == "Login fails. Error: KeyError: 'user_id'."
 
 
 def test_cap_and_no_mid_word_cut() -> None:
@@ -337,7 +338,8 @@ def test_prose_in_a_standalone_code_field_is_the_statement_and_its_error_is_foun
         'Calling it from C gives: "undefined reference to `TfLiteModelCreateFromFile\'"\n'
     )
     summary = summarise("Using C api and library", body)
-    assert summary.startswith("I have compiled the static library with cmake")
+    # Either sentence of the field may lead (the second names the missing symbol).
+    assert "static library with cmake" in summary or "Calling it from C" in summary
     assert "undefined reference to" in summary
     assert "TfLiteModelCreateFromFile" in summary
 
@@ -938,3 +940,174 @@ def test_an_error_the_title_quotes_whole_is_not_repeated() -> None:
 )
 def test_what_an_error_says_past_the_titles_quote(error: str, title: str, rest: str) -> None:
     assert _beyond_title(error, title) == rest
+
+
+# ---- fifth round (issue 9): what holdout5's raters missed -------------------------------
+# Fixtures are paraphrases of training issues (the data's README forbids copying its text
+# into the repository); each keeps the shape that the rule is about.
+
+
+def test_a_sentence_pointing_at_a_command_is_completed_with_it() -> None:
+    body = (
+        "When building with MSVC and a non-default toolset, I run the following command:\n\n"
+        "```\n> python build_msvc/msvc-autogen.py -toolset v143\n```\n"
+    )
+    summary = summarise("build: do not modify common.init.vcxproj directly", body)
+    assert "following command: `python build_msvc/msvc-autogen.py -toolset v143`" in summary
+    assert not summary.endswith("following command.")
+
+
+def test_a_sentence_pointing_at_a_list_is_completed_with_its_items() -> None:
+    body = (
+        "### Current Behaviour?\n\n"
+        "Considering these two assertions (tell me if they are wrong):\n"
+        "* It is not possible to use dynamic-sized tensors with the GPU delegate.\n"
+        "* Nor is it possible to use a batch size above one with the GPU delegate.\n"
+    )
+    summary = summarise("[TFLite] Dynamic batch size with GPU delegate", body)
+    assert "wrong): it is not possible to use dynamic-sized tensors" in summary
+    assert "batch size above one" in summary
+
+
+def test_a_sentence_pointing_at_the_error_is_completed_with_it_once() -> None:
+    body = (
+        "### Current behavior?\n\n"
+        "Running the mobilenet from keras leads to the following error:\n\n"
+        '```\nTraceback (most recent call last):\n  File "a.py", line 1, in <module>\n'
+        "ValueError: shapes (2,3) and (4,5) not aligned\n```\n"
+    )
+    summary = summarise("Mobilenet example crashes", body)
+    assert "following error: ValueError: shapes (2,3) and (4,5) not aligned" in summary
+    assert summary.count("not aligned") == 1
+
+
+def test_a_pointer_that_cannot_be_completed_gives_way_to_another_sentence() -> None:
+    body = (
+        "After the update the app prints the following message. "
+        "The window closes right after the splash screen shows on Windows 11.\n"
+    )
+    summary = summarise("App closes at start", body)
+    assert "following output" not in summary
+    assert "splash screen" in summary
+
+
+def test_a_sentence_that_says_its_point_before_the_code_keeps_it() -> None:
+    body = (
+        "This handler for token cancellation is never disposed:\n\n"
+        "```ts\ntoken.onCancellationRequested(() => cancel());\n```\n\n"
+        "Found it with the help of the new commands to track disposables in the app.\n"
+    )
+    summary = summarise("`RPCProtocol._remoteCall` leaks a listener", body)
+    assert "never disposed" in summary
+
+
+def test_a_sentence_naming_an_api_beats_a_vaguer_one() -> None:
+    body = (
+        "Running tf.image.extract_patches with SAME padding fills the areas outside the "
+        "input with zeros. There is no way to change the default value. The background "
+        "label should always be configurable; otherwise, this function mixes up the labels."
+    )
+    summary = summarise("Default value for areas outside the input", body)
+    assert "tf.image.extract_patches" in summary
+
+
+def test_a_this_sentence_after_the_first_does_not_win_over_it() -> None:
+    body = (
+        "Exporting a model with a lambda layer fails with a shape mismatch in saved graphs. "
+        "Loading older checkpoints works. "
+        "This background label handling should always be zero for padded areas instead."
+    )
+    summary = summarise("Model export shape mismatch", body)
+    assert not summary.split(": ", 1)[-1].startswith("This background")
+
+
+def test_an_aside_about_another_issue_is_not_the_statement_nor_labelled_steps() -> None:
+    body = (
+        "### Repro steps\n\n"
+        "An empty window appears for about two seconds and then disappears.\n\n"
+        "There is another issue here regarding the standalone app failing silently on "
+        "Debian, where the submitter said it was related to permissions for electron.\n"
+    )
+    summary = summarise("[DevTools Bug]: standalone app quits after 2 seconds", body)
+    assert "empty window appears" in summary
+    assert "another issue" not in summary
+    assert "Steps:" not in summary
+
+
+def test_a_step_told_in_the_past_is_still_labelled_steps() -> None:
+    body = "### Repro steps\n\nWent to check the component tree for state values and got it.\n"
+    summary = summarise('[DevTools Bug] Element "12" not found', body)
+    assert 'Element "12" not found. Steps: Went to check the component tree' in summary
+
+
+def test_a_log_line_saying_what_failed_is_the_error() -> None:
+    body = (
+        "### Relevant log output\n\n```shell\n"
+        "/tflite: Failed to fetch Hexagon NN version. This might be because you're using "
+        "incompatible versions of libhexagon_interface and libhexagon_nn_skel.\n```\n"
+    )
+    summary = summarise("Failing to run hexagon delegates on android", body)
+    assert "Error: Failed to fetch Hexagon NN version." in summary
+
+
+def test_a_warning_line_is_not_the_error() -> None:
+    body = (
+        "### Relevant log output\n\n```\n2023-02-15 10:00:00.1: W tensorflow/compiler/"
+        "py_utils.cc:38] TF-TRT Warning: Could not find TensorRT\n```\n"
+    )
+    assert "TensorRT" not in summarise("Cast to bfloat16 does not run on A100", body)
+
+
+def test_a_failure_quoted_in_prose_is_the_error_up_to_the_next_log_record() -> None:
+    body = (
+        "I am writing a video file in the ProRes 4444 codec; XVID works, ProRes does not.\n\n"
+        "When I run this code I get a runtime error for every write: `[prores @ 0x7fb8e4] "
+        "Specified pixel format yuv420p is invalid or not supported [ERROR:0] global "
+        "/private/var/cap_ffmpeg_impl.hpp (2774) open Could not open codec prores`\n"
+    )
+    summary = summarise("Cannot write files in ProRes codecs", body)
+    assert "Error: Specified pixel format yuv420p is invalid or not supported." in summary
+    assert "cap_ffmpeg_impl" not in summary
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "h5py/objects.pyx in h5py.objects.with_phil.wrapper()",
+        "Cell In[15], line 3",
+        "2 frames /usr/local/lib/python3.10/dist-packages/h5py/hl/dataset.py in make_new_dset",
+        "[ERROR:0@0.012] global persistence.cpp (505) open Can't open file: 'a.xml' in read mode",
+    ],
+)
+def test_traceback_and_log_lines_are_not_prose(line: str) -> None:
+    assert not is_prose(line)
+
+
+def test_a_pointer_to_a_full_post_elsewhere_is_not_the_statement() -> None:
+    body = (
+        "Full post is https://forum.opencv.org/t/image2blobparams/13437\n\n"
+        "The difference is in the constructor: scalefactor becomes (0.0078, 0, 0, 0) in C++."
+    )
+    summary = summarise("Weird behaviour when I use Image2BlobParams", body)
+    assert "Full post" not in summary
+    assert "constructor" in summary
+
+
+def test_a_greeting_to_everyone_is_dropped() -> None:
+    body = "Hello, everyone, my question is how to debug the node with Visual Studio 2015."
+    assert summarise("Debugging with Visual Studio", body).startswith("My question is")
+
+
+def test_a_title_ending_in_a_code_span_gets_its_full_stop() -> None:
+    summary = summarise("Intermittent failure in `wallet_encryption.py`", "")
+    assert summary == "Intermittent failure in `wallet_encryption.py`."
+
+
+def test_a_sentence_saying_something_works_is_background() -> None:
+    body = (
+        "I tested the Image Classification app and it works perfectly with the bundled models. "
+        "I want to train my own classifier on flower photos with different labels."
+    )
+    summary = summarise("Image Classification example: add a new model", body)
+    assert "my own classifier" in summary
+    assert "works perfectly" not in summary

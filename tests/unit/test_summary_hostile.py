@@ -79,6 +79,19 @@ HOSTILE_BODIES: dict[str, str] = {
     "references": ("fixes #1 and #2, " * BODY)[:BODY],
     "reference-like repository names": ("fixes " + "a" * 90 + "/" + "b" * 90 + " ") * 200,
     "cli error lines": ("```\n" + "error code: -1\nerror message:\n" * 2_000 + "```"),
+    # Patterns of the fifth round: names, pointers and what completes them, failure lines.
+    "identifier-like words": ("aB.cD_eF gH " * BODY)[:BODY],
+    "calls with many commas": ("f(" + "a, " * BODY)[:BODY],
+    "sentences pointing at code": (
+        "I run the following command:\n\n```\n$ make " + "x " * 40 + "\n```\n\n"
+    )
+    * 500,
+    "sentences pointing at items": ("These are the points:\n" + "* point one is here.\n" * 3)
+    * 1_000,
+    "failure log lines": "### Relevant log output\n```\n" + "E/x: failed to open y\n" * 4_000,
+    "log record leads": ("[a] 2023-01-01T00:00 E/x: " * BODY)[:BODY],
+    "quoted failures": ("I get an error: `cannot open " + "a" * 900 + "` " * 50) * 20,
+    "error colons": ("error " + ":" * 60 + " cannot ") * 2_000,
 }
 
 
