@@ -319,6 +319,45 @@ def test_issue_templates_give_no_topic(name: str, title: str, body: str) -> None
         ("Diff decorations are not rendered", "", "ui"),
         ("Add a zoom factor to the calibration tool", "", "ui"),
         ("Test Results tab pops up after every run", "", "ui"),
+        # Fourth round (issue 9, item 2): the misses of holdout5 and the earlier samples, in
+        # general form.
+        ("Regresion: the outline loses its folding state", "", "regression"),
+        ("Extensions do not load after update", "", "regression"),
+        ("Since the latest update, the sidebar flickers", "", "regression"),
+        ("View menu lists closed editors", "", "ui"),
+        ("Debug actions missing from the command center", "", "ui"),
+        ("Add a keyboard shortcut to reopen the panel", "", "ui"),
+        ("Show the file path in the outline view", "", "ui"),
+        ("Selection is drawn incorrectly in the minimap", "", "ui"),
+        ("Hints overlapping with the chat input", "", "ui"),
+        ("`Watcher.start` leaks a disposable", "", "performance"),
+        (
+            "Find which calls are slow",
+            "I want to see which functions are running slow.",
+            "performance",
+        ),
+        (
+            "Cap the delegate",
+            "Inference takes almost all GPU resources on the phone.",
+            "performance",
+        ),
+        (
+            "Refresh on typing",
+            "This behaviour is not optimized for remote sessions.",
+            "performance",
+        ),
+        ("Standalone app launching and quitting on Fedora", "", "crash"),
+        ("load() silently stops the python process", "", "crash"),
+        ("Check failed when running tf.raw_ops.Foo", "", "crash"),
+        ("Node closed", "The app quits unexpectedly while syncing headers.", "crash"),
+        ("Add NEON in builds for Windows on ARM", "", "build"),
+        ("Build with OpenVINO in Release", "", "build"),
+        ("Support Borland", "Its static libs cannot be linked with the shipped ones.", "build"),
+        ("Install from scratch", "The second step, cmake --build ., gives errors.", "build"),
+        ("Provide a helper to ease snapshot testing", "", "tests"),
+        ("new p2p ddos technique", "", "security"),
+        ("Resize should add a note for negative sizes", "", "documentation"),
+        ("Odd scale factor", "I think this must be written in the docs.", "documentation"),
     ],
 )
 def test_obvious_topics_hit(title: str, body: str, topic: str) -> None:
@@ -408,6 +447,17 @@ def test_passing_mentions_give_no_topic(title: str, body: str) -> None:
             "useMemo after the update",
             "The value is stale after the update of the state.",
             "regression",
+        ),
+        # Fourth round: the new cues in another sense.
+        ("Effect runs after update of the props", "", "regression"),
+        ("Leaks the private key in the log", "", "performance"),
+        ("Crash while testing the wallet", "", "tests"),
+        ("Stopped after I killed the process", "I had to kill the process by hand.", "crash"),
+        ("Add a DoS score to the peer", "", "security"),
+        (
+            "GELU on the delegate",
+            "It might be a bit slower but it stays on the DSP.",
+            "performance",
         ),
     ],
 )
