@@ -121,6 +121,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"out of memory|oom",
             r"sluggish(?:ness)?",
             r"time[- ]consuming",
+            r"benchmark(?:s|ing|ed)?",
             # a resource leak ("leaks a listener", "disposable leak"), not a leaked secret
             r"leak(?:s|ing|ed)? (?:an? |the )?(?:\w+ )?(?:listeners?|disposables?|handles?|"
             r"resources?|threads?|sockets?|connections?|file descriptors?|objects?)",
@@ -311,6 +312,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"how to (?:build|compile)",
                 r"(?:from|on) source",
                 r"guix",
+                r"no rule to make target",
                 r"(?:gcc|clang)(?:[- ]?\d+)?",
                 r"(?:ci|github actions) (?:build|job)",
                 r"(?:pip )?wheel (?:build|package)",
@@ -333,6 +335,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"cmake (?:error|fails?|failed)",
                 r"bazel build",
                 r"ninja: build stopped",
+                r"no rule to make target",
                 r"configure: error",
                 r"make: \*\*\*",
                 r"compilation terminated",
@@ -370,6 +373,9 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"test ?renderer",
                 r"flaky|flakiness",
                 r"(?<!while )(?<!when )(?<!during )(?<!after )testing",
+                # the plural is the project's tests ("run the interface tests in the CI"); a
+                # singular "test" is often a test *of* something the issue is about
+                r"tests",
                 r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
                 r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
                 r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",

@@ -358,6 +358,9 @@ def test_issue_templates_give_no_topic(name: str, title: str, body: str) -> None
         ("new p2p ddos technique", "", "security"),
         ("Resize should add a note for negative sizes", "", "documentation"),
         ("Odd scale factor", "I think this must be written in the docs.", "documentation"),
+        ("Run the wallet tests in the CI", "", "tests"),
+        ("How to benchmark a quantised model", "", "performance"),
+        ("No rule to make target 'cudnn', needed by 'libfoo.so'", "", "build"),
     ],
 )
 def test_obvious_topics_hit(title: str, body: str, topic: str) -> None:
