@@ -80,6 +80,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"typos?",
             r"changelog",
             r"release notes",
+            r"add(?:s|ing)? (?:a |some )?notes? (?:for|about|on|to|that|when)",
             r"man ?page",
             r"api reference",
         ),
@@ -94,6 +95,10 @@ TOPIC_RULES: dict[str, Rule] = {
             r"undocumented",
             r"(?:should|must|needs? to) be (?:properly |better |clearly )?documented",
             r"docstrings?",
+            # a request to write something into the docs ("something must be written in doc")
+            rf"(?:should|must|could|needs? to|has to|would) be (?:\w+ )?(?:written|write|added|"
+            rf"mentioned|noted|explained|described|clarified|stated) (?:in|into|to) "
+            rf"(?:the |a )?{_DOC_NOUN}",
         ),
     ),
     "performance": Rule(
@@ -116,6 +121,12 @@ TOPIC_RULES: dict[str, Rule] = {
             r"out of memory|oom",
             r"sluggish(?:ness)?",
             r"time[- ]consuming",
+            r"benchmark(?:s|ing|ed)?",
+            # a resource leak ("leaks a listener", "disposable leak"), not a leaked secret
+            r"leak(?:s|ing|ed)? (?:an? |the )?(?:\w+ )?(?:listeners?|disposables?|handles?|"
+            r"resources?|threads?|sockets?|connections?|file descriptors?|objects?)",
+            r"(?:listener|disposable|handle|resource|thread|socket|connection|file descriptor)s? "
+            r"leaks?",
         ),
         body=_words(
             r"performance (?:issue|problem|regression|degradation|drop|hit|penalty)",
@@ -137,6 +148,11 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:is |was |are |gets |goes )?(?:very |extremely |too |really |so )?(?:high|huge)",
             r"(?:needs?|takes?|took|requires?) (?:much |a lot |far |way )?more time",
             r"how (?:to|can i|do i|can we) (?:optimi[sz]e|speed (?:it )?up|accelerate)",
+            r"(?:is|are|was|were|seems?|running|runs|getting|gets|becomes?|became) "
+            r"(?:very |so |really |extremely |too |quite |a bit |noticeably |still |pretty |"
+            r"painfully |unusably )?slow",
+            r"(?:not|isn't|poorly|badly) optimi[sz]ed",
+            r"(?:cpu|gpu|memory|ram|hardware|compute|computing) resources",
         ),
     ),
     "security": Rule(
@@ -151,6 +167,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:sql|code|command|script|html|prototype) injection",
             r"privilege escalation",
             r"denial of service",
+            r"d?dos attacks?|ddos",
             r"remote code execution|rce",
             r"sanitiz(?:e|ation|er) (?:bypass|issue)",
         ),
@@ -178,6 +195,23 @@ TOPIC_RULES: dict[str, Rule] = {
             r"dialogs?",
             r"context menu",
             r"menu ?bar",
+            r"menus?",
+            r"command (?:center|palette)",
+            r"quick ?pick",
+            r"pop-?ups?",
+            r"(?:keyboard |mouse )?shortcuts?|key ?bindings?",
+            r"inlay hints?",
+            r"(?:chat|explorer|outline|timeline|search|scm|source control|debug|variables|watch|"
+            r"problems|output|test|testing|extensions?|references|diff|split|side by side|zen|"
+            r"notebook|welcome|tree|list|custom) views?",
+            r"view containers?",
+            r"editor groups?",
+            r"(?:drawn|rendered|displayed) (?:incorrectly|wrong(?:ly)?)",
+            r"looks? (?:disabled|misaligned|blurry|broken)",
+            r"overlap(?:s|ped|ping)? with|ui overlaps?",
+            r"discoverab(?:le|ility)",
+            r"progress (?:indicator|bar)s?",
+            r"contrast ratio",
             r"tooltips?",
             r"hover",
             r"sidebar|side bar",
@@ -256,6 +290,11 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"(?! (?:event|events|listener|handler|scroll\w*|zoom\w*|delta|click\w*|button))",
                 r"(?:arm|arm64|aarch64|x86|x64|macos|windows|linux|debug|release|universal|static|"
                 r"nightly|wasm|android|ios) (?:builds?|binaries)",
+                # "builds for Windows on ARM", "Build with OpenVINO in Debug"
+                r"builds? (?:for|on|with|against|in|using) (?:\w+ )?(?:windows|linux|macos|mac|"
+                r"osx|arm|arm64|aarch64|android|ios|wasm|debug|release|cuda|openvino|msvc|mingw|"
+                r"clang|gcc|ubuntu|raspberry)",
+                r"^build(?:ing)? (?:with|against)(?= \w)",
                 # Bitcoin Core's depends system, not "it depends on"
                 r"depends(?=:)",
                 r"depends (?:bdb|qt|boost|libevent|zeromq|miniupnpc|sqlite|build|system|"
@@ -273,6 +312,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"how to (?:build|compile)",
                 r"(?:from|on) source",
                 r"guix",
+                r"no rule to make target",
                 r"(?:gcc|clang)(?:[- ]?\d+)?",
                 r"(?:ci|github actions) (?:build|job)",
                 r"(?:pip )?wheel (?:build|package)",
@@ -295,11 +335,16 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"cmake (?:error|fails?|failed)",
                 r"bazel build",
                 r"ninja: build stopped",
+                r"no rule to make target",
                 r"configure: error",
                 r"make: \*\*\*",
                 r"compilation terminated",
                 r"error C\d{4}",
                 r"causing (?:the )?builds? to fail|builds? to fail",
+                r"(?:cannot|can't|cant|can not|couldn't|could not|unable to) (?:be )?"
+                r"(?:linked|compiled)",
+                r"cmake --build",
+                r"static lib(?:s|rary|raries)",
                 r"(?:trying|tried|try|attempting) to (?:build|compile) (?:\w+ )?(?:from source|"
                 r"(?:opencv|tensorflow|bitcoin(?: core)?|bitcoind|tflite|vs ?code) v?\d[\w.]*)",
             ),
@@ -327,6 +372,10 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"testing (?:framework|library|utilities|utils)",
                 r"test ?renderer",
                 r"flaky|flakiness",
+                r"(?<!while )(?<!when )(?<!during )(?<!after )testing",
+                # the plural is the project's tests ("run the interface tests in the CI"); a
+                # singular "test" is often a test *of* something the issue is about
+                r"tests",
                 r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
                 r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
                 r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
@@ -400,6 +449,14 @@ TOPIC_RULES: dict[str, Rule] = {
             r"dies|died",
             r"terminat(?:es|ed) unexpectedly",
             r"illegal instruction",
+            r"(?:silently |suddenly |unexpectedly )(?:stops?|kills?|terminates?|exits?|quits?|"
+            r"closes?|dies)",
+            r"(?:stops?|kills?|terminates?) (?:the )?(?:python |node |whole |main )?process",
+            # TensorFlow's CHECK macro aborts the process ("Check failed when running tf.x")
+            r"check[- ]fail(?:ed|ure|s) (?:when|while) (?:running|calling|executing)",
+            r"internal assertion failure",
+            r"(?:launch(?:es|ing)?|open(?:s|ing)?|start(?:s|ing)?) and (?:then )?(?:immediately )?"
+            r"(?:quits?|quitting|closes?|closing|exits?|exiting)",
         ),
         body=_words(
             r"(?:it|app|application|process|program|server|editor|node|bitcoind|python|"
@@ -419,13 +476,22 @@ TOPIC_RULES: dict[str, Rule] = {
             r"terminated unexpectedly",
             r"killed by signal",
             r"illegal instruction",
+            r"(?:quits?|closes?|exits?|shuts? down|disappears?) (?:unexpectedly|abruptly|silently|"
+            r"suddenly|without (?:any )?(?:errors?|warnings?|messages?))",
+            r"(?:silently|suddenly|unexpectedly) (?:stops?|exits?|quits?|dies|closes?|terminates?)",
+            r"(?:stops?|terminates?) the (?:python |node |whole |main )?process",
+            r"process (?:dies|died|is killed|was killed|gets killed|got killed)",
         ),
     ),
     "regression": Rule(
         title=_words(
-            r"regression(?! tests?\b)",
+            r"regress?ion(?! tests?\b)",
             r"regressed",
             r"no longer",
+            # "... after update", "Since latest update, ..." (not "after the update of the state")
+            r"(?:after|since) (?:an? |the )?(?:latest|recent|last|new|newest) (?:\w+ )?"
+            r"(?:update|upgrade)",
+            r"(?:after|since) (?:an? )?(?:update|upgrade|updating|upgrading)(?=\s*(?:$|[,.;:!)]))",
             r"stopped working",
             r"used to work",
             r"broken (?:since|after|in) v?\d[\w.]*",
