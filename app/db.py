@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,7 +72,74 @@ def make_autocommit_engine(url: str, engine: Engine, *, durable: bool = True) ->
     """
     if make_url(url).get_backend_name() == "sqlite":
         return engine
-    return make_engine(url, durable=durable, isolation_level="AUTOCOMMIT")
+    autocommit = make_engine(url, durable=durable, isolation_level="AUTOCOMMIT")
+    event.listen(autocommit, "before_cursor_execute", _send_begin_along, retval=True)
+    return autocommit
+
+
+# ``transaction`` on an autocommit PostgreSQL engine: the connection's next statement is
+# sent after this, in the same query string. SET LOCAL: the commit waits for the WAL flush
+# whatever the pool's synchronous_commit (``durable``).
+_PENDING_BEGIN = "issueflow_pending_begin"
+_BEGIN = "BEGIN; SET LOCAL synchronous_commit TO on; "
+
+
+def _send_begin_along(
+    connection: Connection,
+    _cursor: Any,
+    statement: str,
+    parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> tuple[str, Any]:
+    begin = connection.info.pop(_PENDING_BEGIN, None)
+    if begin is None:
+        return statement, parameters
+    return begin + statement, parameters
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()``, durable, in two round trips fewer on an autocommit PostgreSQL
+    engine (``make_autocommit_engine``): the BEGIN travels in the query string of the
+    block's first statement, the COMMIT goes alone when the block ends without an error
+    (ROLLBACK otherwise). A block of one statement costs two round trips, not four.
+
+    Still a transaction: a client that dies before it sends the COMMIT, even while its
+    statement waits for a lock, commits nothing. Its commit waits for the WAL flush, as a
+    result's must. Any other engine: ``engine.begin()``.
+    """
+    if not event.contains(engine, "before_cursor_execute", _send_begin_along):
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        info = connection.info
+        info[_PENDING_BEGIN] = _BEGIN
+        try:
+            yield connection
+        except BaseException:
+            # The BEGIN went out (the statement that carried it may have failed or broken
+            # the connection).
+            if info.pop(_PENDING_BEGIN, None) is None and not connection.invalidated:
+                try:
+                    connection.exec_driver_sql("ROLLBACK")
+                except Exception:
+                    connection.invalidate()  # never back to the pool inside a transaction
+            raise
+        else:
+            if info.pop(_PENDING_BEGIN, None) is None:
+                connection.exec_driver_sql("COMMIT")
+        finally:
+            info.pop(_PENDING_BEGIN, None)
+            if not connection.invalidated and _in_transaction(connection):
+                connection.invalidate()
+
+
+def _in_transaction(connection: Connection) -> bool:
+    """Whether the server session is inside a transaction block (libpq's own view)."""
+    dbapi = connection.connection.dbapi_connection
+    return dbapi is not None and bool(dbapi.info.transaction_status)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -7,11 +7,12 @@ transaction of their own: each of their writes is guarded (a stage only while un
 the issue only while the run is current), so the worker sends them in autocommit on
 PostgreSQL, and ``begin_stage_behind`` may leave its marks to ``pipelines.marks``.
 
-On PostgreSQL persist is a transaction of four round trips (``persist_result``), never a
-single autocommit statement: a worker killed while that statement waits for a lock would
-leave it to commit on its own later, after the kill was recorded as the run's failure (or
-before a redelivery ran). Statements with several rows or tables are written as SQL there,
-the rest as prebuilt Core statements.
+On PostgreSQL persist is one statement (``persist_result``: its locks and every write) in
+a transaction of two round trips in the worker (``app.db.transaction``: BEGIN sent with
+the statement, then COMMIT), never a single autocommit statement: a worker killed while
+that statement waits for a lock would leave it to commit on its own later, after the kill
+was recorded as the run's failure (or before a redelivery ran). Statements with several
+rows or tables are written as SQL there, the rest as prebuilt Core statements.
 
 Writes that touch the issue lock in the one order every writer follows: the issue row,
 then the run, then its stages. Progress marks touch one row at a time.
@@ -518,31 +519,12 @@ def persist_result(
     is no longer the issue's current one never overwrites the newer run's result.
     ``events`` records the ``issue.enriched`` webhook.
     """
-    postgres = connection.dialect.name == "postgresql"
-    if postgres:  # both locks in one round trip, the issue's first
-        current_run, state = prepared.execute(
-            connection, _PG_LOCK_ISSUE_AND_RUN, {"issue": issue_id, "run": run_id}
-        ).one()
-        issue_found = current_run is not None
-    else:
-        issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
-        state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
-        issue_found, current_run = issue is not None, issue and issue.enrichment_task_id
-    if state is None:
-        raise RunNotFound(run_id)
-    if state == TaskState.SUCCESS:
-        return False
-    if state in FINISHED_STATES:
-        raise StaleRun(f"run {run_id} already ended {state}")
-    if not issue_found:
-        raise StaleRun(f"issue {issue_id} was deleted")
-    if current_run != run_id:
-        raise StaleRun(f"superseded by {current_run}")
     now = utcnow()
     unique = list(dict.fromkeys(tags))
     result = {"ai_summary": summary, "tags": unique}
-    if postgres:  # every write in one statement, one round trip
-        prepared.execute(
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:  # the locks and every write in one statement, one round trip
+        current_run, state = prepared.execute(
             connection,
             _PG_PERSIST,
             {
@@ -555,8 +537,24 @@ def persist_result(
                 "now": now,
                 "position": Stage.PERSIST.position,
             },
-        )
+        ).one()
+        issue_found = current_run is not None
     else:
+        issue = connection.execute(_LOCK_ISSUE, {"p_issue": issue_id}).first()
+        state = connection.execute(_LOCK_RUN, {"p_run": run_id}).scalar_one_or_none()
+        issue_found, current_run = issue is not None, issue and issue.enrichment_task_id
+    # PostgreSQL wrote the result exactly when every check below passes.
+    if state is None:
+        raise RunNotFound(run_id)
+    if state == TaskState.SUCCESS:
+        return False
+    if state in FINISHED_STATES:
+        raise StaleRun(f"run {run_id} already ended {state}")
+    if not issue_found:
+        raise StaleRun(f"issue {issue_id} was deleted")
+    if current_run != run_id:
+        raise StaleRun(f"superseded by {current_run}")
+    if not postgres:
         _persist_each(connection, run_id, issue_id, summary, unique, result, fingerprint, now)
     if events is not None:
         events.enriched(
@@ -640,37 +638,53 @@ _PG_FINISH = {
 }
 
 
-# PostgreSQL: persist's locks in one statement. Scalar sub-SELECTs are evaluated in order,
-# so the issue row is locked before the run row, the order every writer follows. The
-# issue's column is never NULL when the issue exists ('' for none): NULL means deleted.
-_PG_LOCK_ISSUE_AND_RUN = """
-SELECT (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s FOR UPDATE),
-       (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE)
-"""
-# PostgreSQL: persist's writes in one statement (the issue's result, its tags, the run, the
-# persist stage). The tags are replaced without a DELETE and INSERT of the same row (whose
-# order inside one statement is not defined): tags no longer there are deleted, the others
-# inserted or given their new position.
+# PostgreSQL: persist in one statement, its locks first. ``locked`` is what the main query
+# reads, before any of the data-modifying CTEs runs (PostgreSQL runs those, which the main
+# query does not read, after it): its scalar sub-SELECTs are evaluated in order, so the
+# issue row is locked before the run row, then the writes touch the issue, its tags, the
+# run and the persist stage, the order every writer follows. The issue's column is never
+# NULL when the issue exists ('' for none): NULL means deleted. Each write happens only
+# when the run is still the issue's current one and unfinished (``go``); otherwise nothing
+# changes and ``persist_result`` says why from the returned row. The writes see the
+# statement's snapshot, taken before the locks were granted: the issue, run and stage rows
+# are re-checked at their latest version (READ COMMITTED), and the tags need no re-check:
+# whoever else writes an issue's tags holds its row lock, so a writer that committed while
+# this statement waited either was this run's own persist (the run is SUCCESS: no writes)
+# or ended the run's turn (superseded, deleted: no writes either).
+# The tags are replaced without a DELETE and INSERT of the same row (whose order inside one
+# statement is not defined): tags no longer there are deleted, the others inserted or given
+# their new position.
 _PG_PERSIST = f"""
-WITH issue AS (
+WITH locked AS MATERIALIZED (
+    SELECT
+        (SELECT COALESCE(enrichment_task_id, '') FROM issues WHERE id = %(issue)s FOR UPDATE)
+            AS current_run,
+        (SELECT state FROM enrichment_runs WHERE id = %(run)s FOR UPDATE) AS state
+), go AS (
+    SELECT 1 FROM locked WHERE current_run = %(run)s AND state IN ({_UNFINISHED_LIST})
+), issue AS (
     UPDATE issues SET ai_summary = %(summary)s,
         enrichment_status = '{EnrichmentStatus.SUCCEEDED.value}', enrichment_error = NULL,
         enriched_at = %(now)s, updated_at = %(now)s
-    WHERE id = %(issue)s
+    WHERE id = %(issue)s AND EXISTS (SELECT FROM go)
 ), dropped AS (
-    DELETE FROM issue_tags WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[])
+    DELETE FROM issue_tags
+    WHERE issue_id = %(issue)s AND tag <> ALL(%(tags)s::varchar[]) AND EXISTS (SELECT FROM go)
 ), tagged AS (
     INSERT INTO issue_tags (issue_id, tag, position)
     SELECT %(issue)s, t.tag, t.n - 1
     FROM unnest(%(tags)s::varchar[]) WITH ORDINALITY AS t(tag, n)
+    WHERE EXISTS (SELECT FROM go)
     ON CONFLICT (issue_id, tag) DO UPDATE SET position = EXCLUDED.position
 ), run AS (
     UPDATE enrichment_runs SET state = '{TaskState.SUCCESS.value}', error = NULL,
         result = %(result)s::json, fingerprint = %(fingerprint)s, finished_at = %(now)s
-    WHERE id = %(run)s
+    WHERE id = %(run)s AND EXISTS (SELECT FROM go)
+), stage AS (
+    UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
+        finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
+    WHERE run_id = %(run)s AND position = %(position)s
+      AND state IN ({_UNFINISHED_LIST}) AND EXISTS (SELECT FROM go)
 )
-UPDATE enrichment_stages SET state = '{TaskState.SUCCESS.value}', error = NULL,
-    finished_at = %(now)s, started_at = COALESCE(started_at, %(now)s)
-WHERE run_id = %(run)s AND position = %(position)s
-  AND state IN ({_UNFINISHED_LIST})
+SELECT current_run, state FROM locked
 """

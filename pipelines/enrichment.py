@@ -58,14 +58,15 @@ def tag(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int
     tracks_progress=False,
 )
 def persist(self: StageTask, previous: dict[str, Any], *, run_id: str, issue_id: int) -> bool:
-    """Write summary and tags in one transaction; a redelivered persist changes nothing.
+    """Write summary and tags in one transaction (PostgreSQL: one statement, two round trips
+    with its BEGIN and COMMIT); a redelivered persist changes nothing.
 
     With a webhook set up, ``issue.enriched`` is recorded in that transaction and sent
     once it commits."""
-    engine = self.context.engine
+    context = self.context
     with (
-        events_after_commit(self.context.settings, engine) as events,
-        engine.begin() as connection,
+        events_after_commit(context.settings, context.engine) as events,
+        context.result_transaction() as connection,
     ):
         return persist_result(
             connection,

@@ -398,16 +398,19 @@ of CPU per publish instead of Celery's continuation's 0.39 ms; and kombu's Redis
 keeps one Redis client (`app/broker.py`) where it built one per publish, received message
 and ack (redis-py copies some 170 response callbacks into each: about 0.06 ms, six times
 per chain; it was a tenth of a worker's profile). On the workers the bookkeeping is five
-statements per chain on PostgreSQL, each one round trip in autocommit: summarise reads its
-input and its own stage row in one SELECT that also computes the text's fingerprint and
-finds an earlier result for it (`pipelines/cache.py`), and finishes with one UPDATE that
-also carries its start and the issue's running mark; tag reads and finishes the same way;
-persist is one transaction of four round trips (nine before). Start marks wait in a
-per-process buffer (`pipelines/marks.py`) and are written by the finish, or, for a stage
-still running 50 ms later, by one statement for all of them; summarise's and tag's
-notices to the runs' watchers go out with that buffer's next flush, pipelined in one Redis
-round trip, persist's at once. Then the producer's one statement (issue, run and three
-stages), nine per chain in all, and PostgreSQL's own CPU for all of it. The workers' five
+statements per chain on PostgreSQL: summarise reads its input and its own stage row in one
+SELECT that also computes the text's fingerprint and finds an earlier result for it
+(`pipelines/cache.py`), and finishes with one UPDATE that also carries its start and the
+issue's running mark, each one round trip in autocommit; tag reads and finishes the same
+way; persist is one statement (its locks, then every write, in data-modifying CTEs) in a
+transaction of two round trips on the same autocommit pool, its BEGIN sent in the
+statement's query string and its COMMIT alone (`app/db.py`: `transaction`; four round
+trips before, nine before that). Start marks wait in a per-process buffer
+(`pipelines/marks.py`) and are written by the finish, or, for a stage still running 50 ms
+later, by one statement for all of them; summarise's and tag's notices to the runs'
+watchers go out with that buffer's next flush, pipelined in one Redis round trip,
+persist's at once. Then the producer's one statement (issue, run and three stages), seven
+round trips per chain in all, and PostgreSQL's own CPU for all of it. The workers' five
 are prepared once per database connection (`pipelines/prepared.py`: `PREPARE`, then only
 `EXECUTE`): sent as text, PostgreSQL parsed and planned each one anew, most of its CPU for
 these short primary-key statements (a stage's read 155 µs of backend CPU as text, 50 µs
