@@ -495,8 +495,10 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
 
 
 _LEAD = re.compile(
-    r"(?:(?:hi|hello|hey|greetings)(?:,?[ \t](?:there|all|team|guys|everyone|folks))?[,!.]*|"
-    r"summary:|tl;dr:?|update:|edit(?:ed)?\d?:|so,|then,?|[.:;,]+|=>|->|\u2192)[ \t]+(?=\S)|"
+    r"(?:(?:hi|hello|hey|greetings)(?:,?[ \t](?:there|all|team|guys|everyone|folks))?"
+    r"[ \t]*[,!.\uff0c\uff01\u3002]*|"  # "Hello \uff0cI am…": a full-width comma too
+    r"summary:|tl;dr:?|update:|edit(?:ed)?\d?:|so,|then,?|[.:;,\uff0c\uff1a\uff1b\u3002]+|=>|->|"
+    r"\u2192)[ \t]*(?<=[ \t\uff0c\uff01\u3002\uff1a\uff1b])(?=\S)|"
     r"\d{1,2}[.)](?=[A-Z])",  # "1.Is there any way…": a list number without its space
     re.I,
 )
@@ -745,6 +747,19 @@ def _step_like(text: str) -> bool:
     return bool(_STEP_START.match(text))
 
 
+# A pull request's "Merge with opencv/opencv_contrib#3497", "See #123", a bare link: a
+# reference says nothing of what the issue is about without the title.
+_A_REFERENCE = re.compile(r"(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}\b|\S{0,200}://\S{0,2000}")
+REFERENCE_WORDS = 3
+
+
+def _only_a_reference(text: str) -> bool:
+    """Whether a statement is a reference (an issue, a pull request, a link) and at most
+    ``REFERENCE_WORDS`` words around it."""
+    rest, found = _A_REFERENCE.subn(" ", text)
+    return bool(found) and len(tokens(rest)) <= REFERENCE_WORDS
+
+
 def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
     """What happens or what is asked, and the role of the section it came from."""
     title_tokens = set(tokens(parsed.title))
@@ -828,7 +843,9 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
         )
         unanchored = misses_title and len(parsed.title) <= TITLE_CONTEXT_MAX
         stepwise = role in (STEPS, STEPS_ASIDE)  # the title is put in front by the caller
-        if not stepwise and (is_dangling(chosen[0]) or short or unanchored):
+        if not stepwise and (
+            is_dangling(chosen[0]) or short or unanchored or _only_a_reference(text)
+        ):
             text = _with_context(text, parsed.title)
         elif not stepwise and misses_title:
             # A long title is its own sentence in front, when both fit in the lead.

@@ -1111,3 +1111,23 @@ def test_a_sentence_saying_something_works_is_background() -> None:
     summary = summarise("Image Classification example: add a new model", body)
     assert "my own classifier" in summary
     assert "works perfectly" not in summary
+
+
+def test_a_full_width_comma_after_a_greeting_goes_with_it() -> None:
+    body = "Hello \uff0cI am using `cvtColor` to turn RGB into YUV422.\n\nIs there a faster way?"
+    summary = summarise("Converting RGB to YUV422 quickly", body)
+    assert "\uff0c" not in summary
+    assert ": I am using cvtColor to turn RGB into YUV422." in summary
+
+
+def test_a_statement_that_is_only_a_reference_is_led_by_the_title() -> None:
+    body = "Merge with https://github.com/opencv/opencv_contrib/pull/3497\n\n- [x] Docs\n"
+    summary = summarise("Moved barcode from opencv_contrib", body)
+    assert summary.startswith("Moved barcode from opencv_contrib: ")
+    assert "opencv/opencv_contrib#3497" in summary
+
+
+def test_a_statement_with_a_reference_and_words_of_its_own_stands_alone() -> None:
+    body = "The decoder drops the last frame of every stream, as #123 showed for the encoder."
+    summary = summarise("Frame lost", body)
+    assert not summary.startswith("Frame lost:")

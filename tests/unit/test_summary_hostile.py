@@ -92,6 +92,8 @@ HOSTILE_BODIES: dict[str, str] = {
     "log record leads": ("[a] 2023-01-01T00:00 E/x: " * BODY)[:BODY],
     "quoted failures": ("I get an error: `cannot open " + "a" * 900 + "` " * 50) * 20,
     "error colons": ("error " + ":" * 60 + " cannot ") * 2_000,
+    "references without a number": ("a/b#" + "a/" * BODY)[:BODY],
+    "full-width commas after greetings": ("Hello " + " \uff0c" * BODY)[:BODY],
 }
 
 
