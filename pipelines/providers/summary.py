@@ -83,6 +83,8 @@ _WEAK = re.compile(
     r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
     r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
+    r"i(?:'|\u2019)?ll try (?:and|to) (?:break|explain|describe|show)|"
+    r"thanks? (?:you )?for (?:the |all |your )?(?:great |good |awesome |amazing |hard )?work|"
     r"(?:has|have|does|did) (?:any|some)(?:body|one) (?:else )?(?:experienced|seen|had|got))\b",
     re.I,
 )
@@ -284,6 +286,10 @@ def is_prose(sentence: str) -> bool:
     return not _BOILERPLATE.search(sentence)
 
 
+# "[EDIT: unquoted relevant part of my question..]": a note on the issue's own text.
+_EDIT_NOTE = re.compile(r"\[[ \t]*(?:edit(?:ed)?|update[d]?)\b[^\[\]]{0,300}\][ \t.]*", re.I)
+
+
 def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if not is_prose(sentence):
         return False
@@ -294,7 +300,7 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
         return False
     if _WEAK_START.match(sentence) or (len(words) <= 8 and _CODE_LABEL.match(sentence)):
         return False
-    if _NAME_LIST.fullmatch(sentence):
+    if _NAME_LIST.fullmatch(sentence) or _EDIT_NOTE.fullmatch(sentence):
         return False
     if len(words) <= 8 and _LINK_LABEL.match(sentence):  # "Original link: forum.opencv.org."
         return False

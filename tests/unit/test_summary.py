@@ -1131,3 +1131,17 @@ def test_a_statement_with_a_reference_and_words_of_its_own_stands_alone() -> Non
     body = "The decoder drops the last frame of every stream, as #123 showed for the encoder."
     summary = summarise("Frame lost", body)
     assert not summary.startswith("Frame lost:")
+
+
+def test_an_edit_note_thanks_and_a_promise_to_explain_are_not_the_statement() -> None:
+    body = (
+        "### Detailed description\n\n[EDIT: unquoted the relevant part of my question..]\n\n"
+        "Hi,\n\nfirst off thanks for the great work you are doing!\n"
+        "I'll try and break this down with the attached snippet.\n\n"
+        "The last row of the destination always stays 0 with BORDER_TRANSPARENT.\n"
+    )
+    summary = summarise("Losing the last row in remap()", body)
+    assert "EDIT" not in summary
+    assert "thanks" not in summary
+    assert "break this down" not in summary
+    assert "always stays 0 with BORDER_TRANSPARENT" in summary
