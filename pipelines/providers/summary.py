@@ -688,6 +688,12 @@ def _code_after(section: Section, sentence: str) -> str:
     return section.code[pointers] if pointers < len(section.code) else ""
 
 
+def _error_message(error: str) -> str:
+    """The error as the summary shows it: without its "Error:" label and its backticks."""
+    shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+    return shown.replace("`", "")
+
+
 def _completed(
     sentence: str, following: list[str], section: Section, error: str, title: str
 ) -> str | None:
@@ -707,8 +713,7 @@ def _completed(
             return None
         if any(_contains(title, key) for key in _error_keys(error)):
             return base  # the title quotes it
-        shown = error[6:].lstrip() if error.lower().startswith("error:") else error
-        return f"{base}: {truncate(shown.replace('`', ''), ERROR_SHOWN)}"
+        return f"{base}: {truncate(_error_message(error), ERROR_SHOWN)}"
     if _CODE_POINTER.search(end):
         line = _code_line(_code_after(section, sentence))
         return f"{base}: `{line}`" if line else None
@@ -755,7 +760,8 @@ def _step_like(text: str) -> bool:
 
 # A pull request's "Merge with opencv/opencv_contrib#3497", "See #123", a bare link: a
 # reference says nothing of what the issue is about without the title.
-_A_REFERENCE = re.compile(r"(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}\b|\S{0,200}://\S{0,2000}")
+_ISSUE_REF = r"(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}"  # "#123", "owner/repo#123"
+_A_REFERENCE = re.compile(_ISSUE_REF + r"\b|\S{0,200}://\S{0,2000}")
 REFERENCE_WORDS = 3
 
 
@@ -1073,8 +1079,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     # (order shown, text) by worth; each is kept only if it fits whole.
     slots: dict[int, str] = {0: lead} if lead else {}
     if error:
-        shown = error[6:].lstrip() if error.lower().startswith("error:") else error
-        shown = shown.replace("`", "")
+        shown = _error_message(error)
         if shown.count("(") == shown.count(")") + 1 and len(shown) < ERROR_SHOWN:
             shown += ")"  # "Segmentation fault (core dumped": the pattern stops at a word
         _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
@@ -1107,8 +1112,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
 _REFERENCE = re.compile(
     r"\b(fix(?:es|ed)?|close[sd]?|resolve[sd]?|reworks?|continues|follow-?up (?:to|of|for)|"
     r"duplicate of|supersedes|replaces)(?:[ \t]{1,3}issues?)?[ \t]{0,3}:?[ \t]{0,3}"
-    r"((?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}"
-    r"(?:(?:,[ \t]{0,3}|[ \t]{1,3}and[ \t]{1,3})(?:[\w.-]{1,100}/[\w.-]{1,100})?#\d{1,7}){0,4})",
+    rf"({_ISSUE_REF}(?:(?:,[ \t]{{0,3}}|[ \t]{{1,3}}and[ \t]{{1,3}}){_ISSUE_REF}){{0,4}})",
     re.I,
 )
 _REPO_PREFIX = re.compile(r"[\w.-]{1,100}/[\w.-]{1,100}#")
