@@ -33,7 +33,17 @@ from lab.evaluate import DATA, format_topics, join_rows, read_jsonl, topic_repor
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "eval" / "fresh_ratings.jsonl"
-SAMPLES = ("tune", "holdout", "holdout2", "holdout3", "holdout4", "holdout5", "holdout6")
+SAMPLES = (
+    "tune",
+    "holdout",
+    "holdout2",
+    "holdout3",
+    "holdout4",
+    "holdout5",
+    "holdout6",
+    "holdout7",
+)
+TAG_CHECKS = Path(__file__).resolve().parent / "eval" / "tag_checks.jsonl"
 # Whose summaries ``rating_after`` rates, by sample.
 RERATED_WITH = {
     "holdout3": "the third round's summariser",
@@ -73,6 +83,25 @@ def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
+def tag_check_report(checks: Sequence[dict[str, Any]]) -> str:
+    """Precision of the judged tags of a tag-check sample (``rating_packet --tags``), per tag.
+
+    The tags are the ones the tagger gave when the packet was written; they are data, like
+    the ratings, and are not re-scored against the current tagger."""
+    given: dict[str, int] = {}
+    right: dict[str, int] = {}
+    for check in checks:
+        for tag in check["given"]:
+            given[tag] = given.get(tag, 0) + 1
+            right[tag] = right.get(tag, 0) + (tag in check["right"])
+    total, correct = sum(given.values()), sum(right.values())
+    per_tag = ", ".join(f"{t} {right[t]}/{given[t]}" for t in sorted(given))
+    return (
+        f"  {len(checks)} tagged issues, {correct} of {total} tags judged right: precision "
+        f"{correct / max(total, 1):.3f} ({per_tag})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.fresh_eval", description=__doc__)
     parser.add_argument("--data", type=Path, default=DATA, help="the NLBSE'24 training file")
@@ -102,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"({rep['adds_info_after'] / max(rep['with_prose_after'], 1):.0%})"
             )
         print(format_topics(rep["topics"]))
+    if TAG_CHECKS.exists():
+        checks = read_jsonl(TAG_CHECKS)
+        for sample in sorted({c["sample"] for c in checks}):
+            print(f"{sample} (tag check, precision only):")
+            print(tag_check_report([c for c in checks if c["sample"] == sample]))
     return 0
 
 

@@ -11,8 +11,11 @@ once on the final code of the third round, nothing changed after it) and ``holdo
 (seed 2030, ``FIFTH_PER_CELL`` = 6 per cell, 90 issues: drawn and rated once on the final code
 of the fourth round, by raters who had not read the code; read since, so tuning data for the
 fifth round) and ``holdout6`` (seed 2031, 6 per cell, 90 issues: drawn and rated once on the
-final code of the fifth round, by raters who had not read the code). Seed 2026 for the first
-two.
+final code of the fifth round, by raters who had not read the code; read since, so tuning data
+for the sixth round) and ``holdout7`` (seed 2032, 6 per cell, 90 issues: drawn and rated once on
+the final code of the sixth round) and ``tagcheck7`` (seed 2033, ``TAGCHECK_PER_CELL`` = 20 per
+cell, 300 issues: only the topic tags the tagger gives them are judged, right or wrong, for a
+precision with a narrower spread than 90 issues give). Seed 2026 for the first two.
 Only keys and hand ratings are committed (``fresh_ratings.jsonl``); the text stays in the
 data file.
 """
@@ -33,15 +36,18 @@ THIRD_SEED = 2028
 FOURTH_SEED = 2029
 FIFTH_SEED = 2030
 SIXTH_SEED = 2031
+SEVENTH_SEED = 2032
+TAGCHECK_SEED = 2033
 PER_CELL = 3
 FIFTH_PER_CELL = 6
+TAGCHECK_PER_CELL = 20
 EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Seven disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
-    ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``, ``holdout6``:
-    FIFTH_PER_CELL)."""
+    """Nine disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
+    ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``, ``holdout6``, ``holdout7``:
+    FIFTH_PER_CELL; ``tagcheck7``: TAGCHECK_PER_CELL)."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -53,6 +59,8 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
     fourth = random.Random(FOURTH_SEED)
     fifth = random.Random(FIFTH_SEED)
     sixth = random.Random(SIXTH_SEED)
+    seventh = random.Random(SEVENTH_SEED)
+    tagcheck = random.Random(TAGCHECK_SEED)
     out: dict[str, list[dict[str, str]]] = {
         "tune": [],
         "holdout": [],
@@ -61,6 +69,8 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         "holdout4": [],
         "holdout5": [],
         "holdout6": [],
+        "holdout7": [],
+        "tagcheck7": [],
     }
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
@@ -80,7 +90,14 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         drawn5 = fifth.sample(rest, FIFTH_PER_CELL)
         out["holdout5"].extend(sorted(drawn5, key=lambda r: r["id"]))
         rest = [r for r in rest if r not in drawn5]
-        out["holdout6"].extend(sorted(sixth.sample(rest, FIFTH_PER_CELL), key=lambda r: r["id"]))
+        drawn6 = sixth.sample(rest, FIFTH_PER_CELL)
+        out["holdout6"].extend(sorted(drawn6, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn6]
+        drawn7 = seventh.sample(rest, FIFTH_PER_CELL)
+        out["holdout7"].extend(sorted(drawn7, key=lambda r: r["id"]))
+        rest = [r for r in rest if r not in drawn7]
+        drawn_check = tagcheck.sample(rest, TAGCHECK_PER_CELL)
+        out["tagcheck7"].extend(sorted(drawn_check, key=lambda r: r["id"]))
     return out
 
 

@@ -7,6 +7,11 @@ filled in and the rater's fields empty). The rater needs nothing else: not the c
 type label, not the tagger's topics (the topics are annotated blind, with
 ``lab/eval/ANNOTATION.md``). ``--merge DIR...`` appends the raters' answers to
 ``fresh_ratings.jsonl`` after checking every field.
+
+``--tags`` writes a tag-check packet instead (for ``tagcheck7``): only the issues of the part to
+which the tagger gives topic tags, each with those tags; the rater marks which of them are right
+(``right``), following ``lab/eval/ANNOTATION.md``. It measures precision only, on more tags than a
+90-issue sample gives; ``--merge`` appends such answers to ``tag_checks.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from typing import Any
 from lab.eval.fresh_sample import fresh_samples
 from lab.eval.sample import DATA, read_jsonl
 from pipelines.providers.local import LocalProvider
-from pipelines.providers.topics import DEFAULT_TAXONOMY
+from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "fresh_ratings.jsonl"
+TAG_CHECKS = Path(__file__).resolve().parent / "tag_checks.jsonl"
 BODY_SHOWN = 8_000  # characters of a body in the packet; the rest is said to be cut
 
 RUBRIC = """\
@@ -34,6 +40,14 @@ summary tell something the title does not (true/false; null when the body has no
 at all). `topics`: the topic tags that truly apply to the issue, from
 {taxonomy}, following lab/eval/ANNOTATION.md (never from template, checklist or
 system-information text). `note`: one line on why, for any rating below 4.
+"""
+
+
+TAG_RUBRIC = """\
+For each issue, the tagger gave the topic tags listed under it. Mark which of them truly
+apply to the issue (`right`: a subset of `given`), following lab/eval/ANNOTATION.md: a tag
+is right when the issue is about that topic, never because of template, checklist or
+system-information text. `note`: one line on why, for any tag you leave out.
 """
 
 
@@ -95,6 +109,57 @@ def write_packet(sample: str, part: str, out: Path, data: Path) -> int:
     return len(chosen)
 
 
+def write_tag_packet(sample: str, part: str, out: Path, data: Path) -> int:
+    texts = {(r["repo"], r["id"]): r for r in read_jsonl(data)}
+    chosen = _part(fresh_samples(list(texts.values()))[sample], part)
+    tagger = TopicTagger(DEFAULT_TAXONOMY)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Tag-check packet: {sample}, part {part}", "", TAG_RUBRIC, ""]
+    answers: list[dict[str, Any]] = []
+    for key in chosen:
+        row = texts[(key["repo"], key["id"])]
+        body = row["body"] or ""
+        given = tagger.tags(row["title"], body)
+        if not given:
+            continue
+        cut = (
+            f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
+            if len(body) > BODY_SHOWN
+            else ""
+        )
+        lines += [
+            f"## {len(answers) + 1}. {key['id']} ({key['repo']})",
+            "",
+            f"**Title:** {row['title']}",
+            "",
+            "**Body:**",
+            "",
+            "~~~~text",
+            body[:BODY_SHOWN] + cut,
+            "~~~~",
+            "",
+            f"**Tags given:** {', '.join(given)}",
+            "",
+        ]
+        answers.append(
+            {"sample": sample, "repo": key["repo"], "id": key["id"], "given": given, "right": None}
+        )
+    lines[0] += f" ({len(answers)} tagged issues of {len(chosen)})"
+    (out / "packet.md").write_text("\n".join(lines), encoding="utf-8")
+    (out / "answers.jsonl").write_text(
+        "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8"
+    )
+    return len(answers)
+
+
+def _checked_tags(answer: dict[str, Any]) -> dict[str, Any]:
+    right = answer.get("right")
+    if not isinstance(right, list) or not set(right) <= set(answer["given"]):
+        raise SystemExit(f"{answer.get('id')}: right must be a list, a subset of {answer['given']}")
+    answer.pop("note", None)
+    return answer
+
+
 def _checked(answer: dict[str, Any]) -> dict[str, Any]:
     where = f"{answer.get('id')}"
     for field in ("rating", "title_rating"):
@@ -110,12 +175,15 @@ def _checked(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(dirs: Sequence[Path]) -> int:
-    taken = {(r["sample"], r["id"]) for r in read_jsonl(RATINGS)}
-    new = [_checked(a) for d in dirs for a in read_jsonl(d / "answers.jsonl")]
+    answers = [a for d in dirs for a in read_jsonl(d / "answers.jsonl")]
+    tags = bool(answers) and "given" in answers[0]
+    target = TAG_CHECKS if tags else RATINGS
+    taken = {(r["sample"], r["id"]) for r in read_jsonl(target)} if target.exists() else set()
+    new = [_checked_tags(a) if tags else _checked(a) for a in answers]
     again = [a["id"] for a in new if (a["sample"], a["id"]) in taken]
     if again:
-        raise SystemExit(f"already in {RATINGS.name}: {again[:5]}")
-    with RATINGS.open("a", encoding="utf-8") as f:
+        raise SystemExit(f"already in {target.name}: {again[:5]}")
+    with target.open("a", encoding="utf-8") as f:
         for answer in new:
             f.write(json.dumps(answer, ensure_ascii=False) + "\n")
     return len(new)
@@ -127,14 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--part", default="1/1", help="K/N: every N-th issue from the K-th")
     parser.add_argument("--out", type=Path, help="the packet's directory")
     parser.add_argument("--merge", type=Path, nargs="+", help="answers to add to the ratings")
+    parser.add_argument("--tags", action="store_true", help="a tag-check packet (precision)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
     if args.merge:
-        print(f"{merge(args.merge)} ratings added to {RATINGS}")
+        print(f"{merge(args.merge)} answers added")
         return 0
     if args.out is None:
         parser.error("--out DIR (or --merge DIR...)")
-    count = write_packet(args.sample, args.part, args.out, args.data)
+    write = write_tag_packet if args.tags else write_packet
+    count = write(args.sample, args.part, args.out, args.data)
     print(f"{count} issues: {args.out / 'packet.md'}, answers in {args.out / 'answers.jsonl'}")
     return 0
 
