@@ -83,23 +83,29 @@ def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return report
 
 
-def tag_check_report(checks: Sequence[dict[str, Any]]) -> str:
-    """Precision of the judged tags of a tag-check sample (``rating_packet --tags``), per tag.
-
-    The tags are the ones the tagger gave when the packet was written; they are data, like
-    the ratings, and are not re-scored against the current tagger."""
-    given: dict[str, int] = {}
-    right: dict[str, int] = {}
-    for check in checks:
-        for tag in check["given"]:
-            given[tag] = given.get(tag, 0) + 1
-            right[tag] = right.get(tag, 0) + (tag in check["right"])
-    total, correct = sum(given.values()), sum(right.values())
-    per_tag = ", ".join(f"{t} {right[t]}/{given[t]}" for t in sorted(given))
-    return (
-        f"  {len(checks)} tagged issues, {correct} of {total} tags judged right: precision "
-        f"{correct / max(total, 1):.3f} ({per_tag})"
-    )
+def tag_check_report(checks: Sequence[dict[str, Any]]) -> list[str]:
+    """Precision of the judged tags of a tag-check sample (``rating_packet --tags``), per tag,
+    for each tagger whose tags the packet joined (``by``: the tagger of the packet's time,
+    ``current`` then, and an earlier one). The tags are data, like the ratings: they are not
+    re-scored against today's tagger."""
+    lines = []
+    for name in sorted({n for c in checks for n in c.get("by", {"current": c["given"]})}):
+        given: dict[str, int] = {}
+        right: dict[str, int] = {}
+        tagged = 0
+        for check in checks:
+            tags = check.get("by", {"current": check["given"]}).get(name, [])
+            tagged += bool(tags)
+            for tag in tags:
+                given[tag] = given.get(tag, 0) + 1
+                right[tag] = right.get(tag, 0) + (tag in check["right"])
+        total, correct = sum(given.values()), sum(right.values())
+        per_tag = ", ".join(f"{t} {right[t]}/{given[t]}" for t in sorted(given))
+        lines.append(
+            f"  {name}: {tagged} tagged issues, {correct} of {total} tags judged right: "
+            f"precision {correct / max(total, 1):.3f} ({per_tag})"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = read_jsonl(TAG_CHECKS)
         for sample in sorted({c["sample"] for c in checks}):
             print(f"{sample} (tag check, precision only):")
-            print(tag_check_report([c for c in checks if c["sample"] == sample]))
+            print("\n".join(tag_check_report([c for c in checks if c["sample"] == sample])))
     return 0
 
 

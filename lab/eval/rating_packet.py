@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,26 +112,67 @@ def write_packet(sample: str, part: str, out: Path, data: Path) -> int:
     return len(chosen)
 
 
-def write_tag_packet(sample: str, part: str, out: Path, data: Path) -> int:
+BASELINE_TAGS = """\
+import json, sys
+from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
+tagger = TopicTagger(DEFAULT_TAXONOMY)
+for line in sys.stdin.read().split("\\n"):
+    if line:
+        issue = json.loads(line)
+        print(json.dumps(tagger.tags(issue["title"], issue["body"])))
+"""
+
+
+def baseline_tags(tree: Path, issues: list[dict[str, Any]]) -> list[list[str]]:
+    """The topic tags an earlier tagger gives ``issues``: ``tree`` holds that revision's
+    ``pipelines`` (``git archive REV pipelines | tar -x -C TREE``), run in a process of its own
+    so that its modules never mix with the current ones."""
+    lines = "".join(
+        json.dumps({"title": i["title"], "body": i["body"] or ""}) + "\n" for i in issues
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", BASELINE_TAGS],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+    ).stdout
+    return [json.loads(line) for line in out.split("\n") if line]
+
+
+def write_tag_packet(
+    sample: str, part: str, out: Path, data: Path, baseline: tuple[str, Path] | None = None
+) -> int:
+    """Only the issues to which the tagger (or the baseline's) gives topics, each with the
+    union of the tags given: the rater cannot tell which tagger gave which."""
     texts = {(r["repo"], r["id"]): r for r in read_jsonl(data)}
-    chosen = _part(fresh_samples(list(texts.values()))[sample], part)
+    chosen = [
+        texts[(k["repo"], k["id"])]
+        for k in _part(fresh_samples(list(texts.values()))[sample], part)
+    ]
     tagger = TopicTagger(DEFAULT_TAXONOMY)
+    by: dict[str, list[list[str]]] = {
+        "current": [tagger.tags(r["title"], r["body"] or "") for r in chosen]
+    }
+    if baseline:
+        by[baseline[0]] = baseline_tags(baseline[1], chosen)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Tag-check packet: {sample}, part {part}", "", TAG_RUBRIC, ""]
     answers: list[dict[str, Any]] = []
-    for key in chosen:
-        row = texts[(key["repo"], key["id"])]
-        body = row["body"] or ""
-        given = tagger.tags(row["title"], body)
+    for n, row in enumerate(chosen):
+        given = sorted({t for tags in by.values() for t in tags[n]})
         if not given:
             continue
+        body = row["body"] or ""
         cut = (
             f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
             if len(body) > BODY_SHOWN
             else ""
         )
         lines += [
-            f"## {len(answers) + 1}. {key['id']} ({key['repo']})",
+            f"## {len(answers) + 1}. {row['id']} ({row['repo']})",
             "",
             f"**Title:** {row['title']}",
             "",
@@ -142,7 +186,14 @@ def write_tag_packet(sample: str, part: str, out: Path, data: Path) -> int:
             "",
         ]
         answers.append(
-            {"sample": sample, "repo": key["repo"], "id": key["id"], "given": given, "right": None}
+            {
+                "sample": sample,
+                "repo": row["repo"],
+                "id": row["id"],
+                "given": given,
+                "by": {name: tags[n] for name, tags in by.items()},
+                "right": None,
+            }
         )
     lines[0] += f" ({len(answers)} tagged issues of {len(chosen)})"
     (out / "packet.md").write_text("\n".join(lines), encoding="utf-8")
@@ -196,6 +247,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="the packet's directory")
     parser.add_argument("--merge", type=Path, nargs="+", help="answers to add to the ratings")
     parser.add_argument("--tags", action="store_true", help="a tag-check packet (precision)")
+    parser.add_argument(
+        "--baseline",
+        nargs=2,
+        metavar=("NAME", "TREE"),
+        help="with --tags: also the tags of an earlier tagger whose pipelines/ is in TREE",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
     if args.merge:
@@ -203,8 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.out is None:
         parser.error("--out DIR (or --merge DIR...)")
-    write = write_tag_packet if args.tags else write_packet
-    count = write(args.sample, args.part, args.out, args.data)
+    if args.tags:
+        baseline = (args.baseline[0], Path(args.baseline[1])) if args.baseline else None
+        count = write_tag_packet(args.sample, args.part, args.out, args.data, baseline)
+    else:
+        count = write_packet(args.sample, args.part, args.out, args.data)
     print(f"{count} issues: {args.out / 'packet.md'}, answers in {args.out / 'answers.jsonl'}")
     return 0
 
