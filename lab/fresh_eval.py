@@ -70,6 +70,12 @@ def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "adds_info": sum(bool(r["adds_info"]) for r in with_prose),
         "topics": topic_report([r.get("topics", []) for r in rows], predicted, DEFAULT_TAXONOMY),
     }
+    paired = [r for r in rows if "rating_baseline" in r]
+    if paired:
+        report["baseline"] = paired[0]["baseline"]
+        report["baseline_mean"] = statistics.mean(int(r["rating_baseline"]) for r in paired)
+        report["baseline_of"] = len(paired)
+        report["baseline_differs"] = sum(r["rating"] != r["rating_baseline"] for r in paired)
     before = [int(r["rating_before"]) for r in rows if "rating_before" in r]
     if before:
         report["rating_before_mean"] = statistics.mean(before)
@@ -128,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"adds information on {rep['adds_info']} of {rep['with_prose']} with prose "
             f"({rep['adds_info'] / max(rep['with_prose'], 1):.0%}); ratings {rep['distribution']}"
         )
+        if "baseline_mean" in rep:
+            print(
+                f"  the same raters on {rep['baseline']}'s summaries ({rep['baseline_of']} "
+                f"issues): mean {rep['baseline_mean']:.2f}; rated differently on "
+                f"{rep['baseline_differs']}"
+            )
         if "rating_after_mean" in rep:
             print(
                 f"  re-rated with {RERATED_WITH.get(sample, 'a later summariser')} "

@@ -8,6 +8,12 @@ type label, not the tagger's topics (the topics are annotated blind, with
 ``lab/eval/ANNOTATION.md``). ``--merge DIR...`` appends the raters' answers to
 ``fresh_ratings.jsonl`` after checking every field.
 
+``--baseline NAME TREE`` (an earlier revision's ``app`` and ``pipelines``, from ``git archive``)
+adds that revision's summary where it differs: the rater rates both, shown as A and B in an
+order fixed per issue and written to ``DIR/key.json`` (not for the rater), and ``--merge``
+stores them as ``rating`` and ``rating_baseline``: a before/after by the same rater on the same
+held-out issues.
+
 ``--tags`` writes a tag-check packet instead (for ``tagcheck7``): only the issues of the part to
 which the tagger gives topic tags, each with those tags; the rater marks which of them are right
 (``right``), following ``lab/eval/ANNOTATION.md``. It measures precision only, on more tags than a
@@ -17,6 +23,7 @@ which the tagger gives topic tags, each with those tags; the rater marks which o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -54,6 +61,12 @@ system-information text. `note`: one line on why, for any tag you leave out.
 """
 
 
+TWO_SUMMARIES = """\
+Where an issue shows two summaries (A and B), rate each on its own with the same rubric
+(`rating_a`, `rating_b`; `adds_info_a`, `adds_info_b`); their order says nothing.
+"""
+
+
 def _part(rows: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
     index, _, count = part.partition("/")
     k, n = int(index), int(count)
@@ -62,76 +75,97 @@ def _part(rows: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
     return rows[k - 1 :: n]
 
 
-def write_packet(sample: str, part: str, out: Path, data: Path) -> int:
+def _a_is_current(issue_id: str) -> bool:
+    """Which of two summaries is shown first: fixed per issue, unknowable to the rater."""
+    return hashlib.sha256(issue_id.encode()).digest()[0] % 2 == 0
+
+
+def write_packet(
+    sample: str, part: str, out: Path, data: Path, baseline: tuple[str, Path] | None = None
+) -> int:
+    """With a ``baseline`` (an earlier revision's tree), an issue whose two summaries differ
+    shows both, as A and B in an order fixed per issue; which is which goes to ``key.json``,
+    which the rater does not read, and ``--merge`` maps the ratings back."""
     texts = {(r["repo"], r["id"]): r for r in read_jsonl(data)}
     chosen = _part(fresh_samples(list(texts.values()))[sample], part)
+    rows = [texts[(k["repo"], k["id"])] for k in chosen]
     provider = LocalProvider()
+    ours = [provider.summarise(r["title"], r["body"] or "") for r in rows]
+    theirs = baseline_outputs(baseline[1], rows, "summary") if baseline else ours
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Rating packet: {sample}, part {part} ({len(chosen)} issues)", ""]
     lines += [RUBRIC.format(taxonomy=", ".join(DEFAULT_TAXONOMY)), ""]
+    if baseline:
+        lines += [TWO_SUMMARIES, ""]
     answers = []
-    for n, key in enumerate(chosen, 1):
-        row = texts[(key["repo"], key["id"])]
+    key: dict[str, str] = {}
+    for n, (sampled, row) in enumerate(zip(chosen, rows, strict=True), 1):
         body = row["body"] or ""
         cut = ""
         if len(body) > BODY_SHOWN:
             cut = f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
-        shown = body[:BODY_SHOWN]
-        summary = provider.summarise(row["title"], body)
         lines += [
-            f"## {n}. {key['id']} ({key['repo']})",
+            f"## {n}. {row['id']} ({row['repo']})",
             "",
             f"**Title:** {row['title']}",
             "",
             "**Body:**",
             "",
             "~~~~text",
-            shown + cut,
+            body[:BODY_SHOWN] + cut,
             "~~~~",
             "",
-            f"**Summary:** {summary}",
-            "",
         ]
-        answers.append(
-            {
-                "sample": sample,
-                "repo": key["repo"],
-                "id": key["id"],
-                "label": key["label"],
-                "rating": None,
-                "title_rating": None,
-                "adds_info": None,
-                "topics": [],
-                "note": "",
-            }
-        )
+        answer: dict[str, Any] = {
+            "sample": sample,
+            "repo": row["repo"],
+            "id": row["id"],
+            "label": sampled["label"],
+        }
+        if ours[n - 1] == theirs[n - 1]:
+            lines += [f"**Summary:** {ours[n - 1]}", ""]
+            answer |= {"rating": None, "adds_info": None}
+        else:
+            first = _a_is_current(row["id"])
+            a, b = (ours[n - 1], theirs[n - 1]) if first else (theirs[n - 1], ours[n - 1])
+            key[row["id"]] = "current" if first else "baseline"
+            lines += [f"**Summary A:** {a}", "", f"**Summary B:** {b}", ""]
+            answer |= {"rating_a": None, "adds_info_a": None, "rating_b": None, "adds_info_b": None}
+        answers.append(answer | {"title_rating": None, "topics": [], "note": ""})
     (out / "packet.md").write_text("\n".join(lines), encoding="utf-8")
     (out / "answers.jsonl").write_text(
         "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8"
     )
+    if baseline:
+        (out / "key.json").write_text(json.dumps({"baseline": baseline[0], "a": key}, indent=1))
     return len(chosen)
 
 
-BASELINE_TAGS = """\
+BASELINE = """\
 import json, sys
+from pipelines.providers.local import LocalProvider
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
-tagger = TopicTagger(DEFAULT_TAXONOMY)
+provider, tagger = LocalProvider(), TopicTagger(DEFAULT_TAXONOMY)
 for line in sys.stdin.read().split("\\n"):
     if line:
         issue = json.loads(line)
-        print(json.dumps(tagger.tags(issue["title"], issue["body"])))
+        if sys.argv[1] == "tags":
+            print(json.dumps(tagger.tags(issue["title"], issue["body"])))
+        else:
+            print(json.dumps(provider.summarise(issue["title"], issue["body"])))
 """
 
 
-def baseline_tags(tree: Path, issues: list[dict[str, Any]]) -> list[list[str]]:
-    """The topic tags an earlier tagger gives ``issues``: ``tree`` holds that revision's
-    ``pipelines`` (``git archive REV pipelines | tar -x -C TREE``), run in a process of its own
-    so that its modules never mix with the current ones."""
+def baseline_outputs(tree: Path, issues: list[dict[str, Any]], what: str) -> list[Any]:
+    """What an earlier revision's offline provider gives ``issues`` (``what``: ``tags``, its
+    topic tags, or ``summary``): ``tree`` holds that revision's ``pipelines`` (``git archive
+    REV pipelines | tar -x -C TREE``), run in a process of its own so that its modules never
+    mix with the current ones."""
     lines = "".join(
         json.dumps({"title": i["title"], "body": i["body"] or ""}) + "\n" for i in issues
     )
     out = subprocess.run(
-        [sys.executable, "-c", BASELINE_TAGS],
+        [sys.executable, "-c", BASELINE, what],
         input=lines,
         capture_output=True,
         text=True,
@@ -157,7 +191,7 @@ def write_tag_packet(
         "current": [tagger.tags(r["title"], r["body"] or "") for r in chosen]
     }
     if baseline:
-        by[baseline[0]] = baseline_tags(baseline[1], chosen)
+        by[baseline[0]] = baseline_outputs(baseline[1], chosen, "tags")
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Tag-check packet: {sample}, part {part}", "", TAG_RUBRIC, ""]
     answers: list[dict[str, Any]] = []
@@ -211,26 +245,56 @@ def _checked_tags(answer: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def _checked(answer: dict[str, Any]) -> dict[str, Any]:
-    where = f"{answer.get('id')}"
-    for field in ("rating", "title_rating"):
-        if answer.get(field) not in (1, 2, 3, 4, 5):
-            raise SystemExit(f"{where}: {field} must be 1-5, not {answer.get(field)!r}")
-    if answer.get("adds_info") not in (True, False, None):
-        raise SystemExit(f"{where}: adds_info must be true, false or null")
+def _rating(answer: dict[str, Any], field: str) -> None:
+    if answer.get(field) not in (1, 2, 3, 4, 5):
+        raise SystemExit(f"{answer.get('id')}: {field} must be 1-5, not {answer.get(field)!r}")
+
+
+def _adds_info(answer: dict[str, Any], field: str) -> None:
+    if answer.get(field) not in (True, False, None):
+        raise SystemExit(f"{answer.get('id')}: {field} must be true, false or null")
+
+
+def _checked(answer: dict[str, Any], key: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A rater's answer, checked; with the packet's ``key`` (a packet with a baseline), the
+    A/B ratings mapped back to ``rating`` (the current summariser) and ``rating_baseline``."""
+    _rating(answer, "title_rating")
+    if "rating_a" in answer:
+        if key is None or answer["id"] not in key["a"]:
+            raise SystemExit(f"{answer['id']}: two summaries rated but no key.json says which")
+        for field in ("rating_a", "rating_b"):
+            _rating(answer, field)
+        for field in ("adds_info_a", "adds_info_b"):
+            _adds_info(answer, field)
+        ours, theirs = ("a", "b") if key["a"][answer["id"]] == "current" else ("b", "a")
+        answer["rating"] = answer.pop(f"rating_{ours}")
+        answer["adds_info"] = answer.pop(f"adds_info_{ours}")
+        answer["rating_baseline"] = answer.pop(f"rating_{theirs}")
+        answer["adds_info_baseline"] = answer.pop(f"adds_info_{theirs}")
+    else:
+        _rating(answer, "rating")
+        _adds_info(answer, "adds_info")
+        if key is not None:
+            answer["rating_baseline"] = answer["rating"]
+            answer["adds_info_baseline"] = answer["adds_info"]
+    if key is not None:
+        answer["baseline"] = key["baseline"]
     unknown = set(answer.get("topics", [])) - set(DEFAULT_TAXONOMY)
     if unknown:
-        raise SystemExit(f"{where}: unknown topics {sorted(unknown)}")
+        raise SystemExit(f"{answer['id']}: unknown topics {sorted(unknown)}")
     answer.pop("note", None)  # the notes stay with the packet; the ratings file holds figures
     return answer
 
 
 def merge(dirs: Sequence[Path]) -> int:
-    answers = [a for d in dirs for a in read_jsonl(d / "answers.jsonl")]
-    tags = bool(answers) and "given" in answers[0]
+    new = []
+    for d in dirs:
+        key = json.loads((d / "key.json").read_text()) if (d / "key.json").exists() else None
+        for answer in read_jsonl(d / "answers.jsonl"):
+            new.append(_checked_tags(answer) if "given" in answer else _checked(answer, key))
+    tags = bool(new) and "given" in new[0]
     target = TAG_CHECKS if tags else RATINGS
     taken = {(r["sample"], r["id"]) for r in read_jsonl(target)} if target.exists() else set()
-    new = [_checked_tags(a) if tags else _checked(a) for a in answers]
     again = [a["id"] for a in new if (a["sample"], a["id"]) in taken]
     if again:
         raise SystemExit(f"already in {target.name}: {again[:5]}")
@@ -251,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--baseline",
         nargs=2,
         metavar=("NAME", "TREE"),
-        help="with --tags: also the tags of an earlier tagger whose pipelines/ is in TREE",
+        help="also an earlier revision's summaries (or with --tags, its tags); its pipelines/ "
+        "is in TREE",
     )
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
@@ -264,7 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         baseline = (args.baseline[0], Path(args.baseline[1])) if args.baseline else None
         count = write_tag_packet(args.sample, args.part, args.out, args.data, baseline)
     else:
-        count = write_packet(args.sample, args.part, args.out, args.data)
+        baseline = (args.baseline[0], Path(args.baseline[1])) if args.baseline else None
+        count = write_packet(args.sample, args.part, args.out, args.data, baseline)
     print(f"{count} issues: {args.out / 'packet.md'}, answers in {args.out / 'answers.jsonl'}")
     return 0
 

@@ -1,10 +1,11 @@
-"""The tag-check figures (``lab.fresh_eval.tag_check_report``) and the checks ``--merge`` takes."""
+"""The hand-check figures of lab: tag checks (``lab.fresh_eval.tag_check_report``) and the
+answers ``rating_packet --merge`` takes (A/B summaries mapped back by the packet's key)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab.eval.rating_packet import _checked_tags
+from lab.eval.rating_packet import _checked, _checked_tags
 from lab.fresh_eval import tag_check_report
 
 CHECKS = [
@@ -43,3 +44,33 @@ def test_the_rater_note_stays_with_the_packet() -> None:
     answer = _checked_tags({"id": "x", "given": ["build"], "right": [], "note": "a template"})
     assert "note" not in answer
     assert answer["right"] == []
+
+
+KEY = {"baseline": "fifth", "a": {"one": "current", "two": "baseline"}}
+
+
+def rated(issue: str, **fields: object) -> dict[str, object]:
+    return {"id": issue, "title_rating": 3, "topics": [], "note": "", **fields}
+
+
+@pytest.mark.parametrize(("issue", "ours", "theirs"), [("one", 5, 2), ("two", 2, 5)])
+def test_two_summaries_rated_as_a_and_b_are_mapped_back_by_the_key(
+    issue: str, ours: int, theirs: int
+) -> None:
+    answer = rated(issue, rating_a=5, adds_info_a=True, rating_b=2, adds_info_b=False)
+    checked = _checked(answer, KEY)
+    assert (checked["rating"], checked["rating_baseline"]) == (ours, theirs)
+    assert checked["adds_info"] is (ours == 5)
+    assert checked["baseline"] == "fifth"
+    assert not {"rating_a", "rating_b", "adds_info_a", "adds_info_b"} & set(checked)
+
+
+def test_one_summary_shown_is_both_revisions_rating() -> None:
+    checked = _checked(rated("three", rating=4, adds_info=True), KEY)
+    assert (checked["rating"], checked["rating_baseline"]) == (4, 4)
+    assert checked["adds_info_baseline"] is True
+
+
+def test_an_a_b_answer_without_its_key_is_refused() -> None:
+    with pytest.raises(SystemExit, match=r"key\.json"):
+        _checked(rated("one", rating_a=5, adds_info_a=True, rating_b=2, adds_info_b=None))
