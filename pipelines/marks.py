@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from app.states import UNFINISHED_STATES, EnrichmentStatus, TaskState
+from pipelines import prepared
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +75,25 @@ FINISH_ROWS = """json_to_recordset(%(finished)s::json) AS v(
         position int, started_at timestamptz, finished_at timestamptz, result json,
         prompt int, completion int, cached bool)"""
 
-# One statement for any number of marks: the rows travel as arrays (unnest) and the
-# finishes as one JSON list, so its text, and PostgreSQL's parse of it, is the same for
-# every flush. Returns the runs it changed. The issues are updated first (``running`` is
-# read first), then the stages, as every writer locks them.
+# One statement for any number of marks: each kind of mark travels as one JSON list
+# (json_to_recordset), so its text is the same for every flush and it is prepared once per
+# connection (``pipelines.prepared``; arrays would be sent inline, ``ARRAY[...]``, a new
+# text, parse and plan for every count of marks). Returns the runs it changed. The issues
+# are updated first (``running`` is read first), then the stages, as every writer locks
+# them.
 _FLUSH_SQL = f"""
 WITH running AS (
     UPDATE issues AS i
     SET enrichment_status = '{EnrichmentStatus.RUNNING.value}', updated_at = now()
-    FROM unnest(%(issue_id)s::int[], %(issue_run)s::varchar[]) AS v(issue_id, run_id)
+    FROM json_to_recordset(%(issues)s::json) AS v(issue_id int, run_id varchar)
     WHERE i.id = v.issue_id AND i.enrichment_task_id = v.run_id
       AND i.enrichment_status = '{EnrichmentStatus.PENDING.value}'
     RETURNING v.run_id
 ), started AS (
     UPDATE enrichment_stages AS s
     SET state = '{TaskState.STARTED.value}', started_at = v.started_at, retry_at = NULL
-    FROM unnest(%(run_id)s::varchar[], %(position)s::int[], %(started_at)s::timestamptz[])
-        AS v(run_id, position, started_at)
+    FROM json_to_recordset(%(starts)s::json)
+        AS v(run_id varchar, position int, started_at timestamptz)
     WHERE s.run_id = v.run_id AND s.position = v.position
       AND s.state IN ('{TaskState.PENDING.value}', '{TaskState.RETRY.value}')
     RETURNING s.run_id
@@ -135,7 +138,11 @@ class Finish:
 
 def finish_rows(finishes: Iterable[dict[str, Any]]) -> str:
     """The ``finished`` parameter of ``FINISH_ROWS``: rows of ``Finish.row``, as JSON."""
-    return json.dumps(list(finishes), separators=(",", ":"))
+    return _json(list(finishes))
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, separators=(",", ":"))
 
 
 Starts = dict[tuple[str, int], datetime]
@@ -146,18 +153,19 @@ Finishes = dict[tuple[str, int], Finish]
 def flush_params(
     starts: Starts, issues: Issues, finishes: Finishes | None = None
 ) -> dict[str, Any]:
-    """The statement's arrays, sorted: rows are locked in key order, as the API's writers
+    """The statement's lists, sorted: rows are locked in key order, as the API's writers
     lock theirs (issues in id order, then stages), so two writers never wait on each other
     in a circle. The statement updates the issues first (``running`` is read first)."""
     running = sorted((issue_id, run_id) for run_id, issue_id in issues.items())
-    keys = sorted(starts)
     done = finishes or {}
     return {
-        "issue_id": [issue_id for issue_id, _ in running],
-        "issue_run": [run_id for _, run_id in running],
-        "run_id": [run_id for run_id, _ in keys],
-        "position": [position for _, position in keys],
-        "started_at": [starts[key] for key in keys],
+        "issues": _json([{"issue_id": issue_id, "run_id": run_id} for issue_id, run_id in running]),
+        "starts": _json(
+            [
+                {"run_id": run_id, "position": position, "started_at": at.isoformat()}
+                for (run_id, position), at in sorted(starts.items())
+            ]
+        ),
         "finished": finish_rows(
             {"run_id": run_id, **done[run_id, position].row(position)}
             for run_id, position in sorted(done)
@@ -296,8 +304,8 @@ class MarkBuffer:
                     with self._engine.begin() as connection:
                         runs = {
                             row[0]
-                            for row in connection.exec_driver_sql(
-                                _FLUSH_SQL, flush_params(starts, issues, finishes)
+                            for row in prepared.execute(
+                                connection, _FLUSH_SQL, flush_params(starts, issues, finishes)
                             )
                         }
                 except Exception:
