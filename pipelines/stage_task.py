@@ -4,6 +4,9 @@
 outside any transaction, and finishes it (SUCCESS): on PostgreSQL each of these statements
 is its own transaction, one round trip (``WorkerContext.single_engine``), and the STARTED
 mark of a first delivery is written behind (``pipelines.marks``), or by the finish.
+summarise's finish is written behind too (``finishes_behind``): it travels in tag's message
+and tag's read writes it, so summarise costs one round trip; tag's read is also what tells
+whether the run ended while summarise ran.
 Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
@@ -178,8 +181,9 @@ class StageTask(Task[Any, Any]):
             carried = send_next_stage(
                 self.app, request, result, [finish] if finish is not None else None
             )
-        if finish is not None and not carried:
-            self._write_marks()  # no next stage writes it: written now
+        if finish is not None and request.chain and not carried:
+            # Celery's continuation sends the next stage without it: written now, before.
+            self._write_marks()
         return result
 
     def _run(self, usage: StageUsage, args: Any, kwargs: Any) -> Any:
