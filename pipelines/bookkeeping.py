@@ -49,7 +49,7 @@ from app.states import FINISHED_STATES, UNFINISHED_STATES, EnrichmentStatus, Tas
 from pipelines import prepared
 from pipelines.cache import pg_fingerprint
 from pipelines.deliveries import StageDone, unclaimed_stage
-from pipelines.marks import MarkBuffer
+from pipelines.marks import FINISH_ROWS, FINISH_SET, FINISH_WHERE, MarkBuffer
 from pipelines.queues import Stage
 from pipelines.usage import StageUsage
 
@@ -236,6 +236,16 @@ LEFT JOIN LATERAL (
 ) AS e ON true
 WHERE r.id = %(run)s
 """
+# A stage's read that also writes the finishes of the stages before it that its message
+# carries (``pipelines.marks.Finish``: summarise's, written behind): one round trip, and
+# the earlier stage is done in the database before this one calls its provider. Guarded as
+# the late write from the buffer is; whichever comes second changes nothing.
+_PG_PREVIOUS_FINISHED = f"""
+WITH previous AS (
+    UPDATE enrichment_stages AS s SET {FINISH_SET}
+    FROM {FINISH_ROWS}
+    WHERE s.run_id = %(run)s AND {FINISH_WHERE}
+)"""
 # Stage states a first delivery may leave behind its start mark: nobody else started it.
 _FREE_STATES = frozenset({TaskState.PENDING, TaskState.RETRY})
 
@@ -261,6 +271,7 @@ def begin_stage_behind(
     marks: MarkBuffer,
     lease: timedelta | None = None,
     fingerprint_prefix: str | None = None,
+    finished: str | None = None,
 ) -> tuple[StageInput, bool]:
     """``begin_stage`` in one read, its marks written behind when that is safe.
 
@@ -275,10 +286,20 @@ def begin_stage_behind(
 
     With ``fingerprint_prefix`` (``pipelines.cache.fingerprint_prefix``) the read also
     returns the input's fingerprint and an earlier result for it, on the ``StageInput``.
+    With ``finished`` (``pipelines.marks.finish_rows``: the earlier stages' finishes the
+    message carries) the same statement writes those first, whatever the read finds.
+
+    A stage whose finish still waits in ``marks`` (a duplicate in the same process) is
+    done: ``StageDone`` with its result, before any statement.
     """
+    waiting = marks.finish_of(run_id, stage.position)
+    if waiting is not None:
+        raise StageDone(waiting.result)
     read, params = _PG_STAGE_READ, {"run": run_id, "position": stage.position}
     if fingerprint_prefix is not None:
         read, params = _PG_SUMMARISE_READ, {**params, "fingerprint_prefix": fingerprint_prefix}
+    if finished is not None:
+        read, params = _PG_PREVIOUS_FINISHED + read, {**params, "finished": finished}
     row = prepared.execute(connection, read, params).one_or_none()
     if row is None:
         raise RunNotFound(run_id)

@@ -24,6 +24,7 @@ from pipelines.webhooks import events_after_commit
     name=Stage.SUMMARISE.task_name,
     stage=Stage.SUMMARISE,
     reuses_results=True,
+    finishes_behind=True,
 )
 def summarise(self: StageTask, *, run_id: str, issue_id: int) -> dict[str, Any]:
     """The summary; the result's ``fingerprint`` lets later runs of the same text reuse it.

@@ -31,6 +31,11 @@ from kombu import Connection
 
 from pipelines.queues import TASK_ROUTES
 
+# The key of a later stage's argument (the result of the one before, a dict) that carries
+# the earlier stages' finishes written behind (``pipelines.marks.Finish.row``): the stage
+# that receives it writes them with its first statement.
+FINISHED_KEY = "issueflow_finished"
+
 # Celery's own bound on ``argsrepr`` (a later stage takes the result of the one before).
 ARGSREPR_MAX = 1024
 # The keys of a chain step (``celery.Signature`` as a dict) a slim step may have; a step
@@ -43,6 +48,15 @@ def chain_step(task_name: str, task_id: str, kwargs: Mapping[str, Any]) -> dict[
     """A later stage as the message's ``chain`` holds it: ``celery.Signature`` as a dict,
     with only the keys Celery reads (``subtask_type`` and ``immutable`` default to None)."""
     return {"task": task_name, "args": [], "kwargs": kwargs, "options": {"task_id": task_id}}
+
+
+def carried_finishes(args: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """The finishes a stage's message carries (``send_next_stage``), if any."""
+    previous = args[0] if args else None
+    if not isinstance(previous, dict):
+        return None
+    finished = previous.get(FINISHED_KEY)
+    return finished if isinstance(finished, list) and finished else None
 
 
 def is_slim_step(step: Any) -> bool:
@@ -111,10 +125,14 @@ def send_stage(
         app.amqp.send_task_message(pooled, name, message, queue=TASK_ROUTES[name]["queue"])
 
 
-def send_next_stage(app: Celery, request: Any, result: Any) -> bool:
+def send_next_stage(
+    app: Celery, request: Any, result: Any, finished: list[dict[str, Any]] | None = None
+) -> bool:
     """Send the next stage of ``request``'s chain with ``result`` as its argument, as
     Celery's chain continuation would (parent and root ids, the publish retry policy of a
     callback), and take the chain off the request so that Celery does not send it again.
+    ``finished``: finishes the next stage writes as it begins, under ``FINISHED_KEY`` of
+    ``result`` (a dict).
 
     False, and the request left as it is, when there is no next stage or it is not one
     ``chain_step`` wrote: Celery's own continuation sends it then.
@@ -122,6 +140,10 @@ def send_next_stage(app: Celery, request: Any, result: Any) -> bool:
     chain = request.chain
     if not chain or not is_slim_step(chain[-1]):
         return False
+    if finished:
+        if not isinstance(result, dict):
+            return False
+        result = {**result, FINISHED_KEY: finished}
     step = chain[-1]
     # Celery's way of sending a chain's next step: a callback's own publish retries.
     app.amqp._retry_publish(  # type: ignore[attr-defined]

@@ -4,6 +4,9 @@
 outside any transaction, and finishes it (SUCCESS): on PostgreSQL each of these statements
 is its own transaction, one round trip (``WorkerContext.single_engine``), and the STARTED
 mark of a first delivery is written behind (``pipelines.marks``), or by the finish.
+summarise's finish is written behind too (``finishes_behind``): it travels in tag's message
+and tag's read writes it, so summarise costs one round trip; tag's read is also what tells
+whether the run ended while summarise ran.
 Transient errors are retried with the stage's policy (equal-jitter backoff, the server's
 ``Retry-After``, never past the visibility timeout); a stale run (superseded, cancelled,
 issue deleted) stops the chain; anything else fails the run with its reason in
@@ -51,7 +54,8 @@ from pipelines.context import (
     get_context,
 )
 from pipelines.deliveries import OWN_ATTEMPT, StageDone, StageHeld, lease_for, started_here
-from pipelines.messages import send_next_stage
+from pipelines.marks import Finish, MarkBuffer, finish_rows
+from pipelines.messages import carried_finishes, send_next_stage
 from pipelines.outcomes import failure_reason
 from pipelines.policies import StagePolicy
 from pipelines.providers import Provider
@@ -114,6 +118,11 @@ class StageTask(Task[Any, Any]):
     # Look for an earlier result of the same input as the stage begins, in the same
     # transaction (``fingerprint``, ``earlier_result()``).
     reuses_results: bool = False
+    # On PostgreSQL the finish is written behind (``pipelines.marks``) and travels in the
+    # next stage's message, whose first statement writes it: for a stage whose next stage
+    # begins with a read of the run (summarise: tag's read tells whether the run was
+    # cancelled or superseded meanwhile, as this stage's own finish would have).
+    finishes_behind: bool = False
 
     acks_late = True
     reject_on_worker_lost = True
@@ -165,9 +174,16 @@ class StageTask(Task[Any, Any]):
         with metering() as usage:
             result = self._run(usage, args, kwargs)
         request = self.request
+        finish: dict[str, Any] | None = request.get("issueflow_finish")
+        carried = False
         if request.chain and not request.is_eager:
             # The next stage, as a slim message; Celery's continuation would build a full one.
-            send_next_stage(self.app, request, result)
+            carried = send_next_stage(
+                self.app, request, result, [finish] if finish is not None else None
+            )
+        if finish is not None and request.chain and not carried:
+            # Celery's continuation sends the next stage without it: written now, before.
+            self._write_marks()
         return result
 
     def _run(self, usage: StageUsage, args: Any, kwargs: Any) -> Any:
@@ -177,7 +193,7 @@ class StageTask(Task[Any, Any]):
             behind = False  # this attempt's start mark waits in ``context.marks``
             if self.tracks_progress:
                 try:
-                    issue, behind = self._begin(run_id)
+                    issue, behind = self._begin(run_id, carried_finishes(args))
                     self.request.update(issue=issue)
                 except StageDone as done:  # a late duplicate: the provider is not called
                     log.info("%s run %s: %s", self.name, run_id, done)
@@ -187,6 +203,9 @@ class StageTask(Task[Any, Any]):
                 if not behind:
                     self._changed(run_id)
             result = super().__call__(*args, **kwargs)
+            if self.tracks_progress and self.finishes_behind and self.context.marks is not None:
+                self._finish_behind(self.context.marks, run_id, usage, result)
+                return result
             if self.tracks_progress:
                 marks = self.context.marks
                 # Start marks still waiting are written by the finish instead.
@@ -263,12 +282,34 @@ class StageTask(Task[Any, Any]):
 
     # -- the steps -----------------------------------------------------------------------
 
-    def _begin(self, run_id: str) -> tuple[StageInput, bool]:
+    def _finish_behind(
+        self, marks: MarkBuffer, run_id: str, usage: StageUsage, result: Any
+    ) -> None:
+        """The stage's SUCCESS waits in ``marks`` (written within ``FLUSH_INTERVAL``, its
+        watchers told then) and goes to the next stage's message (``__call__``)."""
+        metered = usage.metered and not usage.cached
+        finish = marks.finished(
+            run_id,
+            self.stage.position,
+            Finish(
+                finished_at=utcnow(),
+                result=result,
+                prompt_tokens=(usage.prompt_tokens or 0) if metered else None,
+                completion_tokens=(usage.completion_tokens or 0) if metered else None,
+                cached=usage.cached,
+            ),
+        )
+        self.request.update(issueflow_finish=finish.row(self.stage.position))
+
+    def _begin(
+        self, run_id: str, finished: list[dict[str, Any]] | None = None
+    ) -> tuple[StageInput, bool]:
         """Begin the stage, waiting briefly for a run whose API transaction is committing.
 
         On PostgreSQL one read (``begin_stage_behind``): the input and the stage's row, its
         STARTED mark written behind (True) unless the message was redelivered or the stage
-        started elsewhere, which claim it at once (False). SQLite: ``begin_stage``.
+        started elsewhere, which claim it at once (False); the same statement writes the
+        ``finished`` stages before it that the message carries. SQLite: ``begin_stage``.
 
         A short in-process wait for the run rather than a Celery retry: a retry would count
         against the stage's retry budget, and the commit normally lands within milliseconds.
@@ -300,6 +341,7 @@ class StageTask(Task[Any, Any]):
                                 if self.reuses_results
                                 else None
                             ),
+                            finished=finish_rows(finished) if finished else None,
                         )
                         if self.reuses_results:
                             self.request.update(

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace, db: Database) -> str:
     from pipelines.context import WorkerContext, use_context
     from pipelines.dispatch import stage_specs
     from pipelines.enrichment import persist, summarise, tag
+    from pipelines.messages import FINISHED_KEY
     from pipelines.queues import Stage
 
     assert db.server is not None
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace, db: Database) -> str:
         ids = {"issue_id": issue_id, "run_id": run_id}
         # Calling a task runs its StageTask.__call__: begin, body, finish, as in a worker.
         summary = timed("summarise", lambda: summarise(**ids), cpu, wall)
+        finish = context.marks.finish_of(run_id, 0) if context.marks else None
+        if finish is not None:  # written behind: tag's message carries it (send_next_stage)
+            summary = {**summary, FINISHED_KEY: [finish.row(0)]}
         tagged = timed("tag", lambda: tag(summary, **ids), cpu, wall)
         assert timed("persist", lambda: persist(tagged, **ids), cpu, wall) is True
 

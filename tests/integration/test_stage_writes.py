@@ -10,6 +10,7 @@ mark behind; persist replaces tags and stays idempotent.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,7 +29,7 @@ from pipelines.bookkeeping import (
     retry_stage,
 )
 from pipelines.deliveries import StageDone, StageHeld
-from pipelines.marks import MarkBuffer
+from pipelines.marks import Finish, MarkBuffer, finish_rows
 from pipelines.queues import Stage
 from tests.conftest import create_migrated_database, drop_database
 
@@ -274,6 +275,104 @@ def test_notices_of_finished_stages_go_out_with_the_next_flush_once_per_run(
     assert written[-1] == {"run-4"}
     marks.notify("run-5")  # after close: at once
     assert written[-1] == {"run-5"}
+
+
+def stage_tokens(engine: Engine, run: str, position: int) -> tuple[Any, ...]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(
+                EnrichmentStage.prompt_tokens,
+                EnrichmentStage.completion_tokens,
+                EnrichmentStage.cached,
+            ).where(EnrichmentStage.run_id == run, EnrichmentStage.position == position)
+        ).one()
+    return tuple(row)
+
+
+def test_a_finish_written_behind_takes_its_start_and_is_written_once(
+    engine: Engine, marks: MarkBuffer, written: list[set[str]]
+) -> None:
+    add_run(engine, 1, "run-1")
+    begin(engine, marks, "run-1", Stage.SUMMARISE)
+    finish = marks.finished(
+        "run-1",
+        0,
+        Finish(finished_at=utcnow(), result={"summary": "s"}, prompt_tokens=3, completion_tokens=4),
+    )
+    assert finish.started_at is not None  # the waiting start mark went with it
+    assert marks.waiting() == 2  # the finish and the issue's running mark
+    assert stage_rows(engine, "run-1")[0].state == "PENDING"  # nothing written yet
+    assert marks.flush() == 1
+    first = stage_rows(engine, "run-1")[0]
+    assert (first.state, first.started_at, first.finished_at, first.result) == (
+        "SUCCESS",
+        finish.started_at,
+        finish.finished_at,
+        {"summary": "s"},
+    )
+    assert stage_tokens(engine, "run-1", 0) == (3, 4, False)
+    assert issue_status(engine, 1) == "running"
+    assert written == [{"run-1"}]
+    # Written again (tag's read wrote it first, or a flush is retried): nothing changes,
+    # the tokens are not added twice.
+    marks.finished("run-1", 0, finish)
+    assert marks.flush() == 0
+    assert stage_tokens(engine, "run-1", 0) == (3, 4, False)
+
+
+def test_a_late_finish_never_undoes_a_later_state(engine: Engine, marks: MarkBuffer) -> None:
+    add_run(engine, 1, "run-1")
+    marks.finished("run-1", 0, Finish(finished_at=utcnow(), result={"summary": "s"}))
+    with engine.begin() as connection:  # cancelled (or superseded) meanwhile
+        connection.execute(
+            update(EnrichmentStage).where(EnrichmentStage.run_id == "run-1").values(state="REVOKED")
+        )
+    assert marks.flush() == 0
+    assert [(row.state, row.result) for row in stage_rows(engine, "run-1")] == [
+        ("REVOKED", None)
+    ] * 3
+
+
+def test_the_next_stages_read_writes_the_finish_its_message_carries(
+    engine: Engine, marks: MarkBuffer
+) -> None:
+    add_run(engine, 1, "run-1")
+    started = utcnow()
+    finish = Finish(
+        finished_at=started + timedelta(milliseconds=5),
+        result={"summary": "s"},
+        started_at=started,
+        cached=True,
+    )
+    issue, behind = begin(engine, marks, "run-1", Stage.TAG, finished=finish_rows([finish.row(0)]))
+    assert (issue.title, behind) == ("issue 1", True)
+    rows = stage_rows(engine, "run-1")
+    assert (rows[0].state, rows[0].started_at, rows[0].finished_at, rows[0].result) == (
+        "SUCCESS",
+        started,
+        finish.finished_at,
+        {"summary": "s"},
+    )
+    assert rows[1].state == "PENDING"  # tag's own start waits in the buffer
+    assert stage_tokens(engine, "run-1", 0) == (None, None, True)
+    # summarise's process writes the same finish late: nothing changes.
+    marks.finished("run-1", 0, dataclasses.replace(finish, finished_at=utcnow()))
+    marks.flush()
+    assert stage_rows(engine, "run-1")[0].finished_at == finish.finished_at
+    assert stage_rows(engine, "run-1")[1].state == "STARTED"
+
+
+def test_a_duplicate_of_a_stage_whose_finish_waits_in_its_process_is_done(
+    engine: Engine, marks: MarkBuffer
+) -> None:
+    add_run(engine, 1, "run-1")
+    begin(engine, marks, "run-1", Stage.SUMMARISE)
+    marks.finished("run-1", 0, Finish(finished_at=utcnow(), result={"summary": "s"}))
+    with pytest.raises(StageDone) as done:
+        begin(engine, marks, "run-1", Stage.SUMMARISE)
+    assert done.value.result == {"summary": "s"}
+    marks.started("run-1", 0, utcnow(), issue_id=None)  # a start after its finish is dropped
+    assert marks.waiting() == 2  # the finish and the issue's running mark
 
 
 def test_only_a_first_delivery_of_a_stage_nobody_started_waits(

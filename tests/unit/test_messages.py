@@ -10,7 +10,13 @@ import pytest
 from kombu import Connection
 
 from app.broker import Transport, use_channel_client
-from pipelines.messages import chain_step, is_slim_step, send_next_stage
+from pipelines.messages import (
+    FINISHED_KEY,
+    carried_finishes,
+    chain_step,
+    is_slim_step,
+    send_next_stage,
+)
 
 IDS = {"run_id": "run-1", "issue_id": 7}
 
@@ -52,6 +58,30 @@ def test_send_next_stage_sends_the_last_step_and_takes_the_chain_off() -> None:
         "kwargs": IDS,
         "chain": tail,
     }
+
+
+def test_the_next_stage_carries_the_finishes_written_behind() -> None:
+    """summarise's finish travels under FINISHED_KEY of its result; tag reads it back. A
+    result that is not a dict cannot carry it: the step is left to Celery (the caller then
+    writes the finish itself)."""
+    app = SimpleNamespace(amqp=FakeAMQP())
+    finish = {"position": 0, "finished_at": "2026-01-01T00:00:00+00:00", "result": {}}
+    request = SimpleNamespace(
+        chain=[chain_step("enrichment.tag", "tag-1", IDS)], id="run-1", root_id=None
+    )
+    assert send_next_stage(app, request, {"summary": "s"}, [finish])  # type: ignore[arg-type]
+    [call] = app.amqp.calls
+    assert call["args"] == ({"summary": "s", FINISHED_KEY: [finish]},)
+    assert carried_finishes(call["args"]) == [finish]
+    assert carried_finishes(({"summary": "s"},)) is None
+    assert carried_finishes(()) is None
+
+    request = SimpleNamespace(
+        chain=[chain_step("enrichment.tag", "tag-1", IDS)], id="run-1", root_id=None
+    )
+    assert not send_next_stage(app, request, "text", [finish])  # type: ignore[arg-type]
+    assert request.chain is not None
+    assert len(app.amqp.calls) == 1
 
 
 def test_a_step_it_cannot_send_is_left_to_celery() -> None:
