@@ -405,24 +405,38 @@ sends the next one itself as a slim message (`pipelines/messages.py`, the same f
 of CPU per publish instead of Celery's continuation's 0.39 ms; and kombu's Redis channel
 keeps one Redis client (`app/broker.py`) where it built one per publish, received message
 and ack (redis-py copies some 170 response callbacks into each: about 0.06 ms, six times
-per chain; it was a tenth of a worker's profile). On the workers the bookkeeping is five
-statements per chain on PostgreSQL: summarise reads its input and its own stage row in one
-SELECT that also computes the text's fingerprint and finds an earlier result for it
-(`pipelines/cache.py`), and finishes with one UPDATE that also carries its start and the
-issue's running mark, each one round trip in autocommit; tag reads and finishes the same
-way; persist is one statement (its locks, then every write, in data-modifying CTEs) in a
-transaction of two round trips on the same autocommit pool, its BEGIN sent in the
-statement's query string and its COMMIT alone (`app/db.py`: `transaction`; four round
-trips before, nine before that). Start marks wait in a per-process buffer
-(`pipelines/marks.py`) and are written by the finish, or, for a stage still running 50 ms
-later, by one statement for all of them; summarise's and tag's notices to the runs'
-watchers go out with that buffer's next flush, pipelined in one Redis round trip,
-persist's at once. Then the producer's one statement (issue, run and three stages), seven
-round trips per chain in all, and PostgreSQL's own CPU for all of it. The workers' five
+per chain; it was a tenth of a worker's profile). On the workers the bookkeeping is four
+statements per chain on PostgreSQL, plus a share of the mark buffer's: summarise reads its
+input and its own stage row in one SELECT that also computes the text's fingerprint and
+finds an earlier result for it (`pipelines/cache.py`), one round trip in autocommit, and
+writes nothing itself: its finish (result, tokens, start and finish times) waits in a
+per-process buffer (`pipelines/marks.py`) and travels in tag's message, and tag's read
+writes it first, in the same statement (a data-modifying CTE), before tag calls its
+provider. Tag's read is also what tells whether the run was cancelled or superseded while
+summarise ran. Tag finishes with one UPDATE, at once: it says whether the run ended while
+tag ran, before persist is sent. Persist is one statement (its locks, then every write, in
+data-modifying CTEs) in a transaction of two round trips on the same autocommit pool, its
+BEGIN sent in the statement's query string and its COMMIT alone (`app/db.py`:
+`transaction`; four round trips before, nine before that). The buffer also holds the start
+marks and the issue's running mark, taken back by tag's finish for a short stage, and
+writes what waits every 50 ms in one statement for all of them, prepared like the others
+(its marks as JSON lists, one text whatever their count); summarise's finish is written
+there too, so a run's page shows summarise done while tag still waits in its queue (each
+write guarded: it never undoes a later state, and the second of the two changes nothing).
+That flush is a fraction of a statement per chain (0.5-0.65 at 50-65 chains/s,
+`--count-sql`), fewer as the rate grows (one per process per 50 ms, for all the runs it
+holds: 0.3 in `stage_cost`).
+summarise's and tag's notices to the runs' watchers go out with that flush, pipelined in
+one Redis round trip, persist's at once. Then the producer's one statement (issue, run and
+three stages): six round trips per chain and that share of a flush (seven before summarise's
+finish was written behind), and PostgreSQL's own CPU for all of it. The workers' statements
 are prepared once per database connection (`pipelines/prepared.py`: `PREPARE`, then only
 `EXECUTE`): sent as text, PostgreSQL parsed and planned each one anew, most of its CPU for
 these short primary-key statements (a stage's read 155 µs of backend CPU as text, 50 µs
-prepared; summarise's read with its fingerprint 280 µs and 75 µs). With that, the workers'
+prepared; summarise's read with its fingerprint 280 µs and 75 µs). Writing summarise's
+finish behind took some 0.5 ms of the workers' client CPU per chain off summarise
+(`scripts/bench/stage_cost`) and left PostgreSQL's CPU where it was: tag's read carries
+the write, the flush repeats it. With that, the workers'
 CPU per chain is within some 10-20 % of the stock chain's (the `workers` column of
 `docs/perf/pipeline.txt`); most of what is left is PostgreSQL's. The stock chain
 with its Redis result backend does none of that; as long as a run is recorded in
