@@ -29,12 +29,27 @@ from dataclasses import dataclass
 from app.config import DEFAULT_TAXONOMY, TITLE_MAX
 from pipelines.providers.text import clean_issue_text
 
-__all__ = ["DEFAULT_TAXONOMY", "MAX_BODY_CHARS", "TopicTagger", "issue_prose", "mentions"]
+__all__ = [
+    "DEFAULT_TAXONOMY",
+    "MAX_BODY_CHARS",
+    "Evidence",
+    "TopicTagger",
+    "explain",
+    "issue_prose",
+    "mentions",
+]
 
 # Titles longer than the API's own limit are cut to TITLE_MAX before any matching.
 MAX_BODY_CHARS = 8000  # topics are decided by the start of long reports
 MAX_PROSE_CHARS = 4000  # of the cleaned body: bounds the cost of the rules
 _I = re.I
+
+
+_WORD_START = r"\b(?<![-./])(?:"
+_WORD_END = r")(?![\w-]|\.(?-i:[a-z]))"
+# Each cue pattern's alternatives, each a pattern of its own: :func:`explain` names the one
+# that fired (only there; tagging never reads this).
+_CUES: dict[re.Pattern[str], tuple[str, ...]] = {}
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -48,12 +63,16 @@ def _words(*alternatives: str) -> re.Pattern[str]:
     starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
     set of possible first characters, the positions where no alternative can start.
     """
-    return re.compile(r"\b(?<![-./])(?:" + "|".join(alternatives) + r")(?![\w-]|\.(?-i:[a-z]))", _I)
+    pattern = re.compile(_WORD_START + "|".join(alternatives) + _WORD_END, _I)
+    _CUES[pattern] = tuple(_WORD_START + a + _WORD_END for a in alternatives)
+    return pattern
 
 
 def _or(words: re.Pattern[str], *raw: str) -> re.Pattern[str]:
     """``words`` or any of ``raw`` (patterns outside word boundaries, e.g. ``-Werror``)."""
-    return re.compile("|".join((words.pattern, *raw)), _I)
+    pattern = re.compile("|".join((words.pattern, *raw)), _I)
+    _CUES[pattern] = (*_CUES[words], *raw)
+    return pattern
 
 
 @dataclass(frozen=True)
@@ -572,19 +591,19 @@ _NEWER = _words(
 )
 
 
-def _regression_sentence(body: re.Pattern[str], prose: str) -> bool:
+def _regression_sentence(body: re.Pattern[str], prose: str) -> _Found | None:
     """A sentence, not a question or a doubt, that matches ``body`` (the regression rule) or
     says it worked in an older version or broke with a newer one."""
     for sentence in _SENTENCE.split(prose):
         if _HEDGE.search(sentence):
             continue
-        if (
-            body.search(sentence)
-            or (_WORKED.search(sentence) and _OLDER.search(sentence))
-            or (_CHANGED.search(sentence) and _NEWER.search(sentence))
-        ):
-            return True
-    return False
+        if match := body.search(sentence):
+            return _Found("sentence", body, sentence, match)
+        if _WORKED.search(sentence) and (match := _OLDER.search(sentence)):
+            return _Found("sentence (worked + older)", _OLDER, sentence, match)
+        if _CHANGED.search(sentence) and (match := _NEWER.search(sentence)):
+            return _Found("sentence (changed + newer)", _NEWER, sentence, match)
+    return None
 
 
 # Template questions that survive cleaning as prose: never evidence for any topic.
@@ -627,23 +646,70 @@ def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
     ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
     :data:`MAX_BODY_CHARS`).
     """
-    return _holds(topic, TOPIC_RULES[topic], title, prose, raw_body)
+    return _found(topic, TOPIC_RULES[topic], title, prose, raw_body) is not None
 
 
-def _holds(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> bool:
+@dataclass(frozen=True)
+class _Found:
+    """Where a rule held: the text searched, the pattern and its match."""
+
+    where: str
+    pattern: re.Pattern[str]
+    text: str
+    match: re.Match[str]
+
+
+def _found(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> _Found | None:
     """``rule`` (of ``topic``) on the title and prose, with the topic's own extra evidence."""
-    if rule.title.search(title):
-        return True
+    if match := rule.title.search(title):
+        return _Found("title", rule.title, title, match)
     if topic == "crash":
-        if _CRASH_SIGNATURE.search(raw_body):
-            return True
+        if match := _CRASH_SIGNATURE.search(raw_body):
+            return _Found("raw body", _CRASH_SIGNATURE, raw_body, match)
         # "then it crashes" where the issue shows a thrown error is no process dying.
-        return bool(rule.body.search(prose)) and not (
-            _THROWN.search(title) or _THROWN.search(prose)
-        )
+        match = rule.body.search(prose)
+        if match and not (_THROWN.search(title) or _THROWN.search(prose)):
+            return _Found("prose", rule.body, prose, match)
+        return None
     if topic == "regression":
         return _regression_sentence(rule.body, prose)
-    return bool(rule.body.search(prose))
+    if match := rule.body.search(prose):
+        return _Found("prose", rule.body, prose, match)
+    return None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why an issue got a topic: where (``title``, ``prose``, ``raw body``, ``sentence …``),
+    the cue (the rule's alternative that fired, as a pattern) and the text it matched."""
+
+    topic: str
+    where: str
+    cue: str
+    matched: str
+
+
+def explain(topic: str, title: str, body: str, summary: str = "") -> Evidence | None:
+    """The evidence for ``topic`` that :meth:`TopicTagger.tags` finds, or ``None``."""
+    title = " ".join((title or "")[:TITLE_MAX].split())
+    raw = (body or "")[:MAX_BODY_CHARS]
+    prose = issue_prose(title, raw)
+    if summary:
+        prose = f"{summary[:TITLE_MAX]}\n{prose}"
+    rule = TOPIC_RULES.get(topic) or _rule_for(topic)
+    found = _found(topic, rule, title, prose, raw)
+    if found is None:
+        return None
+    start = found.match.start()
+    cue = next(
+        (
+            alternative
+            for alternative in _CUES.get(found.pattern, ())
+            if re.compile(alternative, _I).match(found.text, start)
+        ),
+        found.pattern.pattern,
+    )
+    return Evidence(topic, found.where, cue, found.match.group(0))
 
 
 class TopicTagger:
@@ -668,5 +734,7 @@ class TopicTagger:
         if summary:
             prose = f"{summary[:TITLE_MAX]}\n{prose}"
         return [
-            topic for topic, rule in self._rules.items() if _holds(topic, rule, title, prose, raw)
+            topic
+            for topic, rule in self._rules.items()
+            if _found(topic, rule, title, prose, raw) is not None
         ]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from pipelines.providers.topics import DEFAULT_TAXONOMY, TITLE_MAX, TopicTagger
+from pipelines.providers.topics import (
+    DEFAULT_TAXONOMY,
+    TITLE_MAX,
+    TOPIC_RULES,
+    TopicTagger,
+    explain,
+)
 
 TAGGER = TopicTagger()
 
@@ -492,6 +499,44 @@ def test_test_named_as_failing_is_a_tests_topic() -> None:
     assert "security" in TAGGER.tags("Third-party versions", "Do we have vulnerabilities.But how?")
     assert "tests" in TAGGER.tags("Test_Caffe_nets.Faster_vgg16 fails with fast math", "")
     assert "tests" in TAGGER.tags("failure in test_wallet_backup", "")
+
+
+@pytest.mark.parametrize(
+    ("title", "body", "topic", "where", "cue"),
+    [
+        ("Slow startup", "", "performance", "title", r"slow(?:er|ly|ness|s|down)?"),
+        ("Startup", "Opening a folder takes 12 seconds here.", "performance", "prose", "took|"),
+        ("Bad", "It died.\nSegmentation fault (core dumped)", "crash", "raw body", "SIGSEGV"),
+        (
+            "Editor lost",
+            "It worked fine in 1.2.3, now it is gone.",
+            "regression",
+            "sentence",
+            "worked (?:fine",
+        ),
+    ],
+)
+def test_explain_names_the_cue_that_fired(
+    title: str, body: str, topic: str, where: str, cue: str
+) -> None:
+    evidence = explain(topic, title, body)
+    assert evidence is not None
+    assert topic in TAGGER.tags(title, body)
+    assert evidence.where.startswith(where)
+    assert cue in evidence.cue
+    assert re.search(evidence.cue, evidence.matched, re.I)
+    if where == "title":  # one alternative of the title rule, not the whole rule
+        assert evidence.cue != TOPIC_RULES[topic].title.pattern
+
+
+@pytest.mark.parametrize("topic", DEFAULT_TAXONOMY)
+def test_explain_agrees_with_the_tags(topic: str) -> None:
+    for title, body in [
+        ("tf.math.reduce_sum ignores keepdims", TENSORFLOW_FORM),
+        ("Go to definition opens the declaration file", VSCODE_REPORT),
+        ("Crash and slow startup since the last update", "It used to work in 1.2. Segfault."),
+    ]:
+        assert (explain(topic, title, body) is not None) == (topic in TAGGER.tags(title, body))
 
 
 def test_long_title_is_bounded() -> None:
