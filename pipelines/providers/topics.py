@@ -83,6 +83,7 @@ class Rule:
     body: re.Pattern[str]
 
 
+_NOT_WORKING = r"(?! (?:doesn't|does not|didn't|did not|isn't|is not|aren't|are not|not) work)"
 _DOC_NOUN = r"(?:docs?|documentation|readme|docstrings?|tutorials?|guide|api reference|man ?page)"
 
 TOPIC_RULES: dict[str, Rule] = {
@@ -155,7 +156,9 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:high|excessive|huge|increased) (?:cpu|gpu|memory|ram)(?: usage)?",
             r"(?:takes?|took|taking) "
             r"(?:for )?(?:about |around |over |almost |nearly |more than |up to |at least )?"
-            r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?|hours?)",
+            # a duration in hours is how long a job ran or will run (a rescan, an install script's
+            # "It will take 2 hours!"), not a latency the issue is about
+            r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?)",
             r"(?:takes?|took|taking) (?:too long|forever|ages)",
             r"\d+[- ](?:second|minute)s? (?:search|delay|wait|freeze|hang|lag|load|startup|"
             r"pause|stall)",
@@ -207,14 +210,14 @@ TOPIC_RULES: dict[str, Rule] = {
     "ui": Rule(
         title=_words(
             r"ui",
-            r"gui",
             r"ux",
             r"user interface",
-            r"buttons?",
+            # a button or menu that "doesn't work" reports the action behind it failing
+            rf"buttons?{_NOT_WORKING}",
             r"dialogs?",
             r"context menu",
             r"menu ?bar",
-            r"menus?",
+            rf"menus?{_NOT_WORKING}",
             r"command (?:center|palette)",
             r"quick ?pick",
             r"pop-?ups?",
@@ -222,8 +225,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"inlay hints?",
             r"(?:chat|explorer|outline|timeline|search|scm|source control|debug|variables|watch|"
             r"problems|output|test|testing|extensions?|references|diff|split|side by side|zen|"
-            r"notebook|welcome|tree|list|custom) views?",
-            r"view containers?",
+            r"notebook|welcome|tree|list) views?",
             r"editor groups?",
             r"(?:drawn|rendered|displayed) (?:incorrectly|wrong(?:ly)?)",
             r"looks? (?:disabled|misaligned|blurry|broken)",
@@ -274,18 +276,15 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:timeline|results?|output|problems|components|profiler|console|network|"
             r"elements|settings|welcome|search|explorer) tabs?",
         ),
+        # In the body a theme, a tooltip or "the user interface" is mostly where the reader
+        # stands ("if you use the dark theme", "click the icon with the tooltip"); the title
+        # names the surface an issue is about.
         body=_words(
-            r"user interface",
-            r"dark (?:mode|theme)",
-            r"light (?:mode|theme)",
-            r"high contrast(?: theme)?",
-            r"(?:color|colour) theme",
             r"screen ?readers?",
             r"accessibility",
             r"a11y",
             r"accessible view",
             r"context menu",
-            r"tooltips?",
             r"(?:is|are|looks?) (?:misaligned|cut off|truncated|invisible|unreadable|blurry)",
         ),
     ),
@@ -395,7 +394,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 # the plural is the project's tests ("run the interface tests in the CI"); a
                 # singular "test" is often a test *of* something the issue is about
                 r"tests",
-                r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
+                r"intermittent(?:ly)? (?:fail\w*|error|timeout|issues?)",
                 r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
                 r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
                 r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
@@ -422,7 +421,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r"error (?:occurs )?when installing",
             r"(?:upgrade|update|bump)(?:s|d|ed)? (?!vs ?code|vscode|to |from )\S+ (?:to|from) "
             r"v?\d+(?:\.\d+)+",
-            r"bump(?:s|ed)? \S+",
             r"requirements\.txt|requirements file",
             r"package\.json|package-lock\.json|yarn\.lock",
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
@@ -442,7 +440,7 @@ TOPIC_RULES: dict[str, Rule] = {
         ),
         body=_words(
             r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
-            r"dependencies (?:conflict|are|is)",
+            r"dependencies conflict",
             r"conflicting (?:dependencies|versions|peer)",
             r"peer dep(?:endency|endencies)",
             r"eresolve",
@@ -530,7 +528,10 @@ TOPIC_RULES: dict[str, Rule] = {
             r"regressed",
             r"used to work",
             r"stopped working (?:after|since|in|with|on) ",
-            r"(?:was|were) working (?:fine |well |correctly )?(?:in|on|with|before|until)",
+            # with a version: "I was working on an indexer", "it was working in the model
+            # file" are no earlier release
+            r"(?:was|were) working (?:fine |well |correctly )?(?:(?:in|on|with) (?:v(?:ersion)?\s?)?"
+            r"\d[\w.]*|(?:before|until) (?:the |an? )?(?:update|upgrade|updating|upgrading))",
             r"worked (?:fine |well |correctly |as expected )?(?:in|on|with|before|until) "
             r"(?:v(?:ersion)?\s?)?\d[\w.]*",
             r"works? (?:fine |well |correctly )?(?:in|on|with) (?:v(?:ersion)?\s?)?\d[\w.]*"
@@ -553,6 +554,13 @@ _CRASH_SIGNATURE = re.compile(
     _I,
 )
 
+# A compiler's diagnostic anywhere in the raw body (a build log is code, so the prose never
+# shows it): ``src/fs.cpp:129:32: error: …``, ``x.h:27:10: fatal error: db_cxx.h: No such
+# file``. Line *and* column: OpenCV's runtime errors name ``file.cpp:652: error:`` only.
+_BUILD_SIGNATURE = re.compile(
+    r"\.(?:h|hh|hpp|hxx|c|cc|cpp|cxx|cu|m|mm|inc|ipp):\d+:\d+: (?:fatal )?error: ", _I
+)
+
 # A thrown error the program reports: "then it crashes" in such an issue is no process dying.
 _THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
 
@@ -562,7 +570,12 @@ _THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
 # for me with v21") or it broke with an update ("this started happening with the recent VS
 # Code update", "in the insiders version the buffer is no longer updated").
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
-_HEDGE = re.compile(r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b", _I)
+_HEDGE = re.compile(
+    r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b|"
+    # a denial: "this also happens in 1.81.1, so it is not a 1.82 regression"
+    r"\bnot an? (?:[\w.]+ )?regression\b",
+    _I,
+)
 _WORKED = _words(
     r"(?<!not )(?<!n't )(?<!never )(?:works?|worked|working|passe[sd])",
     r"(?:is|was|seems? to be) (?:still )?(?:fine|ok|okay|good)",
@@ -675,6 +688,8 @@ def _found(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> _Fo
         return _regression_sentence(rule.body, prose)
     if match := rule.body.search(prose):
         return _Found("prose", rule.body, prose, match)
+    if topic == "build" and (match := _BUILD_SIGNATURE.search(raw_body)):
+        return _Found("raw body", _BUILD_SIGNATURE, raw_body, match)
     return None
 
 
