@@ -323,7 +323,9 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"linker|linking|link errors?",
                 r"undefined (?:reference|symbol)",
                 r"msbuild|msvc|visual studio 20\d\d",
-                r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
+                r"gradle|maven|ninja|webpack|rollup|esbuild|babel|vcpkg|conan",
+                # packaging: the product's installer ("0.23 installer incompatible with ASLR")
+                r"installers?",
                 r"toolchain",
                 r"cross[- ]compil\w*",
                 r"build (?:system|from source|script|config(?:uration)?)",
@@ -530,8 +532,9 @@ TOPIC_RULES: dict[str, Rule] = {
             r"stopped working (?:after|since|in|with|on) ",
             # with a version: "I was working on an indexer", "it was working in the model
             # file" are no earlier release
-            r"(?:was|were) working (?:fine |well |correctly )?(?:(?:in|on|with) (?:v(?:ersion)?\s?)?"
-            r"\d[\w.]*|(?:before|until) (?:the |an? )?(?:update|upgrade|updating|upgrading))",
+            r"(?:was|were) working (?:fine |well |correctly )?(?:(?:in|on|with) "
+            r"(?:v(?:ersion)?\s?)?\d[\w.]*|(?:before|until) (?:the |an? )?"
+            r"(?:update|upgrade|updating|upgrading))",
             r"worked (?:fine |well |correctly |as expected )?(?:in|on|with|before|until) "
             r"(?:v(?:ersion)?\s?)?\d[\w.]*",
             r"works? (?:fine |well |correctly )?(?:in|on|with) (?:v(?:ersion)?\s?)?\d[\w.]*"

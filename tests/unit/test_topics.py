@@ -648,6 +648,9 @@ def test_fifth_round_false_positive_causes_give_no_topic(title: str, body: str, 
             "build",
         ),
         ("feature_init intermittent issue", _bitcoin("UnicodeDecodeError in the log."), "tests"),
+        # packaging and C++ package managers, as gradle or ninja already were
+        ("The 26.0 installer is rejected with mandatory ASLR", _bitcoin("Windows 11."), "build"),
+        ("Add a vcpkg feature for the CANN backend", _opencv("As a port option."), "build"),
     ],
 )
 def test_fifth_round_cues_hit(title: str, body: str, topic: str) -> None:
