@@ -9,7 +9,9 @@ the bug with TF nightly?"). Each topic has two rule sets: a broader one for the 
 a word is a claim ("Docs: ...", "Slow search"), and a stricter one for the body, where the
 same word is often a passing mention ("I read the docs"). ``crash`` also reads the raw body
 for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears),
-and its prose evidence ("then it crashes") does not count beside a thrown error.
+and its prose evidence ("then it crashes") does not count beside a thrown error; ``build``
+reads the raw body for a compiler's diagnostic (``x.cpp:12:34: error:``), which a pasted
+build log shows and the prose never does.
 ``regression`` reads the prose one sentence at a time, skipping questions and doubts: a
 sentence that says it worked in an older version ("works fine at version 1.78.1") or broke
 with a newer one ("started happening with the recent update") is evidence.

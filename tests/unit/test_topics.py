@@ -719,6 +719,7 @@ HOSTILE = {
     "regression cues without a version": "no longer started broke works in " * 1_600,
     "sentences of one dot": ". " * 25_000,
     "a thrown-error word": "aError" * 8_000 + " it crashes",
+    "compiler-diagnostic prefixes": "x.cpp:1:" * 6_000 + "1" * 10_000,
 }
 
 
