@@ -9,7 +9,9 @@ the bug with TF nightly?"). Each topic has two rule sets: a broader one for the 
 a word is a claim ("Docs: ...", "Slow search"), and a stricter one for the body, where the
 same word is often a passing mention ("I read the docs"). ``crash`` also reads the raw body
 for a fatal-signal signature (a segfault in a pasted log is a crash wherever it appears),
-and its prose evidence ("then it crashes") does not count beside a thrown error.
+and its prose evidence ("then it crashes") does not count beside a thrown error; ``build``
+reads the raw body for a compiler's diagnostic (``x.cpp:12:34: error:``), which a pasted
+build log shows and the prose never does.
 ``regression`` reads the prose one sentence at a time, skipping questions and doubts: a
 sentence that says it worked in an older version ("works fine at version 1.78.1") or broke
 with a newer one ("started happening with the recent update") is evidence.
@@ -29,12 +31,27 @@ from dataclasses import dataclass
 from app.config import DEFAULT_TAXONOMY, TITLE_MAX
 from pipelines.providers.text import clean_issue_text
 
-__all__ = ["DEFAULT_TAXONOMY", "MAX_BODY_CHARS", "TopicTagger", "issue_prose", "mentions"]
+__all__ = [
+    "DEFAULT_TAXONOMY",
+    "MAX_BODY_CHARS",
+    "Evidence",
+    "TopicTagger",
+    "explain",
+    "issue_prose",
+    "mentions",
+]
 
 # Titles longer than the API's own limit are cut to TITLE_MAX before any matching.
 MAX_BODY_CHARS = 8000  # topics are decided by the start of long reports
 MAX_PROSE_CHARS = 4000  # of the cleaned body: bounds the cost of the rules
 _I = re.I
+
+
+_WORD_START = r"\b(?<![-./])(?:"
+_WORD_END = r")(?![\w-]|\.(?-i:[a-z]))"
+# Each cue pattern's alternatives, each a pattern of its own: :func:`explain` names the one
+# that fired (only there; tagging never reads this).
+_CUES: dict[re.Pattern[str], tuple[str, ...]] = {}
 
 
 def _words(*alternatives: str) -> re.Pattern[str]:
@@ -48,12 +65,16 @@ def _words(*alternatives: str) -> re.Pattern[str]:
     starts with ``\\b`` rather than a look-behind so that the regex engine can skip, by the
     set of possible first characters, the positions where no alternative can start.
     """
-    return re.compile(r"\b(?<![-./])(?:" + "|".join(alternatives) + r")(?![\w-]|\.(?-i:[a-z]))", _I)
+    pattern = re.compile(_WORD_START + "|".join(alternatives) + _WORD_END, _I)
+    _CUES[pattern] = tuple(_WORD_START + a + _WORD_END for a in alternatives)
+    return pattern
 
 
 def _or(words: re.Pattern[str], *raw: str) -> re.Pattern[str]:
     """``words`` or any of ``raw`` (patterns outside word boundaries, e.g. ``-Werror``)."""
-    return re.compile("|".join((words.pattern, *raw)), _I)
+    pattern = re.compile("|".join((words.pattern, *raw)), _I)
+    _CUES[pattern] = (*_CUES[words], *raw)
+    return pattern
 
 
 @dataclass(frozen=True)
@@ -64,6 +85,7 @@ class Rule:
     body: re.Pattern[str]
 
 
+_NOT_WORKING = r"(?! (?:doesn't|does not|didn't|did not|isn't|is not|aren't|are not|not) work)"
 _DOC_NOUN = r"(?:docs?|documentation|readme|docstrings?|tutorials?|guide|api reference|man ?page)"
 
 TOPIC_RULES: dict[str, Rule] = {
@@ -136,7 +158,9 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:high|excessive|huge|increased) (?:cpu|gpu|memory|ram)(?: usage)?",
             r"(?:takes?|took|taking) "
             r"(?:for )?(?:about |around |over |almost |nearly |more than |up to |at least )?"
-            r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?|hours?)",
+            # a duration in hours is how long a job ran or will run (a rescan, an install script's
+            # "It will take 2 hours!"), not a latency the issue is about
+            r"\d+(?:\.\d+)?[- ]?(?:ms|s|sec|secs|seconds?|minutes?|mins?)",
             r"(?:takes?|took|taking) (?:too long|forever|ages)",
             r"\d+[- ](?:second|minute)s? (?:search|delay|wait|freeze|hang|lag|load|startup|"
             r"pause|stall)",
@@ -188,14 +212,14 @@ TOPIC_RULES: dict[str, Rule] = {
     "ui": Rule(
         title=_words(
             r"ui",
-            r"gui",
             r"ux",
             r"user interface",
-            r"buttons?",
+            # a button or menu that "doesn't work" reports the action behind it failing
+            rf"buttons?{_NOT_WORKING}",
             r"dialogs?",
             r"context menu",
             r"menu ?bar",
-            r"menus?",
+            rf"menus?{_NOT_WORKING}",
             r"command (?:center|palette)",
             r"quick ?pick",
             r"pop-?ups?",
@@ -203,8 +227,7 @@ TOPIC_RULES: dict[str, Rule] = {
             r"inlay hints?",
             r"(?:chat|explorer|outline|timeline|search|scm|source control|debug|variables|watch|"
             r"problems|output|test|testing|extensions?|references|diff|split|side by side|zen|"
-            r"notebook|welcome|tree|list|custom) views?",
-            r"view containers?",
+            r"notebook|welcome|tree|list) views?",
             r"editor groups?",
             r"(?:drawn|rendered|displayed) (?:incorrectly|wrong(?:ly)?)",
             r"looks? (?:disabled|misaligned|blurry|broken)",
@@ -255,18 +278,15 @@ TOPIC_RULES: dict[str, Rule] = {
             r"(?:timeline|results?|output|problems|components|profiler|console|network|"
             r"elements|settings|welcome|search|explorer) tabs?",
         ),
+        # In the body a theme, a tooltip or "the user interface" is mostly where the reader
+        # stands ("if you use the dark theme", "click the icon with the tooltip"); the title
+        # names the surface an issue is about.
         body=_words(
-            r"user interface",
-            r"dark (?:mode|theme)",
-            r"light (?:mode|theme)",
-            r"high contrast(?: theme)?",
-            r"(?:color|colour) theme",
             r"screen ?readers?",
             r"accessibility",
             r"a11y",
             r"accessible view",
             r"context menu",
-            r"tooltips?",
             r"(?:is|are|looks?) (?:misaligned|cut off|truncated|invisible|unreadable|blurry)",
         ),
     ),
@@ -305,7 +325,9 @@ TOPIC_RULES: dict[str, Rule] = {
                 r"linker|linking|link errors?",
                 r"undefined (?:reference|symbol)",
                 r"msbuild|msvc|visual studio 20\d\d",
-                r"gradle|maven|ninja|webpack|rollup|esbuild|babel",
+                r"gradle|maven|ninja|webpack|rollup|esbuild|babel|vcpkg|conan",
+                # packaging: the product's installer ("0.23 installer incompatible with ASLR")
+                r"installers?",
                 r"toolchain",
                 r"cross[- ]compil\w*",
                 r"build (?:system|from source|script|config(?:uration)?)",
@@ -376,7 +398,7 @@ TOPIC_RULES: dict[str, Rule] = {
                 # the plural is the project's tests ("run the interface tests in the CI"); a
                 # singular "test" is often a test *of* something the issue is about
                 r"tests",
-                r"intermittent(?:ly)? (?:fail\w*|error|timeout)",
+                r"intermittent(?:ly)? (?:fail\w*|error|timeout|issues?)",
                 r"pytest|jest|gtest|googletest|unittest|ctest|mocha|vitest",
                 r"fuzz(?:er|ing)?|fuzz (?:target|test|harness)",
                 r"(?:address|thread|memory|undefined ?behaviou?r) ?sanitizer|[amtu]san",
@@ -403,7 +425,6 @@ TOPIC_RULES: dict[str, Rule] = {
             r"error (?:occurs )?when installing",
             r"(?:upgrade|update|bump)(?:s|d|ed)? (?!vs ?code|vscode|to |from )\S+ (?:to|from) "
             r"v?\d+(?:\.\d+)+",
-            r"bump(?:s|ed)? \S+",
             r"requirements\.txt|requirements file",
             r"package\.json|package-lock\.json|yarn\.lock",
             r"(?:third[- ]party|3rd ?party) (?:librar(?:y|ies)|dependenc(?:y|ies)|packages?|"
@@ -423,7 +444,7 @@ TOPIC_RULES: dict[str, Rule] = {
         ),
         body=_words(
             r"dependency (?:conflict|resolution|issue|problem|version|update|upgrade)",
-            r"dependencies (?:conflict|are|is)",
+            r"dependencies conflict",
             r"conflicting (?:dependencies|versions|peer)",
             r"peer dep(?:endency|endencies)",
             r"eresolve",
@@ -511,7 +532,11 @@ TOPIC_RULES: dict[str, Rule] = {
             r"regressed",
             r"used to work",
             r"stopped working (?:after|since|in|with|on) ",
-            r"(?:was|were) working (?:fine |well |correctly )?(?:in|on|with|before|until)",
+            # with a version: "I was working on an indexer", "it was working in the model
+            # file" are no earlier release
+            r"(?:was|were) working (?:fine |well |correctly )?(?:(?:in|on|with) "
+            r"(?:v(?:ersion)?\s?)?\d[\w.]*|(?:before|until) (?:the |an? )?"
+            r"(?:update|upgrade|updating|upgrading))",
             r"worked (?:fine |well |correctly |as expected )?(?:in|on|with|before|until) "
             r"(?:v(?:ersion)?\s?)?\d[\w.]*",
             r"works? (?:fine |well |correctly )?(?:in|on|with) (?:v(?:ersion)?\s?)?\d[\w.]*"
@@ -534,6 +559,13 @@ _CRASH_SIGNATURE = re.compile(
     _I,
 )
 
+# A compiler's diagnostic anywhere in the raw body (a build log is code, so the prose never
+# shows it): ``src/fs.cpp:129:32: error: …``, ``x.h:27:10: fatal error: db_cxx.h: No such
+# file``. Line *and* column: OpenCV's runtime errors name ``file.cpp:652: error:`` only.
+_BUILD_SIGNATURE = re.compile(
+    r"\.(?:h|hh|hpp|hxx|c|cc|cpp|cxx|cu|m|mm|inc|ipp):\d+:\d+: (?:fatal )?error: ", _I
+)
+
 # A thrown error the program reports: "then it crashes" in such an issue is no process dying.
 _THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
 
@@ -543,7 +575,12 @@ _THROWN = re.compile(r"\b(?:throws?|thrown|throwing|\w*(?:Error|Exception))\b")
 # for me with v21") or it broke with an update ("this started happening with the recent VS
 # Code update", "in the insiders version the buffer is no longer updated").
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n")
-_HEDGE = re.compile(r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b", _I)
+_HEDGE = re.compile(
+    r"\?|\b(?:unsure|not sure) (?:if|whether)\b|\bwhether\b|\bif (?:this|it)\b|"
+    # a denial: "this also happens in 1.81.1, so it is not a 1.82 regression"
+    r"\bnot an? (?:[\w.]+ )?regression\b",
+    _I,
+)
 _WORKED = _words(
     r"(?<!not )(?<!n't )(?<!never )(?:works?|worked|working|passe[sd])",
     r"(?:is|was|seems? to be) (?:still )?(?:fine|ok|okay|good)",
@@ -572,19 +609,19 @@ _NEWER = _words(
 )
 
 
-def _regression_sentence(body: re.Pattern[str], prose: str) -> bool:
+def _regression_sentence(body: re.Pattern[str], prose: str) -> _Found | None:
     """A sentence, not a question or a doubt, that matches ``body`` (the regression rule) or
     says it worked in an older version or broke with a newer one."""
     for sentence in _SENTENCE.split(prose):
         if _HEDGE.search(sentence):
             continue
-        if (
-            body.search(sentence)
-            or (_WORKED.search(sentence) and _OLDER.search(sentence))
-            or (_CHANGED.search(sentence) and _NEWER.search(sentence))
-        ):
-            return True
-    return False
+        if match := body.search(sentence):
+            return _Found("sentence", body, sentence, match)
+        if _WORKED.search(sentence) and (match := _OLDER.search(sentence)):
+            return _Found("sentence (worked + older)", _OLDER, sentence, match)
+        if _CHANGED.search(sentence) and (match := _NEWER.search(sentence)):
+            return _Found("sentence (changed + newer)", _NEWER, sentence, match)
+    return None
 
 
 # Template questions that survive cleaning as prose: never evidence for any topic.
@@ -627,23 +664,72 @@ def mentions(topic: str, title: str, prose: str, raw_body: str = "") -> bool:
     ``title`` and ``raw_body`` must already be bounded (:data:`TITLE_MAX`,
     :data:`MAX_BODY_CHARS`).
     """
-    return _holds(topic, TOPIC_RULES[topic], title, prose, raw_body)
+    return _found(topic, TOPIC_RULES[topic], title, prose, raw_body) is not None
 
 
-def _holds(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> bool:
+@dataclass(frozen=True)
+class _Found:
+    """Where a rule held: the text searched, the pattern and its match."""
+
+    where: str
+    pattern: re.Pattern[str]
+    text: str
+    match: re.Match[str]
+
+
+def _found(topic: str, rule: Rule, title: str, prose: str, raw_body: str) -> _Found | None:
     """``rule`` (of ``topic``) on the title and prose, with the topic's own extra evidence."""
-    if rule.title.search(title):
-        return True
+    if match := rule.title.search(title):
+        return _Found("title", rule.title, title, match)
     if topic == "crash":
-        if _CRASH_SIGNATURE.search(raw_body):
-            return True
+        if match := _CRASH_SIGNATURE.search(raw_body):
+            return _Found("raw body", _CRASH_SIGNATURE, raw_body, match)
         # "then it crashes" where the issue shows a thrown error is no process dying.
-        return bool(rule.body.search(prose)) and not (
-            _THROWN.search(title) or _THROWN.search(prose)
-        )
+        match = rule.body.search(prose)
+        if match and not (_THROWN.search(title) or _THROWN.search(prose)):
+            return _Found("prose", rule.body, prose, match)
+        return None
     if topic == "regression":
         return _regression_sentence(rule.body, prose)
-    return bool(rule.body.search(prose))
+    if match := rule.body.search(prose):
+        return _Found("prose", rule.body, prose, match)
+    if topic == "build" and (match := _BUILD_SIGNATURE.search(raw_body)):
+        return _Found("raw body", _BUILD_SIGNATURE, raw_body, match)
+    return None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why an issue got a topic: where (``title``, ``prose``, ``raw body``, ``sentence …``),
+    the cue (the rule's alternative that fired, as a pattern) and the text it matched."""
+
+    topic: str
+    where: str
+    cue: str
+    matched: str
+
+
+def explain(topic: str, title: str, body: str, summary: str = "") -> Evidence | None:
+    """The evidence for ``topic`` that :meth:`TopicTagger.tags` finds, or ``None``."""
+    title = " ".join((title or "")[:TITLE_MAX].split())
+    raw = (body or "")[:MAX_BODY_CHARS]
+    prose = issue_prose(title, raw)
+    if summary:
+        prose = f"{summary[:TITLE_MAX]}\n{prose}"
+    rule = TOPIC_RULES.get(topic) or _rule_for(topic)
+    found = _found(topic, rule, title, prose, raw)
+    if found is None:
+        return None
+    start = found.match.start()
+    cue = next(
+        (
+            alternative
+            for alternative in _CUES.get(found.pattern, ())
+            if re.compile(alternative, _I).match(found.text, start)
+        ),
+        found.pattern.pattern,
+    )
+    return Evidence(topic, found.where, cue, found.match.group(0))
 
 
 class TopicTagger:
@@ -668,5 +754,7 @@ class TopicTagger:
         if summary:
             prose = f"{summary[:TITLE_MAX]}\n{prose}"
         return [
-            topic for topic, rule in self._rules.items() if _holds(topic, rule, title, prose, raw)
+            topic
+            for topic, rule in self._rules.items()
+            if _found(topic, rule, title, prose, raw) is not None
         ]
