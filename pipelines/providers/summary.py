@@ -454,6 +454,58 @@ _GOES_WRONG = re.compile(
 _CUT_EXAMPLE = re.compile(r"\b(?:e\.g|i\.e|eg|ie)\.?$", re.I)  # "…in your tree, e.g."
 _FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
 IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
+# The key specific a maintainer reads for (issue 9, sixth round): the contrast that says what
+# goes wrong ("…but the character G shows up instead", "only when I swap them it works",
+# "alt+Down unexpectedly opens…", "reverting #25244 fixes it") and a measured comparison
+# ("takes 24ms, this implementation takes 49ms", "3 times slower", "380 vs 28 ms"). Not
+# "instead of" (mostly a proposal: "use OpenMP instead of GCD"), not "VS Code", not an
+# "unexpected token" error. Bounded and without nested quantifiers.
+_KEY_FACT = re.compile(
+    r"\binstead\b(?! of\b)|\bunexpectedly\b|\bunexpected (?:behaviou?rs?|results?|outputs?)\b|"
+    r"(?<!was )\bonly (?:when|if|after|with|by|works?|worked)\b|"
+    r"\brevert(?:s|ed|ing)?\b[^.;!?]{0,80}\b(?:fix|solv|work|resolv)|"
+    r"\bbut (?:still|actually|got|gets?|returns?|shows?|prints?|gives?)\b|"
+    r"\b(?:times|x) (?:slower|faster|larger|smaller|bigger)\b|\b(?:vs\.?|versus)(?= \d)",
+    re.I,
+)
+_MEASURE = re.compile(
+    r"(?<![\w.])\d{1,9}(?:\.\d{1,9})?[ \t]?(?:ms|milliseconds?|seconds?|secs?|minutes?|mins|fps)\b",
+    re.I,
+)
+# "One possible solution is using OpenMP instead": a proposal, not what goes wrong.
+_REMEDY = re.compile(r"\b(?:solution|workaround|alternative)s?\b", re.I)
+_LOG_LIKE = re.compile(r"\w\.\w{1,4}:\d{1,6}\b")  # "contentScript.js:113 [Violation] …"
+KEY_FACT_BONUS = 1.0  # for a sentence carrying such a contrast or measurement
+
+
+# "It works well with one request. However, when the server gets two…": the contrast after
+# what works, or after what the docs say should happen, is what goes wrong.
+_CONTRAST = re.compile(r"(?:however|but)\b", re.I)
+_SETUP = re.compile(
+    r"\b(?:works?|worked|working) (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b|"
+    r"\b(?:should|according to|docs?|documentation)\b",
+    re.I,
+)
+
+
+def _key_fact(sentence: str, before: str = "") -> bool:
+    """Whether a sentence says a contrast (alone, or after the sentence ``before`` it that
+    says what works or should happen) or compares measured times (two or more)."""
+    if _LOG_LIKE.search(sentence) or _REMEDY.search(sentence):
+        return False
+    if _KEY_FACT.search(sentence) or (
+        before
+        and _CONTRAST.match(sentence)
+        and _SETUP.search(before)
+        and not sentence.endswith("?")  # "But can OpenCV handle big endian data?"
+    ):
+        return True
+    return len(_MEASURE.findall(sentence[:SENTENCE_MAX])) >= 2
+
+
+# "However, when the server gets 2 requests…": the connector of a key-fact sentence shown
+# first is dropped (the title leads it).
+_LEADING_CONNECTOR = re.compile(r"(?:however|but|yet|still)(?:,[ \t]*|[ \t]+)(?=\w)", re.I)
 # "This background label should…", "These functions…": a sentence whose subject is picked
 # out by the sentence before it.
 _DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
@@ -471,7 +523,9 @@ def _new_identifier(sentence: str, title: str) -> bool:
     return False
 
 
-def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -> float:
+def _score(
+    sentence: str, index: int, title_tokens: set[str], title: str = "", before: str = ""
+) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
@@ -483,7 +537,10 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
-    if _CONNECTOR.match(sentence) or _POINTS_AT.search(sentence):
+    key_fact = _key_fact(sentence, before)
+    if key_fact:
+        score += KEY_FACT_BONUS
+    if (_CONNECTOR.match(sentence) and not key_fact) or _POINTS_AT.search(sentence):
         score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
@@ -812,15 +869,37 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
         best = max(
             informative,
             key=lambda i: (
-                _score(written[i], informative.index(i), title_tokens, parsed.title)
+                _score(
+                    written[i],
+                    informative.index(i),
+                    title_tokens,
+                    parsed.title,
+                    written[i - 1] if i else "",
+                )
                 + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0),
                 -i,
             ),
         )
         chosen = [sentences[best]]
+        before = sentences[best - 1] if best else ""
+        if before and _key_fact(written[best], before):
+            # The key fact that won over the sentence before it is shown after it when both
+            # fit and that one sets it up or says what goes wrong too: "…should reveal.
+            # However, this doesn't…", "Zero rotation has… (wrong orientation). 90 deg
+            # around z rotates instead…".
+            if (
+                best - 1 in informative
+                and len(before) + len(chosen[0]) < MAIN_MAX
+                and (_GOES_WRONG.search(written[best - 1]) or _CONTRAST.match(written[best]))
+            ):
+                chosen = [before, chosen[0]]
+            elif _CONNECTOR.match(written[best]):
+                bare = _LEADING_CONNECTOR.sub("", chosen[0], count=1)
+                chosen = [bare[:1].upper() + bare[1:]]  # "However, when…" -> "When…"
         follow = best + 1
         if (
-            follow < len(sentences)
+            len(chosen) == 1
+            and follow < len(sentences)
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX

@@ -1145,3 +1145,59 @@ def test_an_edit_note_thanks_and_a_promise_to_explain_are_not_the_statement() ->
     assert "thanks" not in summary
     assert "break this down" not in summary
     assert "always stays 0 with BORDER_TRANSPARENT" in summary
+
+
+# ---- sixth round (issue 9): the key specific of holdout5/holdout6's 3s --------------------
+# Paraphrases again; each keeps the shape of the issue the rule was found on.
+
+
+def test_the_contrast_after_what_works_is_the_statement() -> None:
+    body = (
+        "While trying streamed rendering in the latest beta we saw that theme providers go "
+        "back to their default values during rendering in some situations. It works well "
+        "when one request is handled at a time. However, when two requests arrive together "
+        "the providers mix up their values. The value is right at first and lost later."
+    )
+    summary = summarise(
+        "Theme providers go back to their default value in streamed rendering", body
+    )
+    assert "when two requests arrive together" in summary
+    assert "It works well when one request" in summary or "it works well when one" in summary
+
+
+def test_only_when_beats_what_the_docs_say() -> None:
+    body = (
+        "According to the docs, gridSize should be (dots_per_column, dots_per_row). However, "
+        "it seems that only when I pass gridSize as (dots_per_row, dots_per_column) does the "
+        "return value of findDots() become True, on every image I tried.\n\n"
+        "Code:\n```python\nfindDots(img, (4, 11))\n```\n"
+    )
+    summary = summarise("The parameter gridSize behaves oddly in findDots()", body)
+    assert "only when I pass gridSize as (dots_per_row, dots_per_column)" in summary
+    assert "However" not in summary
+
+
+def test_a_measured_comparison_beats_a_general_sentence() -> None:
+    body = (
+        "This version computes element-wise operations on tensors of any rank with shapes "
+        "that broadcast.\n\nBenchmarks: adding two tensors of shape (8, 256, 100), the old "
+        "layer takes 24ms and this one takes 49ms."
+    )
+    summary = summarise("Rewrite of the element-wise layers with broadcasting", body)
+    assert "takes 24ms and this one takes 49ms" in summary
+
+
+def test_a_proposal_with_instead_and_a_log_line_with_times_are_no_key_fact() -> None:
+    body = (
+        "Built with the default options, which use the system dispatch queues, the thread "
+        "pool always reports 8 threads whatever count is asked for. One possible solution is "
+        "to use OpenMP instead on that platform."
+    )
+    summary = summarise("setThreads does nothing on macOS", body)
+    assert "always reports 8 threads" in summary
+    body = (
+        "Opening the components tab right after the extension loads shows the error every "
+        "single time, even in a fresh browser profile.\n\ncontent.js:113 [Violation] 'message' "
+        "handler took 210ms content.js:113 [Violation] 'message' handler took 891ms"
+    )
+    assert "Violation" not in summarise("Cannot add node to the panel", body)
