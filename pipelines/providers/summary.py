@@ -503,9 +503,29 @@ def _key_fact(sentence: str, before: str = "") -> bool:
     return len(_MEASURE.findall(sentence[:SENTENCE_MAX])) >= 2
 
 
+# The ask of a feature request ("Can you also add a minimum width setting?", "It would be
+# super helpful if cv2 could provide…", "So I'm requesting…"): what a maintainer decides on,
+# over the motivation around it ("I've been looking online…") or praise ("I am very happy
+# that you introduced…").
+_ASK = re.compile(
+    r"\b(?:it )?would be (?:\w{1,12} )?(?:nice|great|helpful|useful|good|awesome|cool)\b|"
+    r"\b(?:can|could|would) (?:you|we|someone|they) (?:please |also |maybe |just )?(?:add|"
+    r"support|provide|expose|allow|implement|introduce|include)\b|"
+    r"\b(?:please|kindly) (?:add|support|provide|expose|allow|consider|implement)\b|"
+    r"\bi(?:'m| am) requesting\b|(?:^|[,;] )(?:i|we) (?:would like to |want to )?(?:request|"
+    r"propose|suggest)\b|"
+    r"\b(?:add|provide|introduce|expose) (?:an? |the )?(?:new )?(?:option|setting|flag|parameter|"
+    r"kwarg|argument|api|way)\b",
+    re.I,
+)
+ASK_BONUS = 0.6
+_PRAISE = re.compile(
+    r"\bi(?:'m| am) (?:very |really |so )?(?:happy|glad|pleased)\b|\bi (?:really )?love\b",
+    re.I,
+)
 # "However, when the server gets 2 requests…": the connector of a key-fact sentence shown
 # first is dropped (the title leads it).
-_LEADING_CONNECTOR = re.compile(r"(?:however|but|yet|still)(?:,[ \t]*|[ \t]+)(?=\w)", re.I)
+_LEADING_CONNECTOR = re.compile(r"\A(?:however|but|yet|still|so)(?:,[ \t]*|[ \t]+)(?=\w)", re.I)
 # "This background label should…", "These functions…": a sentence whose subject is picked
 # out by the sentence before it.
 _DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
@@ -540,7 +560,12 @@ def _score(
     key_fact = _key_fact(sentence, before)
     if key_fact:
         score += KEY_FACT_BONUS
-    if (_CONNECTOR.match(sentence) and not key_fact) or _POINTS_AT.search(sentence):
+    asks = bool(_ASK.search(sentence))
+    if asks:
+        score += ASK_BONUS
+    if _PRAISE.search(sentence):
+        score -= 0.4  # "I am very happy that you introduced…": the ask comes after it
+    if (_CONNECTOR.match(sentence) and not (key_fact or asks)) or _POINTS_AT.search(sentence):
         score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
@@ -1058,6 +1083,38 @@ def _question(parsed: ParsedIssue, statement: str) -> str:
     return ""
 
 
+_ASKS_READ = 12  # sentences with an ask looked at, at most
+
+
+def _ask(parsed: ParsedIssue, statement: str) -> str:
+    """The ask of a feature request written after its motivation ("It would be super helpful
+    if cv2 could provide…" after three sentences of why), when the statement does not ask."""
+    if _ASK.search(statement):
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _QUESTION_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                if not _ASK.search(sentence[:SENTENCE_MAX]):
+                    continue
+                read += 1
+                if read > _ASKS_READ:
+                    return ""
+                sentence = _unmark(_drop_lead(sentence)).rstrip(",; ")
+                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
+                    continue
+                if not _informative(sentence, known) or _POINTS_AT.search(sentence):
+                    continue
+                if _POINTER_END.search(sentence):
+                    continue  # "…built in, something like:" points at code
+                if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
+                    return _ensure_period(_LEADING_CONNECTOR.sub("", sentence, count=1))
+    return ""
+
+
 def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
     """What a feature request proposes ("Proposed solution" and the like), when the
     statement came from another section: the problem says why, this says what."""
@@ -1137,6 +1194,10 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     expected = _expected(parsed)
     asked = _question(parsed, statement) if statement else ""
     proposed = "" if asked or not statement else _proposal(parsed, statement, role)
+    if statement and not (asked or proposed):
+        asked = _capitalise(_ask(parsed, statement))
+        if len(statement) + 1 + len(asked) > max_chars:
+            asked = ""  # the statement is not cut for it
     context = f"{title} {statement} {asked} {proposed}".replace("`", "")
     if error and any(_contains(context, piece.replace("`", "")) for piece in _error_keys(error)):
         # Said already, unless the error goes on past what the title quotes of it.

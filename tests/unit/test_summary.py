@@ -1201,3 +1201,45 @@ def test_a_proposal_with_instead_and_a_log_line_with_times_are_no_key_fact() -> 
         "handler took 210ms content.js:113 [Violation] 'message' handler took 891ms"
     )
     assert "Violation" not in summarise("Cannot add node to the panel", body)
+
+
+def test_the_ask_beats_praise_and_motivation() -> None:
+    body = (
+        "I am very happy that you introduced the fixed tab width, for closing many tabs "
+        "quickly: `editor.tabFixedMaxWidth`. With it the tabs get so narrow that files "
+        "sharing their first letters look alike. Can you also add a minimum width setting?"
+    )
+    summary = summarise("Fixed tab sizing", body)
+    assert "add a minimum width setting?" in summary
+    assert "very happy" not in summary
+
+
+def test_an_ask_written_after_the_motivation_is_added() -> None:
+    body = (
+        "Depth frames usually come as 16-bit images. I have searched a lot, and support for "
+        "compressing depth video is thin, which I think is a real gap. Our lab records a "
+        "large robot data set and needs to compress its depth streams.\n\n"
+        "Existing approaches:\n\n- FFV1, but the bundled FFmpeg cannot write 16-bit data\n"
+        "- mapping depth to colour first\n\n"
+        "It would be really helpful if the library could encode 16-bit depth video itself."
+    )
+    summary = summarise("Encoding 16-bit depth video", body)
+    assert summary.endswith(
+        "It would be really helpful if the library could encode 16-bit depth video itself."
+    )
+
+
+def test_an_ask_does_not_cut_the_statement() -> None:
+    first = (
+        "While testing the tunnel with the steps of the other report, I noticed that switching "
+        "the port's visibility between private and public has no effect at all and the port "
+        "always stays private, whatever the menu shows afterwards, even after a reload."
+    )
+    body = (
+        f"{first} The log has nothing about it. Restarting the tunnel changes nothing. The "
+        "same happens on two machines. Older builds behaved the same way.\n\n"
+        "Public ports would be helpful for testing incoming webhooks from outside."
+    )
+    summary = summarise("Support the public/private port toggle in tunnels", body)
+    assert "whatever the menu shows afterwards, even after a reload." in summary
+    assert "webhooks" not in summary

@@ -100,6 +100,9 @@ HOSTILE_BODIES: dict[str, str] = {
     "long numbers before units": ("9" * 2_000 + " ms. ") * 24,
     "contrasts after what works": ("It works well here. However, when a b c d. " * BODY)[:BODY],
     "file and line numbers": ("a.js:1 took 2ms " * BODY)[:BODY],
+    "asks without a stop": ("it would be very nice if we could add an option " * BODY)[:BODY],
+    "many short asks": ("Please add x.\n\n" * BODY)[:BODY],
+    "ask-like paragraphs": ("So I'm requesting " + "a, " * 40 + "\n\n") * 400,
 }
 
 
