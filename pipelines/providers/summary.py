@@ -110,6 +110,7 @@ _WEAK_START = re.compile(
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
     r"see (?:the|this|my|our|also|here|below|above|attached)\b|cc:?[ \t]@|"
+    r"(?:i(?:'ve| have) )?attach(?:ed|ing) (?:is |are |you'll find )?(?:my|the|a|an|here)\b|"
     r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
     r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
@@ -290,6 +291,9 @@ def is_prose(sentence: str) -> bool:
 _EDIT_NOTE = re.compile(r"\[[ \t]*(?:edit(?:ed)?|update[d]?)\b[^\[\]]{0,300}\][ \t.]*", re.I)
 
 
+FRAGMENT_WORDS = 3  # a lower-case sentence this short is a note ("expected to show")
+
+
 def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if not is_prose(sentence):
         return False
@@ -309,8 +313,12 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     toks = tokens(sentence)
     if cjk_count(sentence) >= 4:
         return True
-    if len(toks) < 2:
-        return False
+    if len(toks) < 2 or (
+        len(words) <= FRAGMENT_WORDS
+        and sentence[:1].islower()
+        and not any("/" in w or "." in w.rstrip(".") for w in words)  # "crash in src/a.cpp"
+    ):
+        return False  # "expected to show": a note, not a sentence
     return bool(set(toks) - title_tokens)  # says something the title does not
 
 
@@ -488,6 +496,27 @@ _SETUP = re.compile(
 )
 
 
+MEASURED_LINE = 100  # a measurement sentence longer than this is no line of a run of them
+_MEASURED_RUN = 4  # measurement sentences joined, at most
+
+
+def _measured_run(sentences: list[str], start: int) -> list[str]:
+    """Two or more short sentences in a row from ``start`` that each report a measured time
+    ("opencv CUDA spend 380ms", "my cuda code spend 28ms"): together, a comparison. Joined
+    up to :data:`MAIN_MAX` characters; ``[]`` when there is no such run."""
+    run: list[str] = []
+    size = 0
+    for sentence in sentences[start : start + _MEASURED_RUN]:
+        text = sentence.rstrip(".;,")
+        if len(text) > MEASURED_LINE or not _MEASURE.search(text) or _LOG_LIKE.search(text):
+            break
+        if size + len(text) + 2 > MAIN_MAX:
+            break
+        run.append(text)
+        size += len(text) + 2
+    return run if len(run) >= 2 else []
+
+
 def _key_fact(sentence: str, before: str = "") -> bool:
     """Whether a sentence says a contrast (alone, or after the sentence ``before`` it that
     says what works or should happen) or compares measured times (two or more)."""
@@ -595,9 +624,13 @@ _LEAD = re.compile(
 # "Per some discussion today with @a and @b, I'd like…": where the idea came from, in front
 # of what it is. ("I'm new to X and…" makes the whole sentence weak: what follows is
 # mostly background too.)
+# "I'm not sure where to put this issue, anyway reading BIP 152…", "Not sure if this is the
+# right place, but…": a doubt about where the issue belongs, in front of what it says.
 _WEAK_CLAUSE = re.compile(
-    r"(?:as )?per (?:some |our |the |a |my )?(?:recent )?(?:discussions?|conversations?|chats?|"
-    r"talks?)[^,.;:!?]{0,80},[ \t]+(?=\S)",
+    r"(?:(?:as )?per (?:some |our |the |a |my )?(?:recent )?(?:discussions?|conversations?|"
+    r"chats?|talks?)[^,.;:!?]{0,80}|(?:i(?:'m| am) )?not sure (?:where|if|whether) (?:to put|"
+    r"this is|it is|this belongs|i should)[^,.;:!?]{0,60})"
+    r",[ \t]+(?:(?:but|anyway|so|though)\b,?[ \t]*)?(?=\S)",
     re.I,
 )
 
@@ -891,6 +924,7 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
         sentences = [
             (completed.get(i) or s) if i in informative else s for i, s in enumerate(sentences)
         ]
+        runs = {i: _measured_run(written, i) for i in informative}
         best = max(
             informative,
             key=lambda i: (
@@ -901,13 +935,16 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
                     parsed.title,
                     written[i - 1] if i else "",
                 )
-                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0),
+                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0)
+                + (KEY_FACT_BONUS if runs[i] and not _key_fact(written[i]) else 0.0),
                 -i,
             ),
         )
         chosen = [sentences[best]]
         before = sentences[best - 1] if best else ""
-        if before and _key_fact(written[best], before):
+        if runs[best]:
+            chosen = ["; ".join(runs[best])]  # "opencvCUDA spend 380ms; my kernel 28ms"
+        elif before and _key_fact(written[best], before):
             # The key fact that won over the sentence before it is shown after it when both
             # fit and that one sets it up or says what goes wrong too: "…should reveal.
             # However, this doesn't…", "Zero rotation has… (wrong orientation). 90 deg

@@ -1243,3 +1243,35 @@ def test_an_ask_does_not_cut_the_statement() -> None:
     summary = summarise("Support the public/private port toggle in tunnels", body)
     assert "whatever the menu shows afterwards, even after a reload." in summary
     assert "webhooks" not in summary
+
+
+def test_a_run_of_measured_times_is_shown_together() -> None:
+    body = (
+        "image 3000x2000, kernel 43 x 43\n\nplain CPU version takes 4ms\n\n"
+        "the library's GPU version takes 380ms\n\nmy own kernel takes 28ms\n\n"
+        "The three versions are in one project so the setup is the same."
+    )
+    summary = summarise("Why is the GPU erosion slower than my kernel?", body)
+    assert "GPU version takes 380ms; my own kernel takes 28ms" in summary
+
+
+def test_a_doubt_about_where_the_issue_belongs_is_dropped_from_the_front() -> None:
+    body = (
+        "I'm not sure where to put this issue, anyway reading proposal 152, which is active, "
+        "I see its status is still Draft."
+    )
+    summary = summarise("Proposal 152 status", body)
+    assert "not sure" not in summary
+    assert "Reading proposal 152, which is active, I see its status is still Draft." in summary
+
+
+def test_an_attachment_note_and_a_short_lower_case_note_are_not_the_statement() -> None:
+    body = (
+        "### Description\n\nAttached my font file font.zip\n\nexpected to show\n\n"
+        "### Steps\n\n1. Create a font file with one glyph\n2. Point the icon setting at it\n"
+        "3. The glyph should show up but the letter G shows up instead\n"
+    )
+    summary = summarise("Icon from a TTF font not shown", body)
+    assert "Attached" not in summary
+    assert "expected to show" not in summary
+    assert "the letter G shows up instead" in summary

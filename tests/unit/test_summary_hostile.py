@@ -103,6 +103,9 @@ HOSTILE_BODIES: dict[str, str] = {
     "asks without a stop": ("it would be very nice if we could add an option " * BODY)[:BODY],
     "many short asks": ("Please add x.\n\n" * BODY)[:BODY],
     "ask-like paragraphs": ("So I'm requesting " + "a, " * 40 + "\n\n") * 400,
+    "measured lines": ("a takes 1ms\n\n" * BODY)[:BODY],
+    "doubts about the place": ("I'm not sure where to put " + "a " * 40 + ", ") * 800,
+    "attachment notes": ("Attached my " * BODY)[:BODY],
 }
 
 
