@@ -541,6 +541,7 @@ _ASK = re.compile(
     r"\b(?:can|could|would) (?:you|we|someone|they) (?:please |also |maybe |just )?(?:add|"
     r"support|provide|expose|allow|implement|introduce|include)\b|"
     r"\b(?:please|kindly) (?:add|support|provide|expose|allow|consider|implement)\b|"
+    r"\bi(?:'d| would) love to (?:see|have)\b|"
     r"\bi(?:'m| am) requesting\b|(?:^|[,;] )(?:i|we) (?:would like to |want to )?(?:request|"
     r"propose|suggest)\b|"
     r"\b(?:add|provide|introduce|expose) (?:an? |the )?(?:new )?(?:option|setting|flag|parameter|"
@@ -1152,6 +1153,9 @@ def _ask(parsed: ParsedIssue, statement: str) -> str:
     return ""
 
 
+PROPOSAL_WORDS = 8  # a proposal this long that ends in a colon has said its point
+
+
 def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
     """What a feature request proposes ("Proposed solution" and the like), when the
     statement came from another section: the problem says why, this says what."""
@@ -1164,6 +1168,10 @@ def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
         for paragraph in section.paragraphs:
             for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:_CANDIDATES]:
                 sentence = _unmark(_drop_lead(sentence))
+                if sentence.endswith(":") and len(sentence.split()) >= PROPOSAL_WORDS:
+                    # "I would love to see an onion address in the wallet, like ABCore:"
+                    # says it before the colon (a picture follows).
+                    sentence = sentence.rstrip(":").rstrip()
                 if not _informative(sentence, known) or is_dangling(sentence):
                     continue
                 if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):

@@ -15,7 +15,7 @@ from pipelines.providers.summary import (
     title_context,
     truncate,
 )
-from pipelines.providers.text import clean_issue_text
+from pipelines.providers.text import ASK, clean_issue_text, parse_issue
 
 TEMPLATE_BUG = """<!-- Please search existing issues to avoid creating duplicates. -->
 ### Is there an existing issue for this?
@@ -1275,3 +1275,18 @@ def test_an_attachment_note_and_a_short_lower_case_note_are_not_the_statement() 
     assert "Attached" not in summary
     assert "expected to show" not in summary
     assert "the letter G shows up instead" in summary
+
+
+def test_a_form_label_after_a_log_lead_ends_the_log_section() -> None:
+    body = (
+        "**Is your feature request related to a problem? Please describe.**\n\n"
+        "I could not find an RPC call that returns the hidden service address.\n\n"
+        "It was also written in the debug.log file:\n\n![image](https://example.com/a.png)\n\n"
+        "**Describe the solution you'd like**\n\n"
+        "I would love to see the hidden service address and a QR code in the wallet window, "
+        "like another wallet app does:\n\n![image](https://example.com/b.png)\n"
+    )
+    parsed = parse_issue("Hidden service address in the wallet", body)
+    assert [s.role for s in parsed.sections if s.paragraphs][-1] == ASK
+    summary = summarise("Hidden service address in the wallet", body)
+    assert "QR code in the wallet window" in summary
