@@ -706,6 +706,33 @@ def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
     return len(new) >= FOLLOW_NEW_WORDS
 
 
+THIN_WORDS = 4  # a statement with fewer content words beyond the title's says little more
+MORE_WORDS = 5  # words a sentence after such a statement needs
+_DOWNLOAD_LINK = re.compile(r"\b(?:download |source )?links?\b", re.I)
+_NOT_MORE = re.compile(
+    r"(?:please|thanks?|thank you|any (?:kind of )?help|here(?:'s| is| are)\b|below\b|"
+    r"(?:so )?(?:what|how) (?:to|do|can|should) i\b)",
+    re.I,
+)
+
+
+def _thin_then_more(first: str, sentence: str, title_tokens: set[str]) -> bool:
+    """Whether ``sentence``, right after a statement that adds fewer than
+    :data:`THIN_WORDS` content words to the title, is worth adding though it goes on from it
+    ("tf.sparse.reduce_max does not define a gradient. So it cannot be used in training.",
+    "…while debugging. It's a problem with hot reload."): it adds content words of its own."""
+    known = title_tokens | set(tokens(first)) | STOPWORDS
+    if len(set(tokens(first)) - title_tokens - STOPWORDS) >= THIN_WORDS:
+        return False
+    if _NOT_MORE.match(sentence) or _WEAK.search(sentence) or _CODE_LABEL.match(sentence):
+        return False
+    if len(sentence.split()) < MORE_WORDS or _DOWNLOAD_LINK.search(sentence):
+        return False  # "This prints: True.", "Model download link Image download link."
+    if not sentence[:1].isupper():
+        return False  # "yarn add react-devtools -D": a command, not a sentence
+    return len(set(tokens(sentence)) - known) >= FOLLOW_NEW_WORDS - 1
+
+
 def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
     """The first informative sentence of ``sections`` (not a step), or ``""``."""
     for section in sections:
@@ -966,7 +993,13 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
-            and _adds_to(written[follow], chosen[0], title_tokens)
+            and (
+                _adds_to(written[follow], chosen[0], title_tokens)
+                or (
+                    sentences[follow] == written[follow]  # not completed with a command
+                    and _thin_then_more(chosen[0], written[follow], title_tokens)
+                )
+            )
             and not _needs_what_follows(written[follow])
         ):
             chosen.append(sentences[follow])

@@ -1117,7 +1117,8 @@ def test_a_full_width_comma_after_a_greeting_goes_with_it() -> None:
     body = "Hello \uff0cI am using `cvtColor` to turn RGB into YUV422.\n\nIs there a faster way?"
     summary = summarise("Converting RGB to YUV422 quickly", body)
     assert "\uff0c" not in summary
-    assert ": I am using cvtColor to turn RGB into YUV422." in summary
+    assert "I am using cvtColor to turn RGB into YUV422." in summary  # sixth round: then
+    assert summary.endswith("Is there a faster way?")  # the question, as it adds little
 
 
 def test_a_statement_that_is_only_a_reference_is_led_by_the_title() -> None:
@@ -1290,3 +1291,16 @@ def test_a_form_label_after_a_log_lead_ends_the_log_section() -> None:
     assert [s.role for s in parsed.sections if s.paragraphs][-1] == ASK
     summary = summarise("Hidden service address in the wallet", body)
     assert "QR code in the wallet window" in summary
+
+
+def test_a_statement_that_adds_little_to_the_title_is_followed_by_the_next_sentence() -> None:
+    body = (
+        "I would like to be able to turn off autosave while debugging. "
+        "It's a problem when the app reloads on every save."
+    )
+    summary = summarise("Turn off autosave while debugging", body)
+    assert summary.endswith("It's a problem when the app reloads on every save.")
+    body = (
+        "I tried to add the devtools package with yarn, and got this error log.\n\n yarn add x -D"
+    )
+    assert "yarn add" not in summarise("Error when adding the devtools package with yarn", body)
