@@ -549,6 +549,7 @@ _ASK = re.compile(
     re.I,
 )
 ASK_BONUS = 0.6
+ASK_CONTEXT = 40  # an ask and the sentence before it are shown together below 150 chars
 _PRAISE = re.compile(
     r"\bi(?:'m| am) (?:very |really |so )?(?:happy|glad|pleased)\b|\bi (?:really )?love\b",
     re.I,
@@ -986,6 +987,17 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
             elif _CONNECTOR.match(written[best]):
                 bare = _LEADING_CONNECTOR.sub("", chosen[0], count=1)
                 chosen = [bare[:1].upper() + bare[1:]]  # "However, when…" -> "When…"
+        elif (
+            before
+            and _ASK.search(written[best])
+            and best - 1 in informative
+            and len(before) + len(chosen[0]) < SHORT_STATEMENT + ASK_CONTEXT
+            and not _ASK.search(written[best - 1])
+            and not (_CONNECTOR.match(written[best - 1]) or _FRAGMENT.match(written[best - 1]))
+        ):
+            # "Adan seems a better optimizer than Adam. Can we introduce this in Keras?": a
+            # short ask after its reason is shown with it.
+            chosen = [before, chosen[0]]
         follow = best + 1
         if (
             len(chosen) == 1

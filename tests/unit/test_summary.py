@@ -1304,3 +1304,13 @@ def test_a_statement_that_adds_little_to_the_title_is_followed_by_the_next_sente
         "I tried to add the devtools package with yarn, and got this error log.\n\n yarn add x -D"
     )
     assert "yarn add" not in summarise("Error when adding the devtools package with yarn", body)
+
+
+def test_a_short_ask_is_shown_with_its_reason() -> None:
+    body = (
+        "Lion seems to be a better optimizer than Adam and its variants. "
+        "Can we introduce it in the Keras optimizers?"
+    )
+    summary = summarise("Lion optimizer", body)
+    assert summary.startswith("Lion seems to be a better optimizer than Adam and its variants.")
+    assert "Can we introduce it in the Keras optimizers?" in summary
