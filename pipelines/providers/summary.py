@@ -517,19 +517,32 @@ def _measured_run(sentences: list[str], start: int) -> list[str]:
     return run if len(run) >= 2 else []
 
 
+# Words one of which every _KEY_FACT match has (a quick test before the patterns).
+_KEY_WORDS = (
+    "instead", "unexpected", "only ", "revert", "but ", "slower", "faster", "larger",
+    "smaller", "bigger", "vs", "versus",
+)  # fmt: skip
+_DIGIT = re.compile(r"\d")
+
+
 def _key_fact(sentence: str, before: str = "") -> bool:
     """Whether a sentence says a contrast (alone, or after the sentence ``before`` it that
     says what works or should happen) or compares measured times (two or more)."""
-    if _LOG_LIKE.search(sentence) or _REMEDY.search(sentence):
-        return False
-    if _KEY_FACT.search(sentence) or (
-        before
-        and _CONTRAST.match(sentence)
-        and _SETUP.search(before)
-        and not sentence.endswith("?")  # "But can OpenCV handle big endian data?"
-    ):
-        return True
-    return len(_MEASURE.findall(sentence[:SENTENCE_MAX])) >= 2
+    lowered = sentence[:SENTENCE_MAX].lower()
+    contrast = bool(before) and lowered.startswith(("however", "but"))
+    words = any(word in lowered for word in _KEY_WORDS)  # cheap tests first: most have none
+    digit = _DIGIT.search(lowered) is not None
+    found = (
+        (words and _KEY_FACT.search(sentence) is not None)
+        or (
+            contrast
+            and _CONTRAST.match(sentence) is not None
+            and _SETUP.search(before) is not None
+            and not sentence.endswith("?")  # "But can OpenCV handle big endian data?"
+        )
+        or (digit and len(_MEASURE.findall(sentence[:SENTENCE_MAX])) >= 2)
+    )
+    return found and not (_LOG_LIKE.search(sentence) or _REMEDY.search(sentence))
 
 
 # The ask of a feature request ("Can you also add a minimum width setting?", "It would be
@@ -548,6 +561,19 @@ _ASK = re.compile(
     r"kwarg|argument|api|way)\b",
     re.I,
 )
+# Words one of which every _ASK match has (a quick test before the pattern).
+_ASK_WORDS = (
+    "would be", "you ", "we ", "someone ", "they ", "please ", "kindly ", "request",
+    "propose", "suggest", "love to ", "add ", "provide ", "introduce ", "expose ",
+)  # fmt: skip
+
+
+def _asks(text: str) -> bool:
+    """Whether ``text`` asks for something (:data:`_ASK`)."""
+    lowered = text.lower()
+    return any(word in lowered for word in _ASK_WORDS) and bool(_ASK.search(text))
+
+
 ASK_BONUS = 0.6
 ASK_CONTEXT = 40  # an ask and the sentence before it are shown together below 150 chars
 _PRAISE = re.compile(
@@ -591,7 +617,7 @@ def _score(
     key_fact = _key_fact(sentence, before)
     if key_fact:
         score += KEY_FACT_BONUS
-    asks = bool(_ASK.search(sentence))
+    asks = _asks(sentence)
     if asks:
         score += ASK_BONUS
     if _PRAISE.search(sentence):
@@ -989,10 +1015,10 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
                 chosen = [bare[:1].upper() + bare[1:]]  # "However, when…" -> "When…"
         elif (
             before
-            and _ASK.search(written[best])
+            and _asks(written[best])
             and best - 1 in informative
             and len(before) + len(chosen[0]) < SHORT_STATEMENT + ASK_CONTEXT
-            and not _ASK.search(written[best - 1])
+            and not _asks(written[best - 1])
             and not (_CONNECTOR.match(written[best - 1]) or _FRAGMENT.match(written[best - 1]))
         ):
             # "Adan seems a better optimizer than Adam. Can we introduce this in Keras?": a
@@ -1172,7 +1198,7 @@ _ASKS_READ = 12  # sentences with an ask looked at, at most
 def _ask(parsed: ParsedIssue, statement: str) -> str:
     """The ask of a feature request written after its motivation ("It would be super helpful
     if cv2 could provide…" after three sentences of why), when the statement does not ask."""
-    if _ASK.search(statement):
+    if _asks(statement):
         return ""
     known = set(tokens(parsed.title)) | set(tokens(statement))
     read = 0
@@ -1180,8 +1206,10 @@ def _ask(parsed: ParsedIssue, statement: str) -> str:
         if section.role not in _QUESTION_ROLES:
             continue
         for paragraph in section.paragraphs:
+            if not _asks(paragraph[:PARAGRAPH_MAX]):
+                continue  # most paragraphs: not split at all
             for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
-                if not _ASK.search(sentence[:SENTENCE_MAX]):
+                if not _asks(sentence[:SENTENCE_MAX]):
                     continue
                 read += 1
                 if read > _ASKS_READ:
