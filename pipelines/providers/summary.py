@@ -16,9 +16,14 @@ order (room is given by worth: statement, error, question or proposal, environme
    link labels are not sentences. A sentence naming an API or class the title does not is
    preferred; one that points at what follows ("…the following command:") is shown
    completed with it (the command, the error, the items) or gives way to another;
-   "Steps:" labels only a step;
+   "Steps:" labels only a step. The key fact wins over its setup (a contrast: "…shows up
+   instead", "only when I swap them…", "However, …" after what works; two measured times,
+   or a run of lines with one each), shown after the sentence that sets it up when both
+   fit; so does the ask over the motivation ("Can you also add…"); a statement that adds
+   little to the title takes the next sentence;
 2. **the question** the issue asks after its context, or what a feature request
-   **proposes**, when the statement says neither;
+   **proposes**, or the ask it writes after its motivation, when the statement says
+   none of these;
 3. **the error** — exception name and message from the error fields, logs and code (else a
    log line that says in words what failed), when neither the title nor the sentence
    already names it;
