@@ -16,9 +16,14 @@ order (room is given by worth: statement, error, question or proposal, environme
    link labels are not sentences. A sentence naming an API or class the title does not is
    preferred; one that points at what follows ("…the following command:") is shown
    completed with it (the command, the error, the items) or gives way to another;
-   "Steps:" labels only a step;
+   "Steps:" labels only a step. The key fact wins over its setup (a contrast: "…shows up
+   instead", "only when I swap them…", "However, …" after what works; two measured times,
+   or a run of lines with one each), shown after the sentence that sets it up when both
+   fit; so does the ask over the motivation ("Can you also add…"); a statement that adds
+   little to the title takes the next sentence;
 2. **the question** the issue asks after its context, or what a feature request
-   **proposes**, when the statement says neither;
+   **proposes**, or the ask it writes after its motivation, when the statement says
+   none of these;
 3. **the error** — exception name and message from the error fields, logs and code (else a
    log line that says in words what failed), when neither the title nor the sentence
    already names it;
@@ -110,6 +115,7 @@ _WEAK_START = re.compile(
     r"i think (?:it|this|that)(?:'s| is| was| might| may| could)\b|note:|"
     r"(?:i(?:'m| am) )?(?:not sure|happy to)\b|side note\b|btw\b|p\.?s\.?\b|"
     r"see (?:the|this|my|our|also|here|below|above|attached)\b|cc:?[ \t]@|"
+    r"(?:i(?:'ve| have) )?attach(?:ed|ing) (?:is |are |you'll find )?(?:my|the|a|an|here)\b|"
     r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
     r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
@@ -290,6 +296,9 @@ def is_prose(sentence: str) -> bool:
 _EDIT_NOTE = re.compile(r"\[[ \t]*(?:edit(?:ed)?|update[d]?)\b[^\[\]]{0,300}\][ \t.]*", re.I)
 
 
+FRAGMENT_WORDS = 3  # a lower-case sentence this short is a note ("expected to show")
+
+
 def _informative(sentence: str, title_tokens: set[str]) -> bool:
     if not is_prose(sentence):
         return False
@@ -309,8 +318,12 @@ def _informative(sentence: str, title_tokens: set[str]) -> bool:
     toks = tokens(sentence)
     if cjk_count(sentence) >= 4:
         return True
-    if len(toks) < 2:
-        return False
+    if len(toks) < 2 or (
+        len(words) <= FRAGMENT_WORDS
+        and sentence[:1].islower()
+        and not any("/" in w or "." in w.rstrip(".") for w in words)  # "crash in src/a.cpp"
+    ):
+        return False  # "expected to show": a note, not a sentence
     return bool(set(toks) - title_tokens)  # says something the title does not
 
 
@@ -454,6 +467,127 @@ _GOES_WRONG = re.compile(
 _CUT_EXAMPLE = re.compile(r"\b(?:e\.g|i\.e|eg|ie)\.?$", re.I)  # "…in your tree, e.g."
 _FRAGMENT = re.compile(r"(?:and|or|but|if|because|then|which|where|from @)\b")
 IDENTIFIER_BONUS = 0.3  # for a sentence naming something the title does not
+# The key specific a maintainer reads for (issue 9, sixth round): the contrast that says what
+# goes wrong ("…but the character G shows up instead", "only when I swap them it works",
+# "alt+Down unexpectedly opens…", "reverting #25244 fixes it") and a measured comparison
+# ("takes 24ms, this implementation takes 49ms", "3 times slower", "380 vs 28 ms"). Not
+# "instead of" (mostly a proposal: "use OpenMP instead of GCD"), not "VS Code", not an
+# "unexpected token" error. Bounded and without nested quantifiers.
+_KEY_FACT = re.compile(
+    r"\binstead\b(?! of\b)|\bunexpectedly\b|\bunexpected (?:behaviou?rs?|results?|outputs?)\b|"
+    r"(?<!was )\bonly (?:when|if|after|with|by|works?|worked)\b|"
+    r"\brevert(?:s|ed|ing)?\b[^.;!?]{0,80}\b(?:fix|solv|work|resolv)|"
+    r"\bbut (?:still|actually|got|gets?|returns?|shows?|prints?|gives?)\b|"
+    r"\b(?:times|x) (?:slower|faster|larger|smaller|bigger)\b|\b(?:vs\.?|versus)(?= \d)",
+    re.I,
+)
+_MEASURE = re.compile(
+    r"(?<![\w.])\d{1,9}(?:\.\d{1,9})?[ \t]?(?:ms|milliseconds?|seconds?|secs?|minutes?|mins|fps)\b",
+    re.I,
+)
+# "One possible solution is using OpenMP instead": a proposal, not what goes wrong.
+_REMEDY = re.compile(r"\b(?:solution|workaround|alternative)s?\b", re.I)
+_LOG_LIKE = re.compile(r"\w\.\w{1,4}:\d{1,6}\b")  # "contentScript.js:113 [Violation] …"
+KEY_FACT_BONUS = 1.0  # for a sentence carrying such a contrast or measurement
+
+
+# "It works well with one request. However, when the server gets two…": the contrast after
+# what works, or after what the docs say should happen, is what goes wrong.
+_CONTRAST = re.compile(r"(?:however|but)\b", re.I)
+_SETUP = re.compile(
+    r"\b(?:works?|worked|working) (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b|"
+    r"\b(?:should|according to|docs?|documentation)\b",
+    re.I,
+)
+
+
+MEASURED_LINE = 100  # a measurement sentence longer than this is no line of a run of them
+_MEASURED_RUN = 4  # measurement sentences joined, at most
+
+
+def _measured_run(sentences: list[str], start: int) -> list[str]:
+    """Two or more short sentences in a row from ``start`` that each report a measured time
+    ("opencv CUDA spend 380ms", "my cuda code spend 28ms"): together, a comparison. Joined
+    up to :data:`MAIN_MAX` characters; ``[]`` when there is no such run."""
+    run: list[str] = []
+    size = 0
+    for sentence in sentences[start : start + _MEASURED_RUN]:
+        text = sentence.rstrip(".;,")
+        if len(text) > MEASURED_LINE or not _MEASURE.search(text) or _LOG_LIKE.search(text):
+            break
+        if size + len(text) + 2 > MAIN_MAX:
+            break
+        run.append(text)
+        size += len(text) + 2
+    return run if len(run) >= 2 else []
+
+
+# Words one of which every _KEY_FACT match has (a quick test before the patterns).
+_KEY_WORDS = (
+    "instead", "unexpected", "only ", "revert", "but ", "slower", "faster", "larger",
+    "smaller", "bigger", "vs", "versus",
+)  # fmt: skip
+_DIGIT = re.compile(r"\d")
+
+
+def _key_fact(sentence: str, before: str = "") -> bool:
+    """Whether a sentence says a contrast (alone, or after the sentence ``before`` it that
+    says what works or should happen) or compares measured times (two or more)."""
+    lowered = sentence[:SENTENCE_MAX].lower()
+    contrast = bool(before) and lowered.startswith(("however", "but"))
+    words = any(word in lowered for word in _KEY_WORDS)  # cheap tests first: most have none
+    digit = _DIGIT.search(lowered) is not None
+    found = (
+        (words and _KEY_FACT.search(sentence) is not None)
+        or (
+            contrast
+            and _CONTRAST.match(sentence) is not None
+            and _SETUP.search(before) is not None
+            and not sentence.endswith("?")  # "But can OpenCV handle big endian data?"
+        )
+        or (digit and len(_MEASURE.findall(sentence[:SENTENCE_MAX])) >= 2)
+    )
+    return found and not (_LOG_LIKE.search(sentence) or _REMEDY.search(sentence))
+
+
+# The ask of a feature request ("Can you also add a minimum width setting?", "It would be
+# super helpful if cv2 could provide…", "So I'm requesting…"): what a maintainer decides on,
+# over the motivation around it ("I've been looking online…") or praise ("I am very happy
+# that you introduced…").
+_ASK = re.compile(
+    r"\b(?:it )?would be (?:\w{1,12} )?(?:nice|great|helpful|useful|good|awesome|cool)\b|"
+    r"\b(?:can|could|would) (?:you|we|someone|they) (?:please |also |maybe |just )?(?:add|"
+    r"support|provide|expose|allow|implement|introduce|include)\b|"
+    r"\b(?:please|kindly) (?:add|support|provide|expose|allow|consider|implement)\b|"
+    r"\bi(?:'d| would) love to (?:see|have)\b|"
+    r"\bi(?:'m| am) requesting\b|(?:^|[,;] )(?:i|we) (?:would like to |want to )?(?:request|"
+    r"propose|suggest)\b|"
+    r"\b(?:add|provide|introduce|expose) (?:an? |the )?(?:new )?(?:option|setting|flag|parameter|"
+    r"kwarg|argument|api|way)\b",
+    re.I,
+)
+# Words one of which every _ASK match has (a quick test before the pattern).
+_ASK_WORDS = (
+    "would be", "you ", "we ", "someone ", "they ", "please ", "kindly ", "request",
+    "propose", "suggest", "love to ", "add ", "provide ", "introduce ", "expose ",
+)  # fmt: skip
+
+
+def _asks(text: str) -> bool:
+    """Whether ``text`` asks for something (:data:`_ASK`)."""
+    lowered = text.lower()
+    return any(word in lowered for word in _ASK_WORDS) and bool(_ASK.search(text))
+
+
+ASK_BONUS = 0.6
+ASK_CONTEXT = 40  # an ask and the sentence before it are shown together below 150 chars
+_PRAISE = re.compile(
+    r"\bi(?:'m| am) (?:very |really |so )?(?:happy|glad|pleased)\b|\bi (?:really )?love\b",
+    re.I,
+)
+# "However, when the server gets 2 requests…": the connector of a key-fact sentence shown
+# first is dropped (the title leads it).
+_LEADING_CONNECTOR = re.compile(r"\A(?:however|but|yet|still|so)(?:,[ \t]*|[ \t]+)(?=\w)", re.I)
 # "This background label should…", "These functions…": a sentence whose subject is picked
 # out by the sentence before it.
 _DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
@@ -471,7 +605,9 @@ def _new_identifier(sentence: str, title: str) -> bool:
     return False
 
 
-def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -> float:
+def _score(
+    sentence: str, index: int, title_tokens: set[str], title: str = "", before: str = ""
+) -> float:
     new = len(set(tokens(sentence)) - title_tokens)
     cue = 0.5 if _CUE.search(sentence) or sentence.endswith("?") else 0.0
     score = min(new, 8) / 8 + cue + (0.4 if index == 0 else 0.0) - 0.1 * index
@@ -483,7 +619,15 @@ def _score(sentence: str, index: int, title_tokens: set[str], title: str = "") -
         score += 2.0
     if _DANGLING_END.search(sentence) or _INTRODUCES.search(sentence):
         score -= 0.5  # "… like this:" points at something the summary does not show
-    if _CONNECTOR.match(sentence) or _POINTS_AT.search(sentence):
+    key_fact = _key_fact(sentence, before)
+    if key_fact:
+        score += KEY_FACT_BONUS
+    asks = _asks(sentence)
+    if asks:
+        score += ASK_BONUS
+    if _PRAISE.search(sentence):
+        score -= 0.4  # "I am very happy that you introduced…": the ask comes after it
+    if (_CONNECTOR.match(sentence) and not (key_fact or asks)) or _POINTS_AT.search(sentence):
         score -= 0.5  # "However, …", "the following code": what the summary does not show
     if len(sentence) > MAIN_MAX:
         score -= 0.3
@@ -513,9 +657,13 @@ _LEAD = re.compile(
 # "Per some discussion today with @a and @b, I'd like…": where the idea came from, in front
 # of what it is. ("I'm new to X and…" makes the whole sentence weak: what follows is
 # mostly background too.)
+# "I'm not sure where to put this issue, anyway reading BIP 152…", "Not sure if this is the
+# right place, but…": a doubt about where the issue belongs, in front of what it says.
 _WEAK_CLAUSE = re.compile(
-    r"(?:as )?per (?:some |our |the |a |my )?(?:recent )?(?:discussions?|conversations?|chats?|"
-    r"talks?)[^,.;:!?]{0,80},[ \t]+(?=\S)",
+    r"(?:(?:as )?per (?:some |our |the |a |my )?(?:recent )?(?:discussions?|conversations?|"
+    r"chats?|talks?)[^,.;:!?]{0,80}|(?:i(?:'m| am) )?not sure (?:where|if|whether) (?:to put|"
+    r"this is|it is|this belongs|i should)[^,.;:!?]{0,60})"
+    r",[ \t]+(?:(?:but|anyway|so|though)\b,?[ \t]*)?(?=\S)",
     re.I,
 )
 
@@ -588,6 +736,33 @@ def _adds_to(sentence: str, first: str, title_tokens: set[str]) -> bool:
         return False  # "However, when I try to unlock it for 60s:" (and code): half a sentence
     new = set(tokens(sentence)) - title_tokens - set(tokens(first))
     return len(new) >= FOLLOW_NEW_WORDS
+
+
+THIN_WORDS = 4  # a statement with fewer content words beyond the title's says little more
+MORE_WORDS = 5  # words a sentence after such a statement needs
+_DOWNLOAD_LINK = re.compile(r"\b(?:download |source )?links?\b", re.I)
+_NOT_MORE = re.compile(
+    r"(?:please|thanks?|thank you|any (?:kind of )?help|here(?:'s| is| are)\b|below\b|"
+    r"(?:so )?(?:what|how) (?:to|do|can|should) i\b)",
+    re.I,
+)
+
+
+def _thin_then_more(first: str, sentence: str, title_tokens: set[str]) -> bool:
+    """Whether ``sentence``, right after a statement that adds fewer than
+    :data:`THIN_WORDS` content words to the title, is worth adding though it goes on from it
+    ("tf.sparse.reduce_max does not define a gradient. So it cannot be used in training.",
+    "…while debugging. It's a problem with hot reload."): it adds content words of its own."""
+    known = title_tokens | set(tokens(first)) | STOPWORDS
+    if len(set(tokens(first)) - title_tokens - STOPWORDS) >= THIN_WORDS:
+        return False
+    if _NOT_MORE.match(sentence) or _WEAK.search(sentence) or _CODE_LABEL.match(sentence):
+        return False
+    if len(sentence.split()) < MORE_WORDS or _DOWNLOAD_LINK.search(sentence):
+        return False  # "This prints: True.", "Model download link Image download link."
+    if not sentence[:1].isupper():
+        return False  # "yarn add react-devtools -D": a command, not a sentence
+    return len(set(tokens(sentence)) - known) >= FOLLOW_NEW_WORDS - 1
 
 
 def _first_informative(sections: list[Section], title_tokens: set[str], seen: set[str]) -> str:
@@ -809,22 +984,65 @@ def _statement(parsed: ParsedIssue, error: str = "") -> tuple[str, str]:
         sentences = [
             (completed.get(i) or s) if i in informative else s for i, s in enumerate(sentences)
         ]
+        runs = {i: _measured_run(written, i) for i in informative}
         best = max(
             informative,
             key=lambda i: (
-                _score(written[i], informative.index(i), title_tokens, parsed.title)
-                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0),
+                _score(
+                    written[i],
+                    informative.index(i),
+                    title_tokens,
+                    parsed.title,
+                    written[i - 1] if i else "",
+                )
+                + (POINTER_SHOWN if _shown_whole(sentences[i], written[i]) else 0.0)
+                + (KEY_FACT_BONUS if runs[i] and not _key_fact(written[i]) else 0.0),
                 -i,
             ),
         )
         chosen = [sentences[best]]
+        before = sentences[best - 1] if best else ""
+        if runs[best]:
+            chosen = ["; ".join(runs[best])]  # "opencvCUDA spend 380ms; my kernel 28ms"
+        elif before and _key_fact(written[best], before):
+            # The key fact that won over the sentence before it is shown after it when both
+            # fit and that one sets it up or says what goes wrong too: "…should reveal.
+            # However, this doesn't…", "Zero rotation has… (wrong orientation). 90 deg
+            # around z rotates instead…".
+            if (
+                best - 1 in informative
+                and len(before) + len(chosen[0]) < MAIN_MAX
+                and (_GOES_WRONG.search(written[best - 1]) or _CONTRAST.match(written[best]))
+            ):
+                chosen = [before, chosen[0]]
+            elif _CONNECTOR.match(written[best]):
+                bare = _LEADING_CONNECTOR.sub("", chosen[0], count=1)
+                chosen = [bare[:1].upper() + bare[1:]]  # "However, when…" -> "When…"
+        elif (
+            before
+            and _asks(written[best])
+            and best - 1 in informative
+            and len(before) + len(chosen[0]) < SHORT_STATEMENT + ASK_CONTEXT
+            and not _asks(written[best - 1])
+            and not (_CONNECTOR.match(written[best - 1]) or _FRAGMENT.match(written[best - 1]))
+        ):
+            # "Adan seems a better optimizer than Adam. Can we introduce this in Keras?": a
+            # short ask after its reason is shown with it.
+            chosen = [before, chosen[0]]
         follow = best + 1
         if (
-            follow < len(sentences)
+            len(chosen) == 1
+            and follow < len(sentences)
             and len(chosen[0]) < SHORT_STATEMENT
             and follow in informative
             and len(chosen[0]) + len(sentences[follow]) <= MAIN_MAX
-            and _adds_to(written[follow], chosen[0], title_tokens)
+            and (
+                _adds_to(written[follow], chosen[0], title_tokens)
+                or (
+                    sentences[follow] == written[follow]  # not completed with a command
+                    and _thin_then_more(chosen[0], written[follow], title_tokens)
+                )
+            )
             and not _needs_what_follows(written[follow])
         ):
             chosen.append(sentences[follow])
@@ -979,6 +1197,43 @@ def _question(parsed: ParsedIssue, statement: str) -> str:
     return ""
 
 
+_ASKS_READ = 12  # sentences with an ask looked at, at most
+
+
+def _ask(parsed: ParsedIssue, statement: str) -> str:
+    """The ask of a feature request written after its motivation ("It would be super helpful
+    if cv2 could provide…" after three sentences of why), when the statement does not ask."""
+    if _asks(statement):
+        return ""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _QUESTION_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if not _asks(paragraph[:PARAGRAPH_MAX]):
+                continue  # most paragraphs: not split at all
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                if not _asks(sentence[:SENTENCE_MAX]):
+                    continue
+                read += 1
+                if read > _ASKS_READ:
+                    return ""
+                sentence = _unmark(_drop_lead(sentence)).rstrip(",; ")
+                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
+                    continue
+                if not _informative(sentence, known) or _POINTS_AT.search(sentence):
+                    continue
+                if _POINTER_END.search(sentence):
+                    continue  # "…built in, something like:" points at code
+                if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
+                    return _ensure_period(_LEADING_CONNECTOR.sub("", sentence, count=1))
+    return ""
+
+
+PROPOSAL_WORDS = 8  # a proposal this long that ends in a colon has said its point
+
+
 def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
     """What a feature request proposes ("Proposed solution" and the like), when the
     statement came from another section: the problem says why, this says what."""
@@ -991,6 +1246,10 @@ def _proposal(parsed: ParsedIssue, statement: str, role: str) -> str:
         for paragraph in section.paragraphs:
             for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:_CANDIDATES]:
                 sentence = _unmark(_drop_lead(sentence))
+                if sentence.endswith(":") and len(sentence.split()) >= PROPOSAL_WORDS:
+                    # "I would love to see an onion address in the wallet, like ABCore:"
+                    # says it before the colon (a picture follows).
+                    sentence = sentence.rstrip(":").rstrip()
                 if not _informative(sentence, known) or is_dangling(sentence):
                     continue
                 if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
@@ -1058,6 +1317,10 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     expected = _expected(parsed)
     asked = _question(parsed, statement) if statement else ""
     proposed = "" if asked or not statement else _proposal(parsed, statement, role)
+    if statement and not (asked or proposed):
+        asked = _capitalise(_ask(parsed, statement))
+        if len(statement) + 1 + len(asked) > max_chars:
+            asked = ""  # the statement is not cut for it
     context = f"{title} {statement} {asked} {proposed}".replace("`", "")
     if error and any(_contains(context, piece.replace("`", "")) for piece in _error_keys(error)):
         # Said already, unless the error goes on past what the title quotes of it.

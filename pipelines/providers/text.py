@@ -556,6 +556,9 @@ class ParsedIssue:
 _NOISE = frozenset((IGNORE, ENV, LOG, CODE))
 # Sections whose fenced blocks may be prose in disguise.
 _PROSE_ROLES = frozenset((PROBLEM, EXPECTED, ASK, CODE))
+# Roles of a bold form label that ends a log or code section ("**Describe the solution you'd
+# like**"): the reporter's prose follows, not more of the log.
+_PROSE_LABELS = frozenset((PROBLEM, EXPECTED, ASK, STEPS))
 _ENV_KEYS = (
     "version",
     "os",
@@ -775,7 +778,16 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
         ):
             paragraph.append(clean_inline(line))  # an indented sentence, not indented code
             continue
-        if current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line):
+        # "**Describe the solution you'd like**" after "It was also mentioned in debug.log
+        # file:" (which opened a log section): the form goes on, so its label is read below.
+        form_goes_on = (
+            label is not None
+            and current.role in (LOG, CODE)
+            and heading_role(label.group(1)) in _PROSE_LABELS
+        )
+        if not form_goes_on and (
+            current.role in (LOG, CODE) or _INDENTED.match(line) or is_log_line(line)
+        ):
             flush()
             current.code.append(line)
             continue

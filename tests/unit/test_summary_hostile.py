@@ -94,6 +94,18 @@ HOSTILE_BODIES: dict[str, str] = {
     "error colons": ("error " + ":" * 60 + " cannot ") * 2_000,
     "references without a number": ("a/b#" + "a/" * BODY)[:BODY],
     "full-width commas after greetings": ("Hello " + " \uff0c" * BODY)[:BODY],
+    # Patterns of the sixth round: key facts (contrasts, reverts, measured times).
+    "reverts without a fix": ("reverting " + "a " * 30) * 1_600,
+    "measured times": ("1.5 ms 22 ms 3 seconds " * BODY)[:BODY],
+    "long numbers before units": ("9" * 2_000 + " ms. ") * 24,
+    "contrasts after what works": ("It works well here. However, when a b c d. " * BODY)[:BODY],
+    "file and line numbers": ("a.js:1 took 2ms " * BODY)[:BODY],
+    "asks without a stop": ("it would be very nice if we could add an option " * BODY)[:BODY],
+    "many short asks": ("Please add x.\n\n" * BODY)[:BODY],
+    "ask-like paragraphs": ("So I'm requesting " + "a, " * 40 + "\n\n") * 400,
+    "measured lines": ("a takes 1ms\n\n" * BODY)[:BODY],
+    "doubts about the place": ("I'm not sure where to put " + "a " * 40 + ", ") * 800,
+    "attachment notes": ("Attached my " * BODY)[:BODY],
 }
 
 
