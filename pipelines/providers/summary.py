@@ -142,7 +142,11 @@ _BOILERPLATE = re.compile(
     r"you can collect some of this information|you can obtain the tensorflow version|"
     r"provide a reproducible test case|include any logs or source code|"
     r"if the current behavior is a bug|your bug will get fixed much faster|signed-off-by|"
-    r"originally posted by)",
+    r"originally posted by|"
+    # a console's banner pasted with its session: "Microsoft Windows [Version 10.0…] (c)
+    # Microsoft Corporation. All rights reserved."
+    r"(?:\(c\)|\u00a9|copyright) (?:\d{4} )?\w[\w ,.-]{0,60}(?:corporation|inc\b|ltd\b)|"
+    r"all rights reserved|derechos reservados|microsoft windows \[ver)",
     re.I,
 )
 # "It crashes…", "This happens…", "That is…": a subject pronoun followed by a verb.

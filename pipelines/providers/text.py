@@ -807,6 +807,13 @@ def parse_issue(title: str, body: str, max_body: int = BODY_MAX) -> ParsedIssue:
             if value and not is_placeholder(value):
                 env.append((key_value.group(1).strip(), value))
             continue
+        if (
+            key_value
+            and len(key_value.group(2).split()) <= 3
+            and heading_role(key_value.group(1)) == IGNORE
+        ):
+            flush()  # "Custom Code: Yes", "Issue Type: Bug": a form field and its answer
+            continue
         if key_value and not key_value.group(2).strip():
             role = heading_role(key_value.group(1))
             if role != OTHER:  # "Steps to Reproduce:" on its own line

@@ -1314,3 +1314,16 @@ def test_a_short_ask_is_shown_with_its_reason() -> None:
     summary = summarise("Lion optimizer", body)
     assert summary.startswith("Lion seems to be a better optimizer than Adam and its variants.")
     assert "Can we introduce it in the Keras optimizers?" in summary
+
+
+def test_a_pasted_console_banner_is_never_the_statement() -> None:
+    body = (
+        "Microsoft Windows [Version 10.0.22621.1992]\n"
+        "(c) Microsoft Corporation. All rights reserved.\n\n"
+        "C:\\app>rails s\n=> Booting Puma\nExiting"
+    )
+    summary = summarise("error", body)
+    assert "Corporation" not in summary
+    assert "rights reserved" not in summary
+    assert "Microsoft Windows [Version" not in summary
+    assert summary

@@ -456,3 +456,19 @@ def test_a_bitcoin_cli_error_is_read_from_its_two_lines() -> None:
     )
     error = find_error(parse_issue("getnewaddress missing", body))
     assert error == "Method not found (error code -32601)"
+
+
+def test_a_form_field_answered_in_a_word_on_its_own_line_is_not_text() -> None:
+    # TensorFlow's newer form, written as "Key: value" lines (holdout7's notes).
+    body = (
+        "Issue Type: Feature Request\nSource: binary\nTensorflow Version: tf 2.8\n"
+        "Custom Code: Yes\nOS Platform and Distribution: Windows 10\n\n"
+        "How can we downsample a 5D volume with resize_volumes?"
+    )
+    text = clean_issue_text("Downsample 5D samples", body)
+    assert "Custom Code" not in text
+    assert "Feature Request" not in text
+    assert text.endswith("How can we downsample a 5D volume with resize_volumes?")
+    # a label that is no form field keeps its short answer
+    kept = clean_issue_text("t", "Workaround: restart the kernel\n\nThe kernel hangs on import.")
+    assert "restart the kernel" in kept
