@@ -54,50 +54,29 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         if (row["repo"], row["id"]) not in taken:
             cells[(row["repo"], row["label"])].append(row)
     rng = random.Random(SEED)
-    second = random.Random(SECOND_SEED)
-    third = random.Random(THIRD_SEED)
-    fourth = random.Random(FOURTH_SEED)
-    fifth = random.Random(FIFTH_SEED)
-    sixth = random.Random(SIXTH_SEED)
-    seventh = random.Random(SEVENTH_SEED)
-    tagcheck = random.Random(TAGCHECK_SEED)
-    out: dict[str, list[dict[str, str]]] = {
-        "tune": [],
-        "holdout": [],
-        "holdout2": [],
-        "holdout3": [],
-        "holdout4": [],
-        "holdout5": [],
-        "holdout6": [],
-        "holdout7": [],
-        "tagcheck7": [],
-    }
+    # Each later sample from what the earlier ones left, with a seed of its own, drawn once
+    # per cell in this order (so adding one never changes the ones before it).
+    later = (
+        ("holdout2", random.Random(SECOND_SEED), PER_CELL),
+        ("holdout3", random.Random(THIRD_SEED), PER_CELL),
+        ("holdout4", random.Random(FOURTH_SEED), PER_CELL),
+        ("holdout5", random.Random(FIFTH_SEED), FIFTH_PER_CELL),
+        ("holdout6", random.Random(SIXTH_SEED), FIFTH_PER_CELL),
+        ("holdout7", random.Random(SEVENTH_SEED), FIFTH_PER_CELL),
+        ("tagcheck7", random.Random(TAGCHECK_SEED), TAGCHECK_PER_CELL),
+    )
+    out: dict[str, list[dict[str, str]]] = {"tune": [], "holdout": []}
+    out |= {name: [] for name, _, _ in later}
     for key in sorted(cells):
         members = sorted(cells[key], key=lambda r: r["id"])
         drawn = rng.sample(members, 2 * PER_CELL)
         out["tune"].extend(sorted(drawn[:PER_CELL], key=lambda r: r["id"]))
         out["holdout"].extend(sorted(drawn[PER_CELL:], key=lambda r: r["id"]))
         rest = [r for r in members if r not in drawn]
-        drawn2 = second.sample(rest, PER_CELL)
-        out["holdout2"].extend(sorted(drawn2, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn2]
-        drawn3 = third.sample(rest, PER_CELL)
-        out["holdout3"].extend(sorted(drawn3, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn3]
-        drawn4 = fourth.sample(rest, PER_CELL)
-        out["holdout4"].extend(sorted(drawn4, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn4]
-        drawn5 = fifth.sample(rest, FIFTH_PER_CELL)
-        out["holdout5"].extend(sorted(drawn5, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn5]
-        drawn6 = sixth.sample(rest, FIFTH_PER_CELL)
-        out["holdout6"].extend(sorted(drawn6, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn6]
-        drawn7 = seventh.sample(rest, FIFTH_PER_CELL)
-        out["holdout7"].extend(sorted(drawn7, key=lambda r: r["id"]))
-        rest = [r for r in rest if r not in drawn7]
-        drawn_check = tagcheck.sample(rest, TAGCHECK_PER_CELL)
-        out["tagcheck7"].extend(sorted(drawn_check, key=lambda r: r["id"]))
+        for name, draw, count in later:
+            drawn = draw.sample(rest, count)
+            out[name].extend(sorted(drawn, key=lambda r: r["id"]))
+            rest = [r for r in rest if r not in drawn]
     return out
 
 

@@ -75,6 +75,26 @@ def _part(rows: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
     return rows[k - 1 :: n]
 
 
+def _shown(n: int, row: dict[str, Any]) -> list[str]:
+    """An issue as the packet shows it: its key, title and body (cut at ``BODY_SHOWN``)."""
+    body = row["body"] or ""
+    cut = ""
+    if len(body) > BODY_SHOWN:
+        cut = f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
+    return [
+        f"## {n}. {row['id']} ({row['repo']})",
+        "",
+        f"**Title:** {row['title']}",
+        "",
+        "**Body:**",
+        "",
+        "~~~~text",
+        body[:BODY_SHOWN] + cut,
+        "~~~~",
+        "",
+    ]
+
+
 def _a_is_current(issue_id: str) -> bool:
     """Which of two summaries is shown first: fixed per issue, unknowable to the rater."""
     return hashlib.sha256(issue_id.encode()).digest()[0] % 2 == 0
@@ -100,22 +120,7 @@ def write_packet(
     answers = []
     key: dict[str, str] = {}
     for n, (sampled, row) in enumerate(zip(chosen, rows, strict=True), 1):
-        body = row["body"] or ""
-        cut = ""
-        if len(body) > BODY_SHOWN:
-            cut = f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
-        lines += [
-            f"## {n}. {row['id']} ({row['repo']})",
-            "",
-            f"**Title:** {row['title']}",
-            "",
-            "**Body:**",
-            "",
-            "~~~~text",
-            body[:BODY_SHOWN] + cut,
-            "~~~~",
-            "",
-        ]
+        lines += _shown(n, row)
         answer: dict[str, Any] = {
             "sample": sample,
             "repo": row["repo"],
@@ -199,26 +204,7 @@ def write_tag_packet(
         given = sorted({t for tags in by.values() for t in tags[n]})
         if not given:
             continue
-        body = row["body"] or ""
-        cut = (
-            f"\n[... {len(body) - BODY_SHOWN} more characters cut]"
-            if len(body) > BODY_SHOWN
-            else ""
-        )
-        lines += [
-            f"## {len(answers) + 1}. {row['id']} ({row['repo']})",
-            "",
-            f"**Title:** {row['title']}",
-            "",
-            "**Body:**",
-            "",
-            "~~~~text",
-            body[:BODY_SHOWN] + cut,
-            "~~~~",
-            "",
-            f"**Tags given:** {', '.join(given)}",
-            "",
-        ]
+        lines += [*_shown(len(answers) + 1, row), f"**Tags given:** {', '.join(given)}", ""]
         answers.append(
             {
                 "sample": sample,
