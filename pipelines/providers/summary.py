@@ -37,6 +37,7 @@ usable prose, the title plus whatever specifics exist. Pure Python, linear time.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
 from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
@@ -1162,7 +1163,36 @@ def _expected(parsed: ParsedIssue) -> str:
 QUESTION_NEW_WORDS = 2  # content words a question must add to the title and the statement
 PROPOSAL_NEW_WORDS = 3  # ... and a proposal
 _QUESTION_ROLES = frozenset((PROBLEM, OTHER, ASK, ERROR))
-_QUESTIONS_READ = 12  # question sentences looked at, at most
+_LATER_READ = 12  # question (or ask) sentences looked at, at most
+
+
+def _is_question(sentence: str) -> bool:
+    return sentence.endswith("?")
+
+
+def _later_sentences(
+    parsed: ParsedIssue,
+    paragraph_may: Callable[[str], bool],
+    sentence_is: Callable[[str], bool],
+    most: int | None = None,
+) -> Iterator[str]:
+    """The sentences ``sentence_is`` picks in the sections a question or an ask is written in
+    (the first ``most`` of each paragraph that ``paragraph_may`` lets through, unsplit
+    otherwise), at most ``_LATER_READ`` of them, each without its lead and markup."""
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _QUESTION_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if not paragraph_may(paragraph[:PARAGRAPH_MAX]):
+                continue  # most paragraphs: not split at all
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:most]:
+                if not sentence_is(sentence):
+                    continue
+                read += 1
+                if read > _LATER_READ:
+                    return
+                yield _unmark(_drop_lead(sentence))
 
 
 def _question(parsed: ParsedIssue, statement: str) -> str:
@@ -1176,32 +1206,16 @@ def _question(parsed: ParsedIssue, statement: str) -> str:
     if statement.rstrip().endswith("?"):
         return ""
     known = set(tokens(parsed.title)) | set(tokens(statement))
-    read = 0
-    for section in parsed.sections:
-        if section.role not in _QUESTION_ROLES:
+    for sentence in _later_sentences(parsed, lambda text: "?" in text, _is_question):
+        if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
             continue
-        for paragraph in section.paragraphs:
-            if "?" not in paragraph:
-                continue
-            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX]):
-                if not sentence.endswith("?"):
-                    continue
-                read += 1
-                if read > _QUESTIONS_READ:
-                    return ""
-                sentence = _unmark(_drop_lead(sentence))
-                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
-                    continue
-                if not _informative(sentence, known) or is_dangling(sentence):
-                    continue
-                if _ASIDE.match(sentence) or _WEAK.search(sentence) or _POINTS_AT.search(sentence):
-                    continue
-                if len(set(tokens(sentence)) - known) >= QUESTION_NEW_WORDS:
-                    return sentence
+        if not _informative(sentence, known) or is_dangling(sentence):
+            continue
+        if _ASIDE.match(sentence) or _WEAK.search(sentence) or _POINTS_AT.search(sentence):
+            continue
+        if len(set(tokens(sentence)) - known) >= QUESTION_NEW_WORDS:
+            return sentence
     return ""
-
-
-_ASKS_READ = 12  # sentences with an ask looked at, at most
 
 
 def _ask(parsed: ParsedIssue, statement: str) -> str:
@@ -1210,28 +1224,19 @@ def _ask(parsed: ParsedIssue, statement: str) -> str:
     if _asks(statement):
         return ""
     known = set(tokens(parsed.title)) | set(tokens(statement))
-    read = 0
-    for section in parsed.sections:
-        if section.role not in _QUESTION_ROLES:
+    asks = _later_sentences(
+        parsed, _asks, lambda sentence: _asks(sentence[:SENTENCE_MAX]), MAX_SENTENCES
+    )
+    for sentence in asks:
+        sentence = sentence.rstrip(",; ")
+        if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
             continue
-        for paragraph in section.paragraphs:
-            if not _asks(paragraph[:PARAGRAPH_MAX]):
-                continue  # most paragraphs: not split at all
-            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
-                if not _asks(sentence[:SENTENCE_MAX]):
-                    continue
-                read += 1
-                if read > _ASKS_READ:
-                    return ""
-                sentence = _unmark(_drop_lead(sentence)).rstrip(",; ")
-                if _contains(statement, sentence) or len(sentence) > MAIN_MAX:
-                    continue
-                if not _informative(sentence, known) or _POINTS_AT.search(sentence):
-                    continue
-                if _POINTER_END.search(sentence):
-                    continue  # "…built in, something like:" points at code
-                if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
-                    return _ensure_period(_LEADING_CONNECTOR.sub("", sentence, count=1))
+        if not _informative(sentence, known) or _POINTS_AT.search(sentence):
+            continue
+        if _POINTER_END.search(sentence):
+            continue  # "…built in, something like:" points at code
+        if len(set(tokens(sentence)) - known) >= PROPOSAL_NEW_WORDS:
+            return _ensure_period(_LEADING_CONNECTOR.sub("", sentence, count=1))
     return ""
 
 
