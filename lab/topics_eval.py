@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lab.evaluate import DATA, EVAL_SET, read_jsonl
+from lab.evaluate import DATA, EVAL_SET, read_jsonl, topic_report
 from lab.fresh_eval import RATINGS
 from pipelines.providers.summary import summarise
 from pipelines.providers.topics import DEFAULT_TAXONOMY, Evidence, TopicTagger, explain
@@ -74,17 +74,13 @@ def tag_rows(rows: list[dict[str, Any]], *, with_summary: bool) -> None:
 
 
 def per_tag(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """given / right / annotated per tag, and ``all``."""
-    table = {t: Counter[str]() for t in (*DEFAULT_TAXONOMY, "all")}
-    for row in rows:
-        for topic in row["given"]:
-            for name in (topic, "all"):
-                table[name]["given"] += 1
-                table[name]["right"] += topic in row["topics"]
-        for topic in row["topics"]:
-            table[topic]["annotated"] += 1
-            table["all"]["annotated"] += 1
-    return {t: {k: c[k] for k in ("given", "right", "annotated")} for t, c in table.items()}
+    """given / right / annotated per tag, and ``all``: ``lab.evaluate.topic_report``'s counts."""
+    report = topic_report([r["topics"] for r in rows], [r["given"] for r in rows], DEFAULT_TAXONOMY)
+    counts = {**report["per_tag"], "all": report}
+    return {
+        tag: {"given": c["predicted"], "right": c["correct"], "annotated": c["annotated"]}
+        for tag, c in counts.items()
+    }
 
 
 def _ratio(a: int, b: int) -> str:
