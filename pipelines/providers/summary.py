@@ -464,7 +464,9 @@ IDENTIFIER_MAX = 60  # a longer "name" is data
 _CODE_LIKE = re.compile(
     r"//|\s=\s|\w\([^()\n]{0,80},[^()\n]{0,80}\)|error code|[{};]\s|[\w)][ \t]?\([ \t]"
 )
-_WORKS = re.compile(r"\bworks? (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b", re.I)
+# "works fine", "as expected": how a sentence says that something does what it should.
+_FINE = r"(?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b"
+_WORKS = re.compile(rf"\bworks? {_FINE}", re.I)
 _GOES_WRONG = re.compile(
     r"\b(?:but|however|fail\w*|error\w*|crash\w*|not|no|never|wrong|broken|unable|cannot)\b|n't\b",
     re.I,
@@ -500,7 +502,7 @@ KEY_FACT_BONUS = 1.0  # for a sentence carrying such a contrast or measurement
 # what works, or after what the docs say should happen, is what goes wrong.
 _CONTRAST = re.compile(r"(?:however|but)\b", re.I)
 _SETUP = re.compile(
-    r"\b(?:works?|worked|working) (?:fine|perfect(?:ly)?|well|great|as expected|correctly)\b|"
+    rf"\b(?:works?|worked|working) {_FINE}|"
     r"\b(?:should|according to|docs?|documentation)\b",
     re.I,
 )
