@@ -414,8 +414,11 @@ def test_a_late_duplicate_runs_no_stage_twice_and_calls_the_provider_once_per_st
     writes once."""
     from pipelines import deliveries
 
-    # An attempt's lease: its time limit and LEASE_MARGIN, 2 s here.
-    set_policy(worker_context, Stage.TAG, time_limit=1)
+    # An attempt's lease: its time limit and LEASE_MARGIN, 4 s here: longer than the
+    # duplicate summarise takes to arrive and finish while the original tag is held, even
+    # on a loaded machine (with 2 s the original's lease ran out first in one CI run, and
+    # the duplicate tag rightly took the stage over).
+    set_policy(worker_context, Stage.TAG, time_limit=3)
     monkeypatch.setattr(deliveries, "LEASE_MARGIN", 1.0)
     provider.tag_gate = threading.Event()
     created = create(api)
