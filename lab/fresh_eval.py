@@ -42,6 +42,7 @@ SAMPLES = (
     "holdout5",
     "holdout6",
     "holdout7",
+    "holdout8",
 )
 TAG_CHECKS = Path(__file__).resolve().parent / "eval" / "tag_checks.jsonl"
 # Whose summaries ``rating_after`` rates, by sample.
@@ -76,6 +77,14 @@ def sample_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         report["baseline_mean"] = statistics.mean(int(r["rating_baseline"]) for r in paired)
         report["baseline_of"] = len(paired)
         report["baseline_differs"] = sum(r["rating"] != r["rating_baseline"] for r in paired)
+    references = [r for r in rows if "rating_reference" in r]
+    if references:
+        report["reference"] = references[0]["reference"]
+        report["reference_mean"] = statistics.mean(int(r["rating_reference"]) for r in references)
+        report["reference_of"] = len(references)
+        prose = [r for r in references if r.get("adds_info_reference") is not None]
+        report["reference_adds_info"] = sum(bool(r["adds_info_reference"]) for r in prose)
+        report["reference_with_prose"] = len(prose)
     before = [int(r["rating_before"]) for r in rows if "rating_before" in r]
     if before:
         report["rating_before_mean"] = statistics.mean(before)
@@ -139,6 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  the same raters on {rep['baseline']}'s summaries ({rep['baseline_of']} "
                 f"issues): mean {rep['baseline_mean']:.2f}; rated differently on "
                 f"{rep['baseline_differs']}"
+            )
+        if "reference_mean" in rep:
+            print(
+                f"  the same raters on summaries written by {rep['reference']} "
+                f"({rep['reference_of']} issues; a ceiling): mean {rep['reference_mean']:.2f}; "
+                f"adds information on {rep['reference_adds_info']} of "
+                f"{rep['reference_with_prose']} with prose"
             )
         if "rating_after_mean" in rep:
             print(

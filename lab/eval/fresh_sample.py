@@ -15,7 +15,9 @@ final code of the fifth round, by raters who had not read the code; read since, 
 for the sixth round) and ``holdout7`` (seed 2032, 6 per cell, 90 issues: drawn and rated once on
 the final code of the sixth round) and ``tagcheck7`` (seed 2033, ``TAGCHECK_PER_CELL`` = 20 per
 cell, 300 issues: only the topic tags the tagger gives them are judged, right or wrong, for a
-precision with a narrower spread than 90 issues give). Seed 2026 for the first two.
+precision with a narrower spread than 90 issues give) and ``holdout8`` (seed 2034, 6 per cell,
+90 issues: drawn and rated once on the final code of the seventh round, beside the sixth
+round's summaries and a reference summary written by hand). Seed 2026 for the first two.
 Only keys and hand ratings are committed (``fresh_ratings.jsonl``); the text stays in the
 data file.
 """
@@ -38,6 +40,7 @@ FIFTH_SEED = 2030
 SIXTH_SEED = 2031
 SEVENTH_SEED = 2032
 TAGCHECK_SEED = 2033
+EIGHTH_SEED = 2034
 PER_CELL = 3
 FIFTH_PER_CELL = 6
 TAGCHECK_PER_CELL = 20
@@ -45,9 +48,9 @@ EVAL_SET = Path(__file__).resolve().parent / "eval_set.jsonl"
 
 
 def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
-    """Nine disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
+    """Ten disjoint samples (``tune``, ``holdout``, ``holdout2``, ``holdout3``,
     ``holdout4``: PER_CELL per (repo, label) each; ``holdout5``, ``holdout6``, ``holdout7``:
-    FIFTH_PER_CELL; ``tagcheck7``: TAGCHECK_PER_CELL)."""
+    FIFTH_PER_CELL; ``tagcheck7``: TAGCHECK_PER_CELL; ``holdout8``: FIFTH_PER_CELL)."""
     taken = {(r["repo"], r["id"]) for r in read_jsonl(EVAL_SET)}
     cells: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -64,6 +67,7 @@ def fresh_samples(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]
         ("holdout6", random.Random(SIXTH_SEED), FIFTH_PER_CELL),
         ("holdout7", random.Random(SEVENTH_SEED), FIFTH_PER_CELL),
         ("tagcheck7", random.Random(TAGCHECK_SEED), TAGCHECK_PER_CELL),
+        ("holdout8", random.Random(EIGHTH_SEED), FIFTH_PER_CELL),
     )
     out: dict[str, list[dict[str, str]]] = {"tune": [], "holdout": []}
     out |= {name: [] for name, _, _ in later}

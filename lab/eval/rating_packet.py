@@ -9,10 +9,12 @@ type label, not the tagger's topics (the topics are annotated blind, with
 ``fresh_ratings.jsonl`` after checking every field.
 
 ``--baseline NAME TREE`` (an earlier revision's ``app`` and ``pipelines``, from ``git archive``)
-adds that revision's summary where it differs: the rater rates both, shown as A and B in an
-order fixed per issue and written to ``DIR/key.json`` (not for the rater), and ``--merge``
-stores them as ``rating`` and ``rating_baseline``: a before/after by the same rater on the same
-held-out issues.
+adds that revision's summary, and ``--reference NAME FILE`` a summary written by hand (JSONL:
+``id``, ``summary``; what the best summary within the same limits would say, for a ceiling).
+Each distinct summary of an issue is shown once, as A, B, ... in an order fixed per issue;
+who wrote which goes to ``DIR/key.json`` (not for the rater), and ``--merge`` stores the
+ratings as ``rating`` (the current summariser), ``rating_baseline`` and ``rating_reference``:
+the same raters on the same held-out issues, none knowing which summary is whose.
 
 ``--tags`` writes a tag-check packet instead (for ``tagcheck7``): only the issues of the part to
 which the tagger gives topic tags, each with those tags; the rater marks which of them are right
@@ -26,6 +28,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -35,6 +38,7 @@ from typing import Any
 from lab.eval.fresh_sample import fresh_samples
 from lab.eval.sample import DATA, read_jsonl
 from pipelines.providers.local import LocalProvider
+from pipelines.providers.summary import SUMMARY_MAX
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 
 RATINGS = Path(__file__).resolve().parent / "fresh_ratings.jsonl"
@@ -61,10 +65,13 @@ system-information text. `note`: one line on why, for any tag you leave out.
 """
 
 
-TWO_SUMMARIES = """\
-Where an issue shows two summaries (A and B), rate each on its own with the same rubric
-(`rating_a`, `rating_b`; `adds_info_a`, `adds_info_b`); their order says nothing.
+SEVERAL_SUMMARIES = """\
+Where an issue shows several summaries (A, B, ...), rate each on its own with the same rubric
+(`rating_a`, `rating_b`, ...; `adds_info_a`, `adds_info_b`, ...); their order says nothing.
 """
+
+# Who wrote a summary, and the suffix of its fields in ``fresh_ratings.jsonl``.
+FIELD_SUFFIX = {"current": "", "baseline": "_baseline", "reference": "_reference"}
 
 
 def _part(rows: list[dict[str, Any]], part: str) -> list[dict[str, Any]]:
@@ -95,30 +102,65 @@ def _shown(n: int, row: dict[str, Any]) -> list[str]:
     ]
 
 
-def _a_is_current(issue_id: str) -> bool:
-    """Which of two summaries is shown first: fixed per issue, unknowable to the rater."""
-    return hashlib.sha256(issue_id.encode()).digest()[0] % 2 == 0
+def _letters(issue_id: str, texts: dict[str, str]) -> dict[str, list[str]]:
+    """The distinct summaries of one issue as letters (``a``, ``b``, ...), each with the writers
+    who gave that text, in an order fixed per issue and unknowable to the rater."""
+    by_text: dict[str, list[str]] = {}
+    for writer, text in texts.items():
+        by_text.setdefault(text, []).append(writer)
+    groups = sorted(
+        by_text.values(),
+        key=lambda writers: hashlib.sha256(f"{issue_id}/{writers[0]}".encode()).digest(),
+    )
+    return {"abcdefgh"[n]: writers for n, writers in enumerate(groups)}
+
+
+def read_references(path: Path) -> dict[str, str]:
+    """Reference summaries written by hand (JSONL: ``id``, ``summary``), checked against the
+    limits the summariser keeps (non-empty, at most ``SUMMARY_MAX`` characters)."""
+    references = {}
+    for row in read_jsonl(path):
+        text = str(row.get("summary") or "").strip()
+        if not text or len(text) > SUMMARY_MAX:
+            raise SystemExit(f"{path}: {row.get('id')}: a summary of 1-{SUMMARY_MAX} characters")
+        references[str(row["id"])] = text
+    return references
 
 
 def write_packet(
-    sample: str, part: str, out: Path, data: Path, baseline: tuple[str, Path] | None = None
+    sample: str,
+    part: str,
+    out: Path,
+    data: Path,
+    baseline: tuple[str, Path] | None = None,
+    reference: tuple[str, Path] | None = None,
 ) -> int:
-    """With a ``baseline`` (an earlier revision's tree), an issue whose two summaries differ
-    shows both, as A and B in an order fixed per issue; which is which goes to ``key.json``,
-    which the rater does not read, and ``--merge`` maps the ratings back."""
+    """With a ``baseline`` (an earlier revision's tree) or a ``reference`` (summaries written by
+    hand), an issue whose summaries differ shows each distinct one as A, B, ... in an order
+    fixed per issue; who wrote which goes to ``key.json``, which the rater does not read, and
+    ``--merge`` maps the ratings back."""
     texts = {(r["repo"], r["id"]): r for r in read_jsonl(data)}
     chosen = _part(fresh_samples(list(texts.values()))[sample], part)
     rows = [texts[(k["repo"], k["id"])] for k in chosen]
     provider = LocalProvider()
-    ours = [provider.summarise(r["title"], r["body"] or "") for r in rows]
-    theirs = baseline_outputs(baseline[1], rows, "summary") if baseline else ours
+    written: dict[str, list[str]] = {
+        "current": [provider.summarise(r["title"], r["body"] or "") for r in rows]
+    }
+    if baseline:
+        written["baseline"] = baseline_outputs(baseline[1], rows, "summary")
+    if reference:
+        by_id = read_references(reference[1])
+        missing = [r["id"] for r in rows if r["id"] not in by_id]
+        if missing:
+            raise SystemExit(f"{reference[1]}: no reference summary for {missing[:5]}")
+        written["reference"] = [by_id[r["id"]] for r in rows]
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Rating packet: {sample}, part {part} ({len(chosen)} issues)", ""]
     lines += [RUBRIC.format(taxonomy=", ".join(DEFAULT_TAXONOMY)), ""]
-    if baseline:
-        lines += [TWO_SUMMARIES, ""]
+    if len(written) > 1:
+        lines += [SEVERAL_SUMMARIES, ""]
     answers = []
-    key: dict[str, str] = {}
+    shown: dict[str, dict[str, list[str]]] = {}
     for n, (sampled, row) in enumerate(zip(chosen, rows, strict=True), 1):
         lines += _shown(n, row)
         answer: dict[str, Any] = {
@@ -127,28 +169,31 @@ def write_packet(
             "id": row["id"],
             "label": sampled["label"],
         }
-        if ours[n - 1] == theirs[n - 1]:
-            lines += [f"**Summary:** {ours[n - 1]}", ""]
+        letters = _letters(row["id"], {w: texts_[n - 1] for w, texts_ in written.items()})
+        shown[row["id"]] = letters
+        if len(letters) == 1:
+            lines += [f"**Summary:** {written['current'][n - 1]}", ""]
             answer |= {"rating": None, "adds_info": None}
-        else:
-            first = _a_is_current(row["id"])
-            a, b = (ours[n - 1], theirs[n - 1]) if first else (theirs[n - 1], ours[n - 1])
-            key[row["id"]] = "current" if first else "baseline"
-            lines += [f"**Summary A:** {a}", "", f"**Summary B:** {b}", ""]
-            answer |= {"rating_a": None, "adds_info_a": None, "rating_b": None, "adds_info_b": None}
+        for letter, writers in letters.items() if len(letters) > 1 else ():
+            text = written[writers[0]][n - 1]
+            lines += [f"**Summary {letter.upper()}:** {text}", ""]
+            answer |= {f"rating_{letter}": None, f"adds_info_{letter}": None}
         answers.append(answer | {"title_rating": None, "topics": [], "note": ""})
     (out / "packet.md").write_text("\n".join(lines), encoding="utf-8")
     (out / "answers.jsonl").write_text(
         "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8"
     )
-    if baseline:
-        (out / "key.json").write_text(json.dumps({"baseline": baseline[0], "a": key}, indent=1))
+    if len(written) > 1:
+        names = {"baseline": baseline[0] if baseline else None}
+        names["reference"] = reference[0] if reference else None
+        (out / "key.json").write_text(json.dumps(names | {"shown": shown}, indent=1))
     return len(chosen)
 
 
 BASELINE = """\
 import json, sys
 from pipelines.providers.local import LocalProvider
+from pipelines.providers.summary import SUMMARY_MAX
 from pipelines.providers.topics import DEFAULT_TAXONOMY, TopicTagger
 provider, tagger = LocalProvider(), TopicTagger(DEFAULT_TAXONOMY)
 for line in sys.stdin.read().split("\\n"):
@@ -242,29 +287,29 @@ def _adds_info(answer: dict[str, Any], field: str) -> None:
 
 
 def _checked(answer: dict[str, Any], key: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A rater's answer, checked; with the packet's ``key`` (a packet with a baseline), the
-    A/B ratings mapped back to ``rating`` (the current summariser) and ``rating_baseline``."""
+    """A rater's answer, checked; with the packet's ``key`` (a packet with a baseline or a
+    reference), each letter's rating mapped back to its writers: ``rating`` (the current
+    summariser), ``rating_baseline``, ``rating_reference`` (and ``adds_info`` alike)."""
     _rating(answer, "title_rating")
-    if "rating_a" in answer:
-        if key is None or answer["id"] not in key["a"]:
-            raise SystemExit(f"{answer['id']}: two summaries rated but no key.json says which")
-        for field in ("rating_a", "rating_b"):
-            _rating(answer, field)
-        for field in ("adds_info_a", "adds_info_b"):
-            _adds_info(answer, field)
-        ours, theirs = ("a", "b") if key["a"][answer["id"]] == "current" else ("b", "a")
-        answer["rating"] = answer.pop(f"rating_{ours}")
-        answer["adds_info"] = answer.pop(f"adds_info_{ours}")
-        answer["rating_baseline"] = answer.pop(f"rating_{theirs}")
-        answer["adds_info_baseline"] = answer.pop(f"adds_info_{theirs}")
-    else:
+    lettered = any(re.fullmatch(r"rating_[a-h]", field) for field in answer)
+    if lettered and (key is None or answer["id"] not in key["shown"]):
+        raise SystemExit(f"{answer['id']}: several summaries rated but no key.json says whose")
+    if key is None:
         _rating(answer, "rating")
         _adds_info(answer, "adds_info")
-        if key is not None:
-            answer["rating_baseline"] = answer["rating"]
-            answer["adds_info_baseline"] = answer["adds_info"]
-    if key is not None:
-        answer["baseline"] = key["baseline"]
+    else:
+        groups = key["shown"][answer["id"]]
+        for letter, writers in groups.items():
+            field = f"_{letter}" if len(groups) > 1 else ""
+            _rating(answer, f"rating{field}")
+            _adds_info(answer, f"adds_info{field}")
+            rating, adds_info = answer.pop(f"rating{field}"), answer.pop(f"adds_info{field}")
+            for writer in writers:
+                answer[f"rating{FIELD_SUFFIX[writer]}"] = rating
+                answer[f"adds_info{FIELD_SUFFIX[writer]}"] = adds_info
+        for role in ("baseline", "reference"):
+            if key.get(role):
+                answer[role] = key[role]
     unknown = set(answer.get("topics", [])) - set(DEFAULT_TAXONOMY)
     if unknown:
         raise SystemExit(f"{answer['id']}: unknown topics {sorted(unknown)}")
@@ -304,6 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also an earlier revision's summaries (or with --tags, its tags); its pipelines/ "
         "is in TREE",
     )
+    parser.add_argument(
+        "--reference",
+        nargs=2,
+        metavar=("NAME", "FILE"),
+        help="also summaries written by hand (JSONL: id, summary), rated blind beside the others",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args(argv)
     if args.merge:
@@ -316,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = write_tag_packet(args.sample, args.part, args.out, args.data, baseline)
     else:
         baseline = (args.baseline[0], Path(args.baseline[1])) if args.baseline else None
-        count = write_packet(args.sample, args.part, args.out, args.data, baseline)
+        reference = (args.reference[0], Path(args.reference[1])) if args.reference else None
+        count = write_packet(args.sample, args.part, args.out, args.data, baseline, reference)
     print(f"{count} issues: {args.out / 'packet.md'}, answers in {args.out / 'answers.jsonl'}")
     return 0
 

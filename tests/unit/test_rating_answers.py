@@ -1,11 +1,11 @@
 """The hand-check figures of lab: tag checks (``lab.fresh_eval.tag_check_report``) and the
-answers ``rating_packet --merge`` takes (A/B summaries mapped back by the packet's key)."""
+answers ``rating_packet --merge`` takes (A, B, ... summaries mapped back by the packet's key)."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab.eval.rating_packet import _checked, _checked_tags
+from lab.eval.rating_packet import _checked, _checked_tags, _letters
 from lab.fresh_eval import tag_check_report
 
 CHECKS = [
@@ -46,7 +46,20 @@ def test_the_rater_note_stays_with_the_packet() -> None:
     assert answer["right"] == []
 
 
-KEY = {"baseline": "fifth", "a": {"one": "current", "two": "baseline"}}
+KEY = {
+    "baseline": "fifth",
+    "reference": None,
+    "shown": {
+        "one": {"a": ["current"], "b": ["baseline"]},
+        "two": {"a": ["baseline"], "b": ["current"]},
+        "three": {"a": ["current", "baseline"]},
+    },
+}
+THREE = {
+    "baseline": "sixth",
+    "reference": "by hand",
+    "shown": {"four": {"a": ["reference"], "b": ["baseline", "current"]}},
+}
 
 
 def rated(issue: str, **fields: object) -> dict[str, object]:
@@ -71,6 +84,28 @@ def test_one_summary_shown_is_both_revisions_rating() -> None:
     assert checked["adds_info_baseline"] is True
 
 
+def test_a_reference_rated_beside_a_shared_summary_is_mapped_to_its_own_fields() -> None:
+    answer = rated("four", rating_a=5, adds_info_a=True, rating_b=3, adds_info_b=False)
+    checked = _checked(answer, THREE)
+    assert (checked["rating_reference"], checked["adds_info_reference"]) == (5, True)
+    assert (checked["rating"], checked["rating_baseline"]) == (3, 3)
+    assert (checked["baseline"], checked["reference"]) == ("sixth", "by hand")
+
+
+def test_a_letter_left_unrated_is_refused() -> None:
+    with pytest.raises(SystemExit, match="rating_b must be 1-5"):
+        _checked(rated("four", rating_a=5, adds_info_a=True), THREE)
+
+
 def test_an_a_b_answer_without_its_key_is_refused() -> None:
     with pytest.raises(SystemExit, match=r"key\.json"):
         _checked(rated("one", rating_a=5, adds_info_a=True, rating_b=2, adds_info_b=None))
+
+
+def test_letters_follow_distinct_texts_in_an_order_fixed_per_issue() -> None:
+    texts = {"current": "x", "baseline": "x", "reference": "y"}
+    letters = _letters("issue-1", texts)
+    assert sorted(map(sorted, letters.values())) == [["baseline", "current"], ["reference"]]
+    assert _letters("issue-1", texts) == letters
+    orders = {tuple(_letters(f"issue-{n}", texts)["a"]) for n in range(20)}
+    assert orders == {("current", "baseline"), ("reference",)}
