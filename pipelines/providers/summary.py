@@ -120,6 +120,7 @@ _WEAK_START = re.compile(
     r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
     r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
+    r"this is (?:a|just a|more of a|more a) question\b|"
     r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
     r"(?:a |the )?(?:pr|pull request)\b)",
     re.I,
@@ -600,6 +601,28 @@ _LEADING_CONNECTOR = re.compile(r"\A(?:however|but|yet|still|so)(?:,[ \t]*|[ \t]
 _DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
 
 
+# "I was trying to cross compile opencv for android.", "Fresh install of Ubuntu Focal": what
+# the reporter did, not what went wrong (issue 9, seventh round: "setup over outcome").
+_SETUP_START = re.compile(
+    r"(?:so |first,? |then,? )?(?:i|we)(?:'m|'ve| am| was| were| have| had)?[ \t](?:just[ \t])?"
+    r"(?:trying|tried|attempting|attempted|working on)\b|"
+    r"(?:a )?fresh (?:install|installation|clone|checkout)\b",
+    re.I,
+)
+SETUP_PENALTY = 0.4  # for a sentence that only says what the reporter did
+
+
+def _only_setup(sentence: str) -> bool:
+    """Whether ``sentence`` says what the reporter did and nothing of what went wrong or is
+    asked ("I was trying to cross compile opencv for android.")."""
+    return (
+        _SETUP_START.match(sentence) is not None
+        and not _GOES_WRONG.search(sentence)
+        and not sentence.endswith("?")
+        and not _asks(sentence)
+    )
+
+
 def _new_identifier(sentence: str, title: str) -> bool:
     """Whether ``sentence`` names something (an API, a class, a version) ``title`` does not."""
     lowered = title.lower()
@@ -648,6 +671,8 @@ def _score(
         score -= 0.4  # "…the app works perfect with these models": background
     if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
         score += IDENTIFIER_BONUS
+    if _only_setup(sentence):
+        score -= SETUP_PENALTY
     return score
 
 

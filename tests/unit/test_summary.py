@@ -1327,3 +1327,47 @@ def test_a_pasted_console_banner_is_never_the_statement() -> None:
     assert "rights reserved" not in summary
     assert "Microsoft Windows [Version" not in summary
     assert summary
+
+
+# ---- seventh round (issue 9): holdout7's complaints (setup over outcome, the key specific,
+# the title restated, the question) -------------------------------------------------------
+
+
+def test_what_went_wrong_beats_what_the_reporter_was_trying_to_do() -> None:
+    body = (
+        "Hi I was trying to cross compile the library for android. "
+        "My NDK version is 19 and API level is 28. "
+        "The make is crashing stating warning: libmediandk.so was not found."
+    )
+    summary = summarise("Warning: libmediandk.so not found when cross compiling", body)
+    assert summary.startswith("The make is crashing")
+    assert "trying to cross compile" not in summary
+
+
+def test_a_fresh_install_step_is_no_statement_over_the_title() -> None:
+    body = (
+        "### Current behaviour\n\nsegfault\n\n### Steps to reproduce\n\n"
+        "* Fresh install of Ubuntu Focal\n"
+        "* `apt install build-essential libtool autotools-dev automake pkg-config gcc-8 g++-8 "
+        "-y && ./autogen.sh && ./configure CC=gcc-8 CXX=g++-8 && make -j 4`\n"
+    )
+    summary = summarise("Daemon built with gcc-8 immediately segfaults", body)
+    assert "Fresh install" not in summary
+    assert summary.startswith("Daemon built with gcc-8 immediately segfaults.")
+
+
+def test_what_the_reporter_uses_still_counts_as_the_statement() -> None:
+    # "I am using X" names the component; only "trying / working on" is setup.
+    body = "I am using cvtColor to turn RGB into YUV422. The mode list has no BGR2YUV(422)."
+    assert summarise("Convert RGB to YUV422", body).startswith("I am using cvtColor")
+
+
+def test_an_apology_for_asking_here_is_not_the_statement() -> None:
+    body = (
+        "This is a question, so I apologize if this isn't the best place to ask.\n"
+        "I need the changed state inside the setInterval callback, so I cannot pass "
+        "setState a function?"
+    )
+    summary = summarise("Use a component's state within setInterval", body)
+    assert "apologize" not in summary
+    assert "setInterval callback" in summary

@@ -106,6 +106,10 @@ HOSTILE_BODIES: dict[str, str] = {
     "measured lines": ("a takes 1ms\n\n" * BODY)[:BODY],
     "doubts about the place": ("I'm not sure where to put " + "a " * 40 + ", ") * 800,
     "attachment notes": ("Attached my " * BODY)[:BODY],
+    # Patterns of the seventh round: setup sentences, apologies for asking.
+    "setup starts": ("I was trying to " * BODY)[:BODY],
+    "fresh installs": ("a fresh install " * BODY)[:BODY],
+    "question apologies": ("This is a question, " * BODY)[:BODY],
 }
 
 
