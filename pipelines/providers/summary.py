@@ -43,8 +43,10 @@ from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
     ASK,
     CODE,
+    ENV,
     ERROR,
     EXPECTED,
+    IGNORE,
     LOG,
     OTHER,
     PROBLEM,
@@ -1340,7 +1342,10 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     """
     parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
-    error = find_error(parsed) or _failure_line(parsed)
+    error = find_error(parsed)
+    if _LOCATION_ONLY.match(error):
+        error = ""  # autoconf's "error: in `/src/dir':" says where; the next line says what
+    error = error or _failure_line(parsed) or _logged_error(parsed)
     statement, role = _statement(parsed, error)
     if statement and role in (STEPS, STEPS_ASIDE) and title:
         # Steps alone do not say what is wrong: the title does.
@@ -1545,6 +1550,45 @@ def _failure_line(parsed: ParsedIssue) -> str:
                 if sum(map(str.isalpha, sentence)) < 0.6 * len(sentence.replace(" ", "")):
                     continue  # a path or a hex dump
                 return truncate(sentence, ERROR_SHOWN)
+    return ""
+
+
+# A log record's own "Error:" (seventh round: "the key specific is missing"): journalctl's
+# "bitcoind[7207]: Error: Error parsing command line arguments: Invalid parameter
+# -daemonwait", autoconf's "configure: error: libdb_cxx headers missing", a line that starts
+# with it. After a record's lead (a "]", ":", ">" or ")" and a blank) or at a line's start,
+# never after a word ("I got this error: …" is _failure_line's, when it says what failed).
+_LOGGED_ERROR = re.compile(
+    r"(?:^|(?<=[\]:>)][ \t]))(?:Error|ERROR|error):[ \t]+(\S[^\n]{9,300})", re.M
+)
+# Where a log record joined into a paragraph ends: the next record's clock time ("…
+# -daemonwait abr 15 16:16:36 host systemd[1]: …"), or a journalctl "░░" line.
+_RECORD_END = re.compile(r"[ \t]+(?:(?=(?:\w{3,4}[ \t]+\d{1,2}[ \t]+)?\d{1,2}:\d\d:\d\d\b)|\u2591)")
+# "error: in `/bitcoin/bitcoin-cli':" says only where the failure happened, OpenCV's
+# "(-2:Unspecified error) in function 'cv::dnn::…'" only in which function.
+_LOCATION_ONLY = re.compile(
+    r"(?:error:[ \t]*)?(?:in [`'\"]?[^\s`'\"]{1,300}[`'\"]?:?$|"
+    r"\(-\d{1,4}:unspecified error\)[ \t]*in function\b)",
+    re.I,
+)
+LOGGED_READ = 20_000  # characters of each section read for a logged error
+
+
+def _logged_error(parsed: ParsedIssue) -> str:
+    """The message of the first log record that says "Error: …" in the issue's code or
+    prose (a log pasted without a fence is read as prose), ``""`` when none does."""
+    for section in parsed.sections:
+        if section.role in (IGNORE, ENV):
+            continue
+        for chunk in [*section.code, *section.paragraphs]:
+            if "rror:" not in chunk and "ERROR:" not in chunk:
+                continue
+            for match in _LOGGED_ERROR.finditer(chunk[:LOGGED_READ]):
+                message = _RECORD_END.split(match.group(1), 1)[0].strip()
+                if len(message.split()) < FAILURE_WORDS or _LOCATION_ONLY.match(message):
+                    continue
+                if not _NOT_FAILURE.search(message):  # "ERROR: CMake Warning at …": a label
+                    return truncate(message, ERROR_SHOWN)
     return ""
 
 

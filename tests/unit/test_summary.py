@@ -1371,3 +1371,36 @@ def test_an_apology_for_asking_here_is_not_the_statement() -> None:
     summary = summarise("Use a component's state within setInterval", body)
     assert "apologize" not in summary
     assert "setInterval callback" in summary
+
+
+def test_a_logged_error_record_pasted_without_a_fence_is_the_error() -> None:
+    body = (
+        "I keep getting this error when I run sudo systemctl start the daemon service.\n\n"
+        "abr 15 16:16:36 desktop daemon[7207]: Error: Error parsing command line arguments: "
+        "Invalid parameter -daemonwait\n"
+        "abr 15 16:16:36 desktop systemd[1]: daemon.service: Control process exited\n"
+    )
+    summary = summarise("Failed to start the daemon on Ubuntu 20.10", body)
+    assert "Error: Error parsing command line arguments: Invalid parameter -daemonwait." in summary
+    assert "16:16:36" not in summary
+
+
+def test_a_configure_error_that_only_says_where_gives_way_to_the_next() -> None:
+    body = (
+        "I get to this point every time I configure from source. What can I do?\n\n"
+        "```\nchecking whether std::filesystem needs -lc++fs... "
+        "configure: error: in `/src/daemon-cli':\n"
+        "configure: error: cannot figure out how to use std::filesystem\n```\n"
+    )
+    summary = summarise("./configure hangs", body)
+    assert "Error: cannot figure out how to use std::filesystem." in summary
+    assert "daemon-cli" not in summary
+
+
+def test_a_logged_label_before_a_warning_or_a_bare_error_code_is_no_error() -> None:
+    body = (
+        "The example does not build with the installed package.\n\n"
+        "ERROR:\nCMake Warning at /usr/local/lib/cmake/pkg/PkgConfig.cmake:116 (message):\n\n"
+        "```\nerror: (-2:Unspecified error) in function 'cv::dnn::handleNode'\n```\n"
+    )
+    assert "Error:" not in summarise("Cannot build the example", body)

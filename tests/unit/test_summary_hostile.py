@@ -106,10 +106,14 @@ HOSTILE_BODIES: dict[str, str] = {
     "measured lines": ("a takes 1ms\n\n" * BODY)[:BODY],
     "doubts about the place": ("I'm not sure where to put " + "a " * 40 + ", ") * 800,
     "attachment notes": ("Attached my " * BODY)[:BODY],
-    # Patterns of the seventh round: setup sentences, apologies for asking.
+    # Patterns of the seventh round: setup sentences, apologies for asking, logged errors.
     "setup starts": ("I was trying to " * BODY)[:BODY],
     "fresh installs": ("a fresh install " * BODY)[:BODY],
     "question apologies": ("This is a question, " * BODY)[:BODY],
+    "logged errors": ("x]: Error: " * BODY)[:BODY],
+    "logged errors without an end": ("a]: error: " + "b " * BODY)[:BODY],
+    "record times": ("a]: Error: " + "ab 1 " * BODY)[:BODY],
+    "location-only errors": ("error: in `" + "a" * 300 + "`\n") * 150,
 }
 
 
