@@ -1269,6 +1269,79 @@ def _ask(parsed: ParsedIssue, statement: str) -> str:
     return ""
 
 
+# The key specific a statement is followed by when there is room (seventh round: "the key
+# specific is missing", "the title restated"): a later sentence with a contrast or a measured
+# comparison (:func:`_key_fact`), the value wanted ("`focal_loss1` should be `0.51168`"),
+# where it works ("The same code works on windows and the cap is set to 4k"), where it does
+# not happen ("Can't seem to repro with 1.81.1 stable"), what the other returns ("…, while
+# the C++ version returns [8400 x 1]").
+_SPECIFIC = re.compile(
+    r"\bshould (?:be|return|give|output|print|equal)[ \t]+[`'\"]?[-+(\[]?\d|"
+    r"\bworks? (?:fine |well |perfectly |correctly )?(?:on|in|with|under)[ \t]+(?:windows|linux|"
+    r"ubuntu|mac\w{0,4}|chrome|firefox|safari|python|cpu|gpu|v?\d)|"
+    r"\b(?:can't|cannot|can not|couldn't|could not|unable to)[ \t]+(?:seem to[ \t]+)?"
+    r"repro\w{0,8}[ \t]+(?:it[ \t]+)?(?:with|on|in)\b|"
+    r"\bwhile (?:the |my |it |this )?[^.;!?\n]{0,60}\b(?:returns?|gives?|shows?|prints?|"
+    r"outputs?)\b|"
+    r"\b(?:returns?|returned|gives?|gave|prints?|printed|outputs?|shows?|showed|equals?|"
+    r"becomes?|became|got|get)[ \t]+(?:only[ \t]+)?[`'\"]?(?:-?\d|\[|\(\d|nan\b|"
+    r"inf\b|none\b|null\b|undefined\b|true\b|false\b)",
+    re.I,
+)
+# One of these, or a digit, is in every _SPECIFIC match (a quick test before the pattern).
+_SPECIFIC_WORDS = (
+    "should ", "work", "repro", "while ", "nan", "inf", "none", "null", "undefined", "true",
+    "false", "[",
+)  # fmt: skip
+_SPECIFIC_ROLES = frozenset((PROBLEM, OTHER, ERROR))  # "Expected:" shows its own
+_EARLY_PRONOUN = re.compile(r"(?:[^\s.!?]{1,40}[ \t]+){0,3}(?:that|this|these|those|it)\b", re.I)
+SPECIFIC_MAX = 160  # a longer sentence is not added after the statement
+SPECIFIC_NEW_WORDS = 3  # content words it must add to the title and the statement
+
+
+def _specific_words(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in (*_KEY_WORDS, *_SPECIFIC_WORDS)) or bool(
+        _DIGIT.search(lowered)
+    )
+
+
+def _key_specific(parsed: ParsedIssue, statement: str) -> str:
+    """The first sentence after the statement that carries the key specific (a contrast,
+    the value wanted, where it works or does not happen), ``""`` when there is none."""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _SPECIFIC_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if not _specific_words(paragraph[:PARAGRAPH_MAX]):
+                continue
+            before = ""
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                read += 1
+                if read > MAX_SENTENCES:
+                    return ""
+                written, before = before, sentence
+                if len(sentence) > SPECIFIC_MAX or _contains(statement, sentence):
+                    continue
+                if not _SPECIFIC.search(sentence) and (
+                    "instead" in sentence.lower() or not _key_fact(sentence, written)
+                ):
+                    continue  # "…fine with this being closed by assisting instead": an aside
+                sentence = _unmark(_drop_lead(sentence))
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
+                    continue
+                if _EARLY_PRONOUN.match(sentence):
+                    continue  # "Only after that do we trigger…": about a sentence not shown
+                if len(set(tokens(sentence)) - known) >= SPECIFIC_NEW_WORDS:
+                    bare = _LEADING_CONNECTOR.sub("", sentence, count=1)
+                    return _ensure_period(_capitalise(bare))
+    return ""
+
+
 PROPOSAL_WORDS = 8  # a proposal this long that ends in a colon has said its point
 
 
@@ -1354,6 +1427,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         context = truncate(context, 140)
         context = context if context[-1:] in ".!?…" else f"{context}."
         statement = f"{context} {steps}" if context != "." else steps
+    specific = _key_specific(parsed, statement) if statement and role != STEPS else ""
     env = environment(parsed)
     expected = _expected(parsed)
     asked = _question(parsed, statement) if statement else ""
@@ -1362,7 +1436,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         asked = _capitalise(_ask(parsed, statement))
         if len(statement) + 1 + len(asked) > max_chars:
             asked = ""  # the statement is not cut for it
-    context = f"{title} {statement} {asked} {proposed}".replace("`", "")
+    context = f"{title} {statement} {asked} {proposed} {specific}".replace("`", "")
     if error and any(_contains(context, piece.replace("`", "")) for piece in _error_keys(error)):
         # Said already, unless the error goes on past what the title quotes of it.
         rest = _beyond_title(error, title)
@@ -1375,7 +1449,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
 
     lead = ""
     if statement:
-        has_extras = bool(error or env or expected or asked or proposed)
+        has_extras = bool(error or env or expected or asked or proposed or specific)
         lead = _fit(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
         # "[DevTools Bug] Cannot add node…": the kind label is the type tag's to say.
@@ -1386,16 +1460,18 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         shown = _error_message(error)
         if shown.count("(") == shown.count(")") + 1 and len(shown) < ERROR_SHOWN:
             shown += ")"  # "Segmentation fault (core dumped": the pattern stops at a word
-        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
+        _place(slots, 20, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
     if asked:
-        _place(slots, 1, asked, max_chars)
+        _place(slots, 10, asked, max_chars)
     elif proposed:
-        _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
+        _place(slots, 10, _ensure_period(f"Proposed: {proposed}"), max_chars)
+    if specific and lead == statement:
+        _place(slots, 5, specific, max_chars)  # right after the statement it goes on from
     if env:
-        _place(slots, 4, f"({', '.join(env)})", max_chars)
+        _place(slots, 40, f"({', '.join(env)})", max_chars)
     refs = references(parsed)
     if refs and not _contains(f"{title} {statement}", refs.rstrip(".").rsplit("#", 1)[-1]):
-        _place(slots, 5, refs, max_chars)
+        _place(slots, 50, refs, max_chars)
     if statement and lead != statement and 0 in slots:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
@@ -1404,7 +1480,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
         room = max_chars - len(_joined(slots)) - 1
         if room >= 40:
-            slots[3] = truncate(expected_text, room)
+            slots[30] = truncate(expected_text, room)
     summary = _joined(slots).strip()
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing

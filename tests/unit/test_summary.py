@@ -8,6 +8,7 @@ from app.config import SUMMARY_MAX
 from pipelines.providers.summary import (
     EMPTY,
     _beyond_title,
+    _key_specific,
     clean_body,
     is_dangling,
     is_prose,
@@ -1404,3 +1405,51 @@ def test_a_logged_label_before_a_warning_or_a_bare_error_code_is_no_error() -> N
         "```\nerror: (-2:Unspecified error) in function 'cv::dnn::handleNode'\n```\n"
     )
     assert "Error:" not in summarise("Cannot build the example", body)
+
+
+def test_a_statement_with_room_is_followed_by_where_it_works() -> None:
+    body = (
+        "### Detailed description\n\nI can not set the camera resolution to 4k with the normal "
+        "method:\n\n```\ncap = cv2.VideoCapture(0)\ncap.set(3, 3840)\n```\n\n"
+        "This prints:\n(1080, 1920, 3)\n\n"
+        "The same code works on windows and the capture is successfully set to 4k.\n"
+    )
+    summary = summarise("Can not set camera to 4k resolution", body)
+    assert summary.startswith("I can not set the camera resolution to 4k with the normal method.")
+    assert "The same code works on windows and the capture is successfully set to 4k." in summary
+
+
+def test_a_statement_with_room_is_followed_by_the_value_wanted_or_returned() -> None:
+    body = (
+        "### Current behavior?\n\n`BinaryFocalCrossentropy` computes the loss without the "
+        "`alpha`.\n\n```\nprint(loss(y, logits))\n```\n\nThe results are all 0.6932789.\n\n"
+        "`focal_loss1` in the code should be `0.51168`\n"
+    )
+    summary = summarise("BinaryFocalCrossentropy: alpha does not work", body)
+    assert "focal_loss1 in the code should be 0.51168." in summary
+    body = (
+        "I get the wrong matrix size for the inference result in the compiled C++ version. "
+        "Other models load and work fine.\n\nThe Python version does return the 1x8400x5 "
+        "size, while the C++ version returns [8400 x 1] with 5 channels."
+    )
+    summary = summarise("C++ version returns wrong matrix size for ONNX model", body)
+    assert summary.endswith("while the C++ version returns [8400 x 1] with 5 channels.")
+
+
+def test_an_added_specific_never_crowds_out_the_statement_nor_is_an_aside() -> None:
+    first = (
+        "Context providers are reset to their initial value when the server renders two "
+        "pages at the same time, and every page then shows the default theme and the default "
+        "locale and not the user's, which breaks the checkout page of our production shop."
+    )
+    body = (
+        f"### Describe the bug\n\n{first}\n\n### Additional context\n\nTo my understanding, "
+        "since the tree is wrapped in a provider, useContext should never return 0 in the server."
+    )
+    assert summarise("Context providers reset in SSR", body).startswith(first)
+    statement = "The cursor jumps to the end of the input when onChange rejects a change."
+    body = (
+        f"{statement}\n\nI'd be totally fine with this issue being closed by assisting "
+        "instead with the education of the general case."
+    )
+    assert _key_specific(parse_issue("Cursor jumps to end of input", body), statement) == ""

@@ -113,6 +113,9 @@ HOSTILE_BODIES: dict[str, str] = {
     "logged errors": ("x]: Error: " * BODY)[:BODY],
     "logged errors without an end": ("a]: error: " + "b " * BODY)[:BODY],
     "record times": ("a]: Error: " + "ab 1 " * BODY)[:BODY],
+    "specific values": ("it should be 1 while x returns 2 " * BODY)[:BODY],
+    "where it works": ("The same code works on windows 10. " * BODY)[:BODY],
+    "while without a verb": ("while the " + "a " * BODY)[:BODY],
     "location-only errors": ("error: in `" + "a" * 300 + "`\n") * 150,
 }
 
