@@ -88,6 +88,8 @@ _GREETING = re.compile(
 _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
     r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
+    r"how (?:can|do|could|should|to) (?:i |we )?(?:solve|fix|resolve|handle|remedy) (?:this|it|"
+    r"that|the (?:problem|issue|error|situation))|"
     r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
     r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"

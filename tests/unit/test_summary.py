@@ -1453,3 +1453,14 @@ def test_an_added_specific_never_crowds_out_the_statement_nor_is_an_aside() -> N
         "instead with the education of the general case."
     )
     assert _key_specific(parse_issue("Cursor jumps to end of input", body), statement) == ""
+
+
+def test_a_question_how_to_fix_it_gives_way_to_the_question_asked() -> None:
+    body = (
+        "Hi\nI just installing the library, and I trying this code: https://docs.example.org/x\n"
+        'But, i have an error : VS2022 can not found "common.hpp".\n\n'
+        "Someone know how to resolve this ? I need to replace it with another lib?\n\nThanks"
+    )
+    summary = summarise("common.hpp", body)
+    assert "how to resolve this" not in summary
+    assert summary.endswith("I need to replace it with another lib?")

@@ -116,6 +116,7 @@ HOSTILE_BODIES: dict[str, str] = {
     "specific values": ("it should be 1 while x returns 2 " * BODY)[:BODY],
     "where it works": ("The same code works on windows 10. " * BODY)[:BODY],
     "while without a verb": ("while the " + "a " * BODY)[:BODY],
+    "how to fix questions": ("how can i solve the " * BODY)[:BODY],
     "location-only errors": ("error: in `" + "a" * 300 + "`\n") * 150,
 }
 
