@@ -899,9 +899,19 @@ def _code_after(section: Section, sentence: str) -> str:
     return section.code[pointers] if pointers < len(section.code) else ""
 
 
+# "OpenCV(4.7.0) D:\a\opencv-python\…\arithm.cpp:652: error: " in front of OpenCV's message:
+# the path fills the shown error before "(-215:Assertion failed) …" (seventh round).
+_OPENCV_LOCATION = re.compile(
+    r"OpenCV\([^()\s]{1,30}\)[ \t]+\S{0,400}?:-?\d{1,6}:[ \t]+error:[ \t]+"
+)
+
+
 def _error_message(error: str) -> str:
-    """The error as the summary shows it: without its "Error:" label and its backticks."""
+    """The error as the summary shows it: without its "Error:" label, OpenCV's source
+    location and its backticks."""
     shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+    if "OpenCV(" in shown:
+        shown = _OPENCV_LOCATION.sub("", shown, count=1)
     return shown.replace("`", "")
 
 

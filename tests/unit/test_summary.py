@@ -1464,3 +1464,15 @@ def test_a_question_how_to_fix_it_gives_way_to_the_question_asked() -> None:
     summary = summarise("common.hpp", body)
     assert "how to resolve this" not in summary
     assert summary.endswith("I need to replace it with another lib?")
+
+
+def test_opencvs_source_location_gives_its_room_to_the_message() -> None:
+    body = (
+        "Loading an image with imread and subtracting a tuple fails.\n\n```\n"
+        "cv2.error: OpenCV(4.7.0) D:\\a\\opencv-python\\opencv-python\\opencv\\modules\\core\\src"
+        "\\arithm.cpp:652: error: (-215:Assertion failed) type2 == CV_64F && (sz2.height == 1 "
+        "|| sz2.height == 4) in function 'cv::arithm_op'\n```\n"
+    )
+    summary = summarise("Subtracting a tuple from an image", body)
+    assert "Error: (-215:Assertion failed) type2 == CV_64F" in summary
+    assert "arithm.cpp" not in summary

@@ -117,6 +117,8 @@ HOSTILE_BODIES: dict[str, str] = {
     "where it works": ("The same code works on windows 10. " * BODY)[:BODY],
     "while without a verb": ("while the " + "a " * BODY)[:BODY],
     "how to fix questions": ("how can i solve the " * BODY)[:BODY],
+    "opencv locations": ("error: OpenCV(4.7.0) " + "a\\b" * BODY)[:BODY],
+    "opencv locations with lines": ("cv2.error: OpenCV(4) a:1 " * BODY)[:BODY],
     "location-only errors": ("error: in `" + "a" * 300 + "`\n") * 150,
 }
 
