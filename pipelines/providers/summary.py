@@ -43,8 +43,10 @@ from app.config import SUMMARY_MAX
 from pipelines.providers.text import (
     ASK,
     CODE,
+    ENV,
     ERROR,
     EXPECTED,
+    IGNORE,
     LOG,
     OTHER,
     PROBLEM,
@@ -86,6 +88,8 @@ _GREETING = re.compile(
 _WEAK = re.compile(
     r"(?:i (?:have|got|get|had) (?:a|an|this|the same|same|one) (?:question|problem|issue|"
     r"error|bug)|same (?:issue|problem|here)|any (?:kind of )?(?:idea|help|suggestion)s?|"
+    r"how (?:can|do|could|should|to) (?:i |we )?(?:solve|fix|resolve|handle|remedy) (?:this|it|"
+    r"that|the (?:problem|issue|error|situation))|"
     r"thankful|grateful|appreciate|can (?:someone|"
     r"anyone) help|please help|help me|i need help|"
     r"as (?:the )?title(?: says)?|see (?:the )?title|title says (?:it )?all|"
@@ -120,6 +124,7 @@ _WEAK_START = re.compile(
     r"(?:the |my )?(?:full|original|complete|whole) (?:post|thread|discussion|question|"
     r"report|story|log|code)s? (?:is|are|at|here|on|in|can be found)\b|"
     r"(?:@[\w-]{1,40}[,:]? )?(?:thanks|thank you)\b|"
+    r"this is (?:a|just a|more of a|more a) question\b|"
     r"if you (?:don't|do not) mind\b|i (?:could|can|will|would) (?:create|open|submit|send) "
     r"(?:a |the )?(?:pr|pull request)\b)",
     re.I,
@@ -600,6 +605,28 @@ _LEADING_CONNECTOR = re.compile(r"\A(?:however|but|yet|still|so)(?:,[ \t]*|[ \t]
 _DEMONSTRATIVE = re.compile(r"(?:this|that|these|those|such)[ \t]+[a-z]", re.I)
 
 
+# "I was trying to cross compile opencv for android.", "Fresh install of Ubuntu Focal": what
+# the reporter did, not what went wrong (issue 9, seventh round: "setup over outcome").
+_SETUP_START = re.compile(
+    r"(?:so |first,? |then,? )?(?:i|we)(?:'m|'ve| am| was| were| have| had)?[ \t](?:just[ \t])?"
+    r"(?:trying|tried|attempting|attempted|working on)\b|"
+    r"(?:a )?fresh (?:install|installation|clone|checkout)\b",
+    re.I,
+)
+SETUP_PENALTY = 0.4  # for a sentence that only says what the reporter did
+
+
+def _only_setup(sentence: str) -> bool:
+    """Whether ``sentence`` says what the reporter did and nothing of what went wrong or is
+    asked ("I was trying to cross compile opencv for android.")."""
+    return (
+        _SETUP_START.match(sentence) is not None
+        and not _GOES_WRONG.search(sentence)
+        and not sentence.endswith("?")
+        and not _asks(sentence)
+    )
+
+
 def _new_identifier(sentence: str, title: str) -> bool:
     """Whether ``sentence`` names something (an API, a class, a version) ``title`` does not."""
     lowered = title.lower()
@@ -648,6 +675,8 @@ def _score(
         score -= 0.4  # "…the app works perfect with these models": background
     if _new_identifier(sentence, title) and not _CODE_LIKE.search(sentence):
         score += IDENTIFIER_BONUS
+    if _only_setup(sentence):
+        score -= SETUP_PENALTY
     return score
 
 
@@ -870,9 +899,19 @@ def _code_after(section: Section, sentence: str) -> str:
     return section.code[pointers] if pointers < len(section.code) else ""
 
 
+# "OpenCV(4.7.0) D:\a\opencv-python\…\arithm.cpp:652: error: " in front of OpenCV's message:
+# the path fills the shown error before "(-215:Assertion failed) …" (seventh round).
+_OPENCV_LOCATION = re.compile(
+    r"OpenCV\([^()\s]{1,30}\)[ \t]+\S{0,400}?:-?\d{1,6}:[ \t]+error:[ \t]+"
+)
+
+
 def _error_message(error: str) -> str:
-    """The error as the summary shows it: without its "Error:" label and its backticks."""
+    """The error as the summary shows it: without its "Error:" label, OpenCV's source
+    location and its backticks."""
     shown = error[6:].lstrip() if error.lower().startswith("error:") else error
+    if "OpenCV(" in shown:
+        shown = _OPENCV_LOCATION.sub("", shown, count=1)
     return shown.replace("`", "")
 
 
@@ -1242,6 +1281,79 @@ def _ask(parsed: ParsedIssue, statement: str) -> str:
     return ""
 
 
+# The key specific a statement is followed by when there is room (seventh round: "the key
+# specific is missing", "the title restated"): a later sentence with a contrast or a measured
+# comparison (:func:`_key_fact`), the value wanted ("`focal_loss1` should be `0.51168`"),
+# where it works ("The same code works on windows and the cap is set to 4k"), where it does
+# not happen ("Can't seem to repro with 1.81.1 stable"), what the other returns ("…, while
+# the C++ version returns [8400 x 1]").
+_SPECIFIC = re.compile(
+    r"\bshould (?:be|return|give|output|print|equal)[ \t]+[`'\"]?[-+(\[]?\d|"
+    r"\bworks? (?:fine |well |perfectly |correctly )?(?:on|in|with|under)[ \t]+(?:windows|linux|"
+    r"ubuntu|mac\w{0,4}|chrome|firefox|safari|python|cpu|gpu|v?\d)|"
+    r"\b(?:can't|cannot|can not|couldn't|could not|unable to)[ \t]+(?:seem to[ \t]+)?"
+    r"repro\w{0,8}[ \t]+(?:it[ \t]+)?(?:with|on|in)\b|"
+    r"\bwhile (?:the |my |it |this )?[^.;!?\n]{0,60}\b(?:returns?|gives?|shows?|prints?|"
+    r"outputs?)\b|"
+    r"\b(?:returns?|returned|gives?|gave|prints?|printed|outputs?|shows?|showed|equals?|"
+    r"becomes?|became|got|get)[ \t]+(?:only[ \t]+)?[`'\"]?(?:-?\d|\[|\(\d|nan\b|"
+    r"inf\b|none\b|null\b|undefined\b|true\b|false\b)",
+    re.I,
+)
+# One of these, or a digit, is in every _SPECIFIC match (a quick test before the pattern).
+_SPECIFIC_WORDS = (
+    "should ", "work", "repro", "while ", "nan", "inf", "none", "null", "undefined", "true",
+    "false", "[",
+)  # fmt: skip
+_SPECIFIC_ROLES = frozenset((PROBLEM, OTHER, ERROR))  # "Expected:" shows its own
+_EARLY_PRONOUN = re.compile(r"(?:[^\s.!?]{1,40}[ \t]+){0,3}(?:that|this|these|those|it)\b", re.I)
+SPECIFIC_MAX = 160  # a longer sentence is not added after the statement
+SPECIFIC_NEW_WORDS = 3  # content words it must add to the title and the statement
+
+
+def _specific_words(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in (*_KEY_WORDS, *_SPECIFIC_WORDS)) or bool(
+        _DIGIT.search(lowered)
+    )
+
+
+def _key_specific(parsed: ParsedIssue, statement: str) -> str:
+    """The first sentence after the statement that carries the key specific (a contrast,
+    the value wanted, where it works or does not happen), ``""`` when there is none."""
+    known = set(tokens(parsed.title)) | set(tokens(statement))
+    read = 0
+    for section in parsed.sections:
+        if section.role not in _SPECIFIC_ROLES:
+            continue
+        for paragraph in section.paragraphs:
+            if not _specific_words(paragraph[:PARAGRAPH_MAX]):
+                continue
+            before = ""
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
+                read += 1
+                if read > MAX_SENTENCES:
+                    return ""
+                written, before = before, sentence
+                if len(sentence) > SPECIFIC_MAX or _contains(statement, sentence):
+                    continue
+                if not _SPECIFIC.search(sentence) and (
+                    "instead" in sentence.lower() or not _key_fact(sentence, written)
+                ):
+                    continue  # "…fine with this being closed by assisting instead": an aside
+                sentence = _unmark(_drop_lead(sentence))
+                if not _informative(sentence, known) or is_dangling(sentence):
+                    continue
+                if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
+                    continue
+                if _EARLY_PRONOUN.match(sentence):
+                    continue  # "Only after that do we trigger…": about a sentence not shown
+                if len(set(tokens(sentence)) - known) >= SPECIFIC_NEW_WORDS:
+                    bare = _LEADING_CONNECTOR.sub("", sentence, count=1)
+                    return _ensure_period(_capitalise(bare))
+    return ""
+
+
 PROPOSAL_WORDS = 8  # a proposal this long that ends in a colon has said its point
 
 
@@ -1315,7 +1427,10 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
     """
     parsed = parse_issue(title or "", body or "", BODY_MAX)
     title = parsed.title
-    error = find_error(parsed) or _failure_line(parsed)
+    error = find_error(parsed)
+    if _LOCATION_ONLY.match(error):
+        error = ""  # autoconf's "error: in `/src/dir':" says where; the next line says what
+    error = error or _failure_line(parsed) or _logged_error(parsed)
     statement, role = _statement(parsed, error)
     if statement and role in (STEPS, STEPS_ASIDE) and title:
         # Steps alone do not say what is wrong: the title does.
@@ -1324,6 +1439,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         context = truncate(context, 140)
         context = context if context[-1:] in ".!?…" else f"{context}."
         statement = f"{context} {steps}" if context != "." else steps
+    specific = _key_specific(parsed, statement) if statement and role != STEPS else ""
     env = environment(parsed)
     expected = _expected(parsed)
     asked = _question(parsed, statement) if statement else ""
@@ -1332,7 +1448,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         asked = _capitalise(_ask(parsed, statement))
         if len(statement) + 1 + len(asked) > max_chars:
             asked = ""  # the statement is not cut for it
-    context = f"{title} {statement} {asked} {proposed}".replace("`", "")
+    context = f"{title} {statement} {asked} {proposed} {specific}".replace("`", "")
     if error and any(_contains(context, piece.replace("`", "")) for piece in _error_keys(error)):
         # Said already, unless the error goes on past what the title quotes of it.
         rest = _beyond_title(error, title)
@@ -1345,7 +1461,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
 
     lead = ""
     if statement:
-        has_extras = bool(error or env or expected or asked or proposed)
+        has_extras = bool(error or env or expected or asked or proposed or specific)
         lead = _fit(statement, MAIN_MAX if has_extras else max_chars)
     elif title:
         # "[DevTools Bug] Cannot add node…": the kind label is the type tag's to say.
@@ -1356,16 +1472,18 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         shown = _error_message(error)
         if shown.count("(") == shown.count(")") + 1 and len(shown) < ERROR_SHOWN:
             shown += ")"  # "Segmentation fault (core dumped": the pattern stops at a word
-        _place(slots, 2, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
+        _place(slots, 20, _ensure_period(f"Error: {truncate(shown, ERROR_SHOWN)}"), max_chars)
     if asked:
-        _place(slots, 1, asked, max_chars)
+        _place(slots, 10, asked, max_chars)
     elif proposed:
-        _place(slots, 1, _ensure_period(f"Proposed: {proposed}"), max_chars)
+        _place(slots, 10, _ensure_period(f"Proposed: {proposed}"), max_chars)
+    if specific and lead == statement:
+        _place(slots, 5, specific, max_chars)  # right after the statement it goes on from
     if env:
-        _place(slots, 4, f"({', '.join(env)})", max_chars)
+        _place(slots, 40, f"({', '.join(env)})", max_chars)
     refs = references(parsed)
     if refs and not _contains(f"{title} {statement}", refs.rstrip(".").rsplit("#", 1)[-1]):
-        _place(slots, 5, refs, max_chars)
+        _place(slots, 50, refs, max_chars)
     if statement and lead != statement and 0 in slots:
         # The statement was cut to make room: give it back what the others left.
         others = len(_joined({k: v for k, v in slots.items() if k != 0}))
@@ -1374,7 +1492,7 @@ def summarise(title: str, body: str, max_chars: int = SUMMARY_MAX) -> str:
         expected_text = _ensure_period(f"Expected: {_lower_first(expected)}")
         room = max_chars - len(_joined(slots)) - 1
         if room >= 40:
-            slots[3] = truncate(expected_text, room)
+            slots[30] = truncate(expected_text, room)
     summary = _joined(slots).strip()
     if not any(c.isalnum() for c in summary):
         summary = _fallback(body or "")  # "." for a title of "." says nothing
@@ -1520,6 +1638,45 @@ def _failure_line(parsed: ParsedIssue) -> str:
                 if sum(map(str.isalpha, sentence)) < 0.6 * len(sentence.replace(" ", "")):
                     continue  # a path or a hex dump
                 return truncate(sentence, ERROR_SHOWN)
+    return ""
+
+
+# A log record's own "Error:" (seventh round: "the key specific is missing"): journalctl's
+# "bitcoind[7207]: Error: Error parsing command line arguments: Invalid parameter
+# -daemonwait", autoconf's "configure: error: libdb_cxx headers missing", a line that starts
+# with it. After a record's lead (a "]", ":", ">" or ")" and a blank) or at a line's start,
+# never after a word ("I got this error: …" is _failure_line's, when it says what failed).
+_LOGGED_ERROR = re.compile(
+    r"(?:^|(?<=[\]:>)][ \t]))(?:Error|ERROR|error):[ \t]+(\S[^\n]{9,300})", re.M
+)
+# Where a log record joined into a paragraph ends: the next record's clock time ("…
+# -daemonwait abr 15 16:16:36 host systemd[1]: …"), or a journalctl "░░" line.
+_RECORD_END = re.compile(r"[ \t]+(?:(?=(?:\w{3,4}[ \t]+\d{1,2}[ \t]+)?\d{1,2}:\d\d:\d\d\b)|\u2591)")
+# "error: in `/bitcoin/bitcoin-cli':" says only where the failure happened, OpenCV's
+# "(-2:Unspecified error) in function 'cv::dnn::…'" only in which function.
+_LOCATION_ONLY = re.compile(
+    r"(?:error:[ \t]*)?(?:in [`'\"]?[^\s`'\"]{1,300}[`'\"]?:?$|"
+    r"\(-\d{1,4}:unspecified error\)[ \t]*in function\b)",
+    re.I,
+)
+LOGGED_READ = 20_000  # characters of each section read for a logged error
+
+
+def _logged_error(parsed: ParsedIssue) -> str:
+    """The message of the first log record that says "Error: …" in the issue's code or
+    prose (a log pasted without a fence is read as prose), ``""`` when none does."""
+    for section in parsed.sections:
+        if section.role in (IGNORE, ENV):
+            continue
+        for chunk in [*section.code, *section.paragraphs]:
+            if "rror:" not in chunk and "ERROR:" not in chunk:
+                continue
+            for match in _LOGGED_ERROR.finditer(chunk[:LOGGED_READ]):
+                message = _RECORD_END.split(match.group(1), 1)[0].strip()
+                if len(message.split()) < FAILURE_WORDS or _LOCATION_ONLY.match(message):
+                    continue
+                if not _NOT_FAILURE.search(message):  # "ERROR: CMake Warning at …": a label
+                    return truncate(message, ERROR_SHOWN)
     return ""
 
 

@@ -8,6 +8,7 @@ from app.config import SUMMARY_MAX
 from pipelines.providers.summary import (
     EMPTY,
     _beyond_title,
+    _key_specific,
     clean_body,
     is_dangling,
     is_prose,
@@ -1327,3 +1328,151 @@ def test_a_pasted_console_banner_is_never_the_statement() -> None:
     assert "rights reserved" not in summary
     assert "Microsoft Windows [Version" not in summary
     assert summary
+
+
+# ---- seventh round (issue 9): holdout7's complaints (setup over outcome, the key specific,
+# the title restated, the question) -------------------------------------------------------
+
+
+def test_what_went_wrong_beats_what_the_reporter_was_trying_to_do() -> None:
+    body = (
+        "Hi I was trying to cross compile the library for android. "
+        "My NDK version is 19 and API level is 28. "
+        "The make is crashing stating warning: libmediandk.so was not found."
+    )
+    summary = summarise("Warning: libmediandk.so not found when cross compiling", body)
+    assert summary.startswith("The make is crashing")
+    assert "trying to cross compile" not in summary
+
+
+def test_a_fresh_install_step_is_no_statement_over_the_title() -> None:
+    body = (
+        "### Current behaviour\n\nsegfault\n\n### Steps to reproduce\n\n"
+        "* Fresh install of Ubuntu Focal\n"
+        "* `apt install build-essential libtool autotools-dev automake pkg-config gcc-8 g++-8 "
+        "-y && ./autogen.sh && ./configure CC=gcc-8 CXX=g++-8 && make -j 4`\n"
+    )
+    summary = summarise("Daemon built with gcc-8 immediately segfaults", body)
+    assert "Fresh install" not in summary
+    assert summary.startswith("Daemon built with gcc-8 immediately segfaults.")
+
+
+def test_what_the_reporter_uses_still_counts_as_the_statement() -> None:
+    # "I am using X" names the component; only "trying / working on" is setup.
+    body = "I am using cvtColor to turn RGB into YUV422. The mode list has no BGR2YUV(422)."
+    assert summarise("Convert RGB to YUV422", body).startswith("I am using cvtColor")
+
+
+def test_an_apology_for_asking_here_is_not_the_statement() -> None:
+    body = (
+        "This is a question, so I apologize if this isn't the best place to ask.\n"
+        "I need the changed state inside the setInterval callback, so I cannot pass "
+        "setState a function?"
+    )
+    summary = summarise("Use a component's state within setInterval", body)
+    assert "apologize" not in summary
+    assert "setInterval callback" in summary
+
+
+def test_a_logged_error_record_pasted_without_a_fence_is_the_error() -> None:
+    body = (
+        "I keep getting this error when I run sudo systemctl start the daemon service.\n\n"
+        "abr 15 16:16:36 desktop daemon[7207]: Error: Error parsing command line arguments: "
+        "Invalid parameter -daemonwait\n"
+        "abr 15 16:16:36 desktop systemd[1]: daemon.service: Control process exited\n"
+    )
+    summary = summarise("Failed to start the daemon on Ubuntu 20.10", body)
+    assert "Error: Error parsing command line arguments: Invalid parameter -daemonwait." in summary
+    assert "16:16:36" not in summary
+
+
+def test_a_configure_error_that_only_says_where_gives_way_to_the_next() -> None:
+    body = (
+        "I get to this point every time I configure from source. What can I do?\n\n"
+        "```\nchecking whether std::filesystem needs -lc++fs... "
+        "configure: error: in `/src/daemon-cli':\n"
+        "configure: error: cannot figure out how to use std::filesystem\n```\n"
+    )
+    summary = summarise("./configure hangs", body)
+    assert "Error: cannot figure out how to use std::filesystem." in summary
+    assert "daemon-cli" not in summary
+
+
+def test_a_logged_label_before_a_warning_or_a_bare_error_code_is_no_error() -> None:
+    body = (
+        "The example does not build with the installed package.\n\n"
+        "ERROR:\nCMake Warning at /usr/local/lib/cmake/pkg/PkgConfig.cmake:116 (message):\n\n"
+        "```\nerror: (-2:Unspecified error) in function 'cv::dnn::handleNode'\n```\n"
+    )
+    assert "Error:" not in summarise("Cannot build the example", body)
+
+
+def test_a_statement_with_room_is_followed_by_where_it_works() -> None:
+    body = (
+        "### Detailed description\n\nI can not set the camera resolution to 4k with the normal "
+        "method:\n\n```\ncap = cv2.VideoCapture(0)\ncap.set(3, 3840)\n```\n\n"
+        "This prints:\n(1080, 1920, 3)\n\n"
+        "The same code works on windows and the capture is successfully set to 4k.\n"
+    )
+    summary = summarise("Can not set camera to 4k resolution", body)
+    assert summary.startswith("I can not set the camera resolution to 4k with the normal method.")
+    assert "The same code works on windows and the capture is successfully set to 4k." in summary
+
+
+def test_a_statement_with_room_is_followed_by_the_value_wanted_or_returned() -> None:
+    body = (
+        "### Current behavior?\n\n`BinaryFocalCrossentropy` computes the loss without the "
+        "`alpha`.\n\n```\nprint(loss(y, logits))\n```\n\nThe results are all 0.6932789.\n\n"
+        "`focal_loss1` in the code should be `0.51168`\n"
+    )
+    summary = summarise("BinaryFocalCrossentropy: alpha does not work", body)
+    assert "focal_loss1 in the code should be 0.51168." in summary
+    body = (
+        "I get the wrong matrix size for the inference result in the compiled C++ version. "
+        "Other models load and work fine.\n\nThe Python version does return the 1x8400x5 "
+        "size, while the C++ version returns [8400 x 1] with 5 channels."
+    )
+    summary = summarise("C++ version returns wrong matrix size for ONNX model", body)
+    assert summary.endswith("while the C++ version returns [8400 x 1] with 5 channels.")
+
+
+def test_an_added_specific_never_crowds_out_the_statement_nor_is_an_aside() -> None:
+    first = (
+        "Context providers are reset to their initial value when the server renders two "
+        "pages at the same time, and every page then shows the default theme and the default "
+        "locale and not the user's, which breaks the checkout page of our production shop."
+    )
+    body = (
+        f"### Describe the bug\n\n{first}\n\n### Additional context\n\nTo my understanding, "
+        "since the tree is wrapped in a provider, useContext should never return 0 in the server."
+    )
+    assert summarise("Context providers reset in SSR", body).startswith(first)
+    statement = "The cursor jumps to the end of the input when onChange rejects a change."
+    body = (
+        f"{statement}\n\nI'd be totally fine with this issue being closed by assisting "
+        "instead with the education of the general case."
+    )
+    assert _key_specific(parse_issue("Cursor jumps to end of input", body), statement) == ""
+
+
+def test_a_question_how_to_fix_it_gives_way_to_the_question_asked() -> None:
+    body = (
+        "Hi\nI just installing the library, and I trying this code: https://docs.example.org/x\n"
+        'But, i have an error : VS2022 can not found "common.hpp".\n\n'
+        "Someone know how to resolve this ? I need to replace it with another lib?\n\nThanks"
+    )
+    summary = summarise("common.hpp", body)
+    assert "how to resolve this" not in summary
+    assert summary.endswith("I need to replace it with another lib?")
+
+
+def test_opencvs_source_location_gives_its_room_to_the_message() -> None:
+    body = (
+        "Loading an image with imread and subtracting a tuple fails.\n\n```\n"
+        "cv2.error: OpenCV(4.7.0) D:\\a\\opencv-python\\opencv-python\\opencv\\modules\\core\\src"
+        "\\arithm.cpp:652: error: (-215:Assertion failed) type2 == CV_64F && (sz2.height == 1 "
+        "|| sz2.height == 4) in function 'cv::arithm_op'\n```\n"
+    )
+    summary = summarise("Subtracting a tuple from an image", body)
+    assert "Error: (-215:Assertion failed) type2 == CV_64F" in summary
+    assert "arithm.cpp" not in summary

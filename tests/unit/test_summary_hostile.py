@@ -106,6 +106,20 @@ HOSTILE_BODIES: dict[str, str] = {
     "measured lines": ("a takes 1ms\n\n" * BODY)[:BODY],
     "doubts about the place": ("I'm not sure where to put " + "a " * 40 + ", ") * 800,
     "attachment notes": ("Attached my " * BODY)[:BODY],
+    # Patterns of the seventh round: setup sentences, apologies for asking, logged errors.
+    "setup starts": ("I was trying to " * BODY)[:BODY],
+    "fresh installs": ("a fresh install " * BODY)[:BODY],
+    "question apologies": ("This is a question, " * BODY)[:BODY],
+    "logged errors": ("x]: Error: " * BODY)[:BODY],
+    "logged errors without an end": ("a]: error: " + "b " * BODY)[:BODY],
+    "record times": ("a]: Error: " + "ab 1 " * BODY)[:BODY],
+    "specific values": ("it should be 1 while x returns 2 " * BODY)[:BODY],
+    "where it works": ("The same code works on windows 10. " * BODY)[:BODY],
+    "while without a verb": ("while the " + "a " * BODY)[:BODY],
+    "how to fix questions": ("how can i solve the " * BODY)[:BODY],
+    "opencv locations": ("error: OpenCV(4.7.0) " + "a\\b" * BODY)[:BODY],
+    "opencv locations with lines": ("cv2.error: OpenCV(4) a:1 " * BODY)[:BODY],
+    "location-only errors": ("error: in `" + "a" * 300 + "`\n") * 150,
 }
 
 
