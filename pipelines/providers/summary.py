@@ -1211,6 +1211,27 @@ def _is_question(sentence: str) -> bool:
     return sentence.endswith("?")
 
 
+def _paragraph_sentences(
+    parsed: ParsedIssue,
+    roles: frozenset[str],
+    paragraph_may: Callable[[str], bool],
+    most: int | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Each sentence, with the one before it in its paragraph (``""`` for the first), of the
+    sections with one of ``roles``: the first ``most`` of each paragraph that
+    ``paragraph_may`` lets through (the others are not split at all)."""
+    for section in parsed.sections:
+        if section.role not in roles:
+            continue
+        for paragraph in section.paragraphs:
+            if not paragraph_may(paragraph[:PARAGRAPH_MAX]):
+                continue
+            before = ""
+            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:most]:
+                yield before, sentence
+                before = sentence
+
+
 def _later_sentences(
     parsed: ParsedIssue,
     paragraph_may: Callable[[str], bool],
@@ -1218,22 +1239,16 @@ def _later_sentences(
     most: int | None = None,
 ) -> Iterator[str]:
     """The sentences ``sentence_is`` picks in the sections a question or an ask is written in
-    (the first ``most`` of each paragraph that ``paragraph_may`` lets through, unsplit
-    otherwise), at most ``_LATER_READ`` of them, each without its lead and markup."""
+    (see :func:`_paragraph_sentences`), at most ``_LATER_READ`` of them, each without its
+    lead and markup."""
     read = 0
-    for section in parsed.sections:
-        if section.role not in _QUESTION_ROLES:
+    for _, sentence in _paragraph_sentences(parsed, _QUESTION_ROLES, paragraph_may, most):
+        if not sentence_is(sentence):
             continue
-        for paragraph in section.paragraphs:
-            if not paragraph_may(paragraph[:PARAGRAPH_MAX]):
-                continue  # most paragraphs: not split at all
-            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:most]:
-                if not sentence_is(sentence):
-                    continue
-                read += 1
-                if read > _LATER_READ:
-                    return
-                yield _unmark(_drop_lead(sentence))
+        read += 1
+        if read > _LATER_READ:
+            return
+        yield _unmark(_drop_lead(sentence))
 
 
 def _question(parsed: ParsedIssue, statement: str) -> str:
@@ -1322,35 +1337,26 @@ def _key_specific(parsed: ParsedIssue, statement: str) -> str:
     """The first sentence after the statement that carries the key specific (a contrast,
     the value wanted, where it works or does not happen), ``""`` when there is none."""
     known = set(tokens(parsed.title)) | set(tokens(statement))
-    read = 0
-    for section in parsed.sections:
-        if section.role not in _SPECIFIC_ROLES:
+    sentences = _paragraph_sentences(parsed, _SPECIFIC_ROLES, _specific_words, MAX_SENTENCES)
+    for read, (written, sentence) in enumerate(sentences, 1):
+        if read > MAX_SENTENCES:
+            return ""
+        if len(sentence) > SPECIFIC_MAX or _contains(statement, sentence):
             continue
-        for paragraph in section.paragraphs:
-            if not _specific_words(paragraph[:PARAGRAPH_MAX]):
-                continue
-            before = ""
-            for sentence in split_sentences(paragraph[:PARAGRAPH_MAX])[:MAX_SENTENCES]:
-                read += 1
-                if read > MAX_SENTENCES:
-                    return ""
-                written, before = before, sentence
-                if len(sentence) > SPECIFIC_MAX or _contains(statement, sentence):
-                    continue
-                if not _SPECIFIC.search(sentence) and (
-                    "instead" in sentence.lower() or not _key_fact(sentence, written)
-                ):
-                    continue  # "…fine with this being closed by assisting instead": an aside
-                sentence = _unmark(_drop_lead(sentence))
-                if not _informative(sentence, known) or is_dangling(sentence):
-                    continue
-                if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
-                    continue
-                if _EARLY_PRONOUN.match(sentence):
-                    continue  # "Only after that do we trigger…": about a sentence not shown
-                if len(set(tokens(sentence)) - known) >= SPECIFIC_NEW_WORDS:
-                    bare = _LEADING_CONNECTOR.sub("", sentence, count=1)
-                    return _ensure_period(_capitalise(bare))
+        if not _SPECIFIC.search(sentence) and (
+            "instead" in sentence.lower() or not _key_fact(sentence, written)
+        ):
+            continue  # "…fine with this being closed by assisting instead": an aside
+        sentence = _unmark(_drop_lead(sentence))
+        if not _informative(sentence, known) or is_dangling(sentence):
+            continue
+        if _POINTS_AT.search(sentence) or _INTRODUCES.search(sentence):
+            continue
+        if _EARLY_PRONOUN.match(sentence):
+            continue  # "Only after that do we trigger…": about a sentence not shown
+        if len(set(tokens(sentence)) - known) >= SPECIFIC_NEW_WORDS:
+            bare = _LEADING_CONNECTOR.sub("", sentence, count=1)
+            return _ensure_period(_capitalise(bare))
     return ""
 
 
