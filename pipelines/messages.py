@@ -122,7 +122,27 @@ def send_stage(
         app.producer_or_acquire(producer) as pooled,
         pooled.connection._reraise_as_library_errors(),
     ):
-        app.amqp.send_task_message(pooled, name, message, queue=TASK_ROUTES[name]["queue"])
+        app.amqp.send_task_message(
+            pooled,
+            name,
+            message,
+            queue=TASK_ROUTES[name]["queue"],
+            declare=_declare(pooled.connection),
+        )
+
+
+def _declare(connection: Connection) -> list[Any] | None:
+    """What a publish declares first: Celery's default (the queue: None), or nothing on
+    Redis.
+
+    A stage goes to the anonymous exchange, routed by its queue's name; on Redis that is an
+    LPUSH onto the list of that name (kombu's ``Channel.basic_publish``), which no binding
+    and no declaration changes. Kombu's ``maybe_declare`` would find the queue declared
+    already, yet it copies and binds the ``Queue`` first, on every publish: some 15-20 %
+    of a publish's CPU. On RabbitMQ the declaration stays: a message routed to a queue
+    that does not exist yet is dropped.
+    """
+    return [] if connection.transport.driver_type == "redis" else None
 
 
 def send_next_stage(

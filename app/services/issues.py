@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Connection, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app import search
@@ -50,6 +50,14 @@ WITH issue AS (
 SELECT id FROM issue
 """
 
+# How a statement given as driver SQL is run on a connection; returns its ``CursorResult``.
+RunSql = Callable[[Connection, str, Mapping[str, Any]], Any]
+
+
+def run_as_text(connection: Connection, sql: str, params: Mapping[str, Any]) -> Any:
+    """The statement sent as text, parsed and planned by PostgreSQL each time."""
+    return connection.exec_driver_sql(sql, dict(params))
+
 
 def create_issue_with_run(
     *,
@@ -58,10 +66,13 @@ def create_issue_with_run(
     run_id: str,
     stages: Sequence[StageSpec],
     dispatched: bool = True,
+    run_sql: RunSql = run_as_text,
 ) -> IssueRead:
     """Insert a new issue with its first run (``run_id``, three ``stages``) and return it
     as the API shows it, in the caller's transaction. ``dispatched=False`` records the run
     in the outbox until its send is confirmed (``pipelines.dispatch.create_and_start``).
+    ``run_sql`` runs the PostgreSQL statement: ``POST /issues`` passes
+    ``pipelines.prepared.execute``, which prepares it once per database connection.
 
     This is ``create_issue`` + ``record_run`` for the hottest route (``POST /issues``)
     without ORM objects: on PostgreSQL one statement (``_INSERT_ISSUE_WITH_RUN``), which
@@ -85,9 +96,7 @@ def create_issue_with_run(
                 f"queue{position}": spec.queue,
                 f"task{position}": spec.task_id,
             }
-        issue_id: int = (
-            session.connection().exec_driver_sql(_INSERT_ISSUE_WITH_RUN, params).scalar_one()
-        )
+        issue_id: int = run_sql(session.connection(), _INSERT_ISSUE_WITH_RUN, params).scalar_one()
     else:
         issue_id = session.execute(
             insert(Issue).returning(Issue.id),

@@ -447,9 +447,14 @@ throughput follows CPU. `scripts/bench/pipeline --count-sql` counts the statemen
 DIR` where the rest goes.
 
 `POST /issues` is one database round trip (the issue, its run and the three stages in one
-INSERT with data-modifying CTEs, on an autocommit pool: no BEGIN, no COMMIT) and one LPUSH
-of a message that carries only what a worker and Flower read (no empty Celery headers, no
-RPC reply fields): about 1 KB, which is also what a queued run costs in Redis. Its CPU in
+INSERT with data-modifying CTEs, on an autocommit pool: no BEGIN, no COMMIT; a prepared
+statement, so PostgreSQL parses and plans it once per connection: about 280 µs of backend
+CPU instead of 400-450 µs as text) and one LPUSH of a message that carries only what a
+worker and Flower read (no empty Celery headers, no RPC reply fields): about 1 KB, which
+is also what a queued run costs in Redis. On Redis a publish declares no queue (the
+anonymous exchange is an LPUSH onto the queue's list; kombu's `maybe_declare` copied and
+bound the queue on every publish, some 15-20 % of the publish's CPU), for every stage's
+message as for this one. Its CPU in
 uvicorn is below the BackgroundTasks endpoint's, which commits and then reads the issue
 back. Its p99 at a steady rate follows whatever else the two cores run at that moment
 and how long the disk takes to make a commit durable (each `POST /issues` waits for its
