@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,17 +15,21 @@ from app.tracing import trace_engine
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str, *, durable: bool = True, settings: Sequence[str] = (), **kwargs: Any
+) -> Engine:
     """An engine for ``url``; SQLite is set up for several processes writing at once.
 
     No pre-ping: it costs a round trip per checkout, and a connection that died with its
     server fails its first statement instead, which the API answers with 503 and a stage
     retries. ``durable=False`` (PostgreSQL) commits without waiting for the WAL flush: for
     progress marks that a database crash may lose without harm, never for results.
+    ``settings``: more PostgreSQL settings for its sessions (``name=value``).
     """
     if make_url(url).get_backend_name() != "sqlite":
-        if not durable:
-            kwargs.setdefault("connect_args", {"options": "-c synchronous_commit=off"})
+        options = [*([] if durable else ["synchronous_commit=off"]), *settings]
+        if options:
+            kwargs.setdefault("connect_args", {"options": " ".join(f"-c {o}" for o in options)})
         # Room for every thread FastAPI runs sync routes in (40): none waits for a
         # connection, none is opened and closed per request. Connections open lazily.
         kwargs.setdefault("pool_size", 20)
@@ -62,17 +66,19 @@ def make_engine(url: str, *, durable: bool = True, **kwargs: Any) -> Engine:
     return engine
 
 
-def make_autocommit_engine(url: str, engine: Engine, *, durable: bool = True) -> Engine:
+def make_autocommit_engine(
+    url: str, engine: Engine, *, durable: bool = True, settings: Sequence[str] = ()
+) -> Engine:
     """An engine for single statements, each its own transaction: one round trip each.
 
     On PostgreSQL a pool of its own in autocommit, so a read or a one-row mark is sent
-    alone, without BEGIN and COMMIT (or ROLLBACK) around it; ``durable`` as in
-    ``make_engine``. SQLite has no round trips to save: ``engine`` itself, whose
+    alone, without BEGIN and COMMIT (or ROLLBACK) around it; ``durable`` and ``settings``
+    as in ``make_engine``. SQLite has no round trips to save: ``engine`` itself, whose
     ``begin()`` blocks stay transactions.
     """
     if make_url(url).get_backend_name() == "sqlite":
         return engine
-    autocommit = make_engine(url, durable=durable, isolation_level="AUTOCOMMIT")
+    autocommit = make_engine(url, durable=durable, settings=settings, isolation_level="AUTOCOMMIT")
     event.listen(autocommit, "before_cursor_execute", _send_begin_along, retval=True)
     return autocommit
 

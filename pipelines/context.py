@@ -26,6 +26,14 @@ from pipelines.queues import Stage
 from pipelines.ratelimit import TokenBucket
 from pipelines.stopwatch import StopWatch
 
+# The mark buffer's flush (its own pool: one connection, its thread's) looks its rows up
+# by primary key, never by a sequential scan. Its statement is prepared once per connection
+# and PostgreSQL plans it once, for the tables as they were then: a connection that
+# prepared it while they were nearly empty would otherwise keep scanning them whole as they
+# grow, as long as no ANALYZE comes to replan it (autovacuum off, as on this machine's
+# server). Only the flush runs on this pool.
+FLUSH_SETTINGS = ("enable_seqscan=off",)
+
 
 @dataclass
 class WorkerContext:
@@ -65,7 +73,12 @@ class WorkerContext:
         progress = ProgressPublisher.from_settings(settings)
         marks = None
         if single_engine is not marks_engine:  # PostgreSQL: a round trip per mark to save
-            marks = MarkBuffer(single_engine, on_written=progress.changed_many)
+            marks = MarkBuffer(
+                make_autocommit_engine(
+                    settings.database_url, marks_engine, durable=False, settings=FLUSH_SETTINGS
+                ),
+                on_written=progress.changed_many,
+            )
         return cls(
             settings=settings,
             engine=engine,
@@ -95,6 +108,8 @@ class WorkerContext:
                 self.marks.close()  # after a fork the parent's marks are left to it
             self.engine.dispose(close=close_connections)
             self.marks_engine.dispose(close=close_connections)
+            if self.marks is not None:
+                self.marks.engine.dispose(close=close_connections)
             if self.single_engine is not self.marks_engine:
                 self.single_engine.dispose(close=close_connections)
             if close_connections:

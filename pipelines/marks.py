@@ -75,32 +75,39 @@ FINISH_ROWS = """json_to_recordset(%(finished)s::json) AS v(
         position int, started_at timestamptz, finished_at timestamptz, result json,
         prompt int, completion int, cached bool)"""
 
-# One statement for any number of marks: each kind of mark travels as one JSON list
-# (json_to_recordset), so its text is the same for every flush and it is prepared once per
-# connection (``pipelines.prepared``; arrays would be sent inline, ``ARRAY[...]``, a new
-# text, parse and plan for every count of marks). Returns the runs it changed. The issues
-# are updated first (``running`` is read first), then the stages, as every writer locks
-# them.
-_FLUSH_SQL = f"""
+# One statement for any number of marks: each kind of mark travels as one JSON list, so
+# its text is the same for every flush and it is prepared once per connection
+# (``pipelines.prepared``; arrays would be sent inline, ``ARRAY[...]``, a new text, parse
+# and plan for every count of marks). Returns the runs it changed. The issues are updated
+# first (``running`` is read first), then the stages, as every writer locks them.
+# A list's rows come from ``issueflow_rows`` (migration 0060), which the planner takes for
+# one row, so each UPDATE looks its rows up by primary key; joined to json_to_recordset
+# (100 rows to the planner) they were hash joins over a sequential scan of the whole table
+# in the prepared statement's generic plan, a cost that grew with the tables. The
+# issue's status is tested as ``(...) IS TRUE`` (the same test) so that it is not an index
+# condition: the issue is found by its id, not among every pending issue by the
+# ``(enrichment_status, id)`` index.
+FLUSH_SQL = f"""
 WITH running AS (
     UPDATE issues AS i
     SET enrichment_status = '{EnrichmentStatus.RUNNING.value}', updated_at = now()
-    FROM json_to_recordset(%(issues)s::json) AS v(issue_id int, run_id varchar)
+    FROM issueflow_rows(%(issues)s::json) AS e,
+        json_to_record(e) AS v(issue_id int, run_id varchar)
     WHERE i.id = v.issue_id AND i.enrichment_task_id = v.run_id
-      AND i.enrichment_status = '{EnrichmentStatus.PENDING.value}'
+      AND (i.enrichment_status = '{EnrichmentStatus.PENDING.value}') IS TRUE
     RETURNING v.run_id
 ), started AS (
     UPDATE enrichment_stages AS s
     SET state = '{TaskState.STARTED.value}', started_at = v.started_at, retry_at = NULL
-    FROM json_to_recordset(%(starts)s::json)
-        AS v(run_id varchar, position int, started_at timestamptz)
+    FROM issueflow_rows(%(starts)s::json) AS e,
+        json_to_record(e) AS v(run_id varchar, position int, started_at timestamptz)
     WHERE s.run_id = v.run_id AND s.position = v.position
       AND s.state IN ('{TaskState.PENDING.value}', '{TaskState.RETRY.value}')
     RETURNING s.run_id
 ), finished AS (
     UPDATE enrichment_stages AS s
     SET {FINISH_SET}
-    FROM json_to_recordset(%(finished)s::json) AS v(
+    FROM issueflow_rows(%(finished)s::json) AS e, json_to_record(e) AS v(
         run_id varchar, position int, started_at timestamptz, finished_at timestamptz,
         result json, prompt int, completion int, cached bool)
     WHERE s.run_id = v.run_id AND {FINISH_WHERE}
@@ -202,6 +209,11 @@ class MarkBuffer:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the flushes write with."""
+        return self._engine
 
     def started(self, run_id: str, position: int, at: datetime, *, issue_id: int | None) -> None:
         """The stage started ``at``; ``issue_id``: its issue turns running (summarise)."""
@@ -305,7 +317,7 @@ class MarkBuffer:
                         runs = {
                             row[0]
                             for row in prepared.execute(
-                                connection, _FLUSH_SQL, flush_params(starts, issues, finishes)
+                                connection, FLUSH_SQL, flush_params(starts, issues, finishes)
                             )
                         }
                 except Exception:

@@ -29,7 +29,7 @@ _INFO_KEY = "issueflow_prepared"
 
 
 @lru_cache(maxsize=64)
-def _forms(sql: str) -> tuple[str, str]:
+def statement_forms(sql: str) -> tuple[str, str]:
     """``PREPARE`` and ``EXECUTE`` text for ``sql`` (psycopg2's ``%(name)s`` parameters)."""
     names: list[str] = []
 
@@ -49,7 +49,7 @@ def _forms(sql: str) -> tuple[str, str]:
 def execute(connection: Connection, sql: str, params: Mapping[str, Any]) -> Any:
     """``connection.exec_driver_sql(sql, params)``, with ``sql`` prepared on this
     connection's first use of it (PostgreSQL). Returns its ``CursorResult``."""
-    prepare, run = _forms(sql)
+    prepare, run = statement_forms(sql)
     prepared: set[str] = connection.info.setdefault(_INFO_KEY, set())
     if prepare not in prepared:
         connection.exec_driver_sql(prepare)

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from app.db import make_autocommit_engine, make_engine
 from app.models import EnrichmentRun, EnrichmentStage, Issue, IssueTag, utcnow
+from pipelines import prepared
 from pipelines.bookkeeping import (
     StaleRun,
     begin_stage_behind,
@@ -28,8 +29,9 @@ from pipelines.bookkeeping import (
     persist_result,
     retry_stage,
 )
+from pipelines.context import FLUSH_SETTINGS
 from pipelines.deliveries import StageDone, StageHeld
-from pipelines.marks import Finish, MarkBuffer, finish_rows
+from pipelines.marks import FLUSH_SQL, Finish, MarkBuffer, finish_rows, flush_params
 from pipelines.queues import Stage
 from tests.conftest import create_migrated_database, drop_database
 
@@ -237,6 +239,42 @@ def test_a_retry_takes_the_start_mark_and_leaves_the_issue_mark(
     first = stage_rows(engine, "run-1")[0]
     assert (first.state, first.started_at) == ("RETRY", started)
     assert issue_status(engine, 1) == "running"
+
+
+def test_a_flush_finds_its_rows_by_key_in_a_plan_made_while_the_tables_were_empty(
+    engine: Engine,
+) -> None:
+    # The flush's pool as WorkerContext builds it; its plan made generic at once, on tables
+    # as empty as a new deployment's, and kept as they grow (no ANALYZE replans it).
+    url = engine.url.render_as_string(hide_password=False)
+    flushing = make_autocommit_engine(
+        url, engine, durable=False, settings=(*FLUSH_SETTINGS, "plan_cache_mode=force_generic_plan")
+    )
+    buffer = MarkBuffer(flushing, interval=3600)
+    add_run(engine, 1, "run-1")
+    buffer.started("run-1", 0, utcnow(), issue_id=1)
+    buffer.finished("run-1", 1, Finish(finished_at=utcnow(), result={"summary": "s"}))
+    assert buffer.flush() == 1
+    for issue_id in range(2, 302):
+        add_run(engine, issue_id, f"run-{issue_id}")
+    params = flush_params(
+        {("run-300", 0): utcnow()},
+        {"run-300": 300},
+        {("run-300", 1): Finish(finished_at=utcnow(), result={"summary": "s"})},
+    )
+    with flushing.connect() as connection:
+        assert connection.info.get("issueflow_prepared")  # the connection that planned it
+        plan = "\n".join(
+            row[0]
+            for row in connection.exec_driver_sql(
+                "EXPLAIN " + prepared.statement_forms(FLUSH_SQL)[1], params
+            )
+        )
+    buffer.close()
+    flushing.dispose()
+    assert "Seq Scan" not in plan
+    assert "Index Scan using pk_issues" in plan
+    assert plan.count("Index Scan using pk_enrichment_stages") == 2
 
 
 def test_a_failed_flush_keeps_its_marks_for_the_next(engine: Engine) -> None:
