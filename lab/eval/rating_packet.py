@@ -169,24 +169,27 @@ def write_packet(
             "id": row["id"],
             "label": sampled["label"],
         }
-        letters = _letters(row["id"], {w: texts_[n - 1] for w, texts_ in written.items()})
+        letters = _letters(row["id"], {writer: given[n - 1] for writer, given in written.items()})
         shown[row["id"]] = letters
         if len(letters) == 1:
             lines += [f"**Summary:** {written['current'][n - 1]}", ""]
             answer |= {"rating": None, "adds_info": None}
-        for letter, writers in letters.items() if len(letters) > 1 else ():
-            text = written[writers[0]][n - 1]
-            lines += [f"**Summary {letter.upper()}:** {text}", ""]
-            answer |= {f"rating_{letter}": None, f"adds_info_{letter}": None}
+        else:
+            for letter, writers in letters.items():
+                lines += [f"**Summary {letter.upper()}:** {written[writers[0]][n - 1]}", ""]
+                answer |= {f"rating_{letter}": None, f"adds_info_{letter}": None}
         answers.append(answer | {"title_rating": None, "topics": [], "note": ""})
     (out / "packet.md").write_text("\n".join(lines), encoding="utf-8")
     (out / "answers.jsonl").write_text(
         "".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8"
     )
     if len(written) > 1:
-        names = {"baseline": baseline[0] if baseline else None}
-        names["reference"] = reference[0] if reference else None
-        (out / "key.json").write_text(json.dumps(names | {"shown": shown}, indent=1))
+        key = {
+            "baseline": baseline[0] if baseline else None,
+            "reference": reference[0] if reference else None,
+            "shown": shown,
+        }
+        (out / "key.json").write_text(json.dumps(key, indent=1))
     return len(chosen)
 
 
