@@ -69,6 +69,7 @@ class Scenario:
     results: bool = True  # tracked: CELERY_RESULT_BACKEND set (the default); bare: backend on
     sent_event: bool = False  # bare only; the tracked app sends none (CELERY_SEND_SENT_EVENT)
     provider: str = "noop"  # tracked only: ENRICH_PROVIDER
+    floor: bool = False  # bare only: a PostgreSQL row per run, INSERTed and UPDATEd (BENCH_FLOOR_DSN)
 
 
 SCENARIOS = {
@@ -102,6 +103,22 @@ SCENARIOS = {
             sent_event=True,
         ),
         Scenario("bare-pq", "bare chain, per-queue workers, results on", "bare", "per-queue"),
+        Scenario(
+            "floor",
+            "floor: bare chain, 1 worker, results off, a row per run (INSERT, UPDATE)",
+            "bare",
+            "one",
+            results=False,
+            floor=True,
+        ),
+        Scenario(
+            "floor-pq",
+            "floor: bare chain, per-queue workers, results off, a row per run",
+            "bare",
+            "per-queue",
+            results=False,
+            floor=True,
+        ),
     ]
 }
 
@@ -157,7 +174,14 @@ class Bench:
             "BENCH_BARE_RESULTS": "on" if scenario.results else "off",
             "BENCH_BARE_SENT_EVENT": "1" if scenario.sent_event else "0",
             "BENCH_PROBE_URL": self.probe.url(0),
+            **({"BENCH_FLOOR_DSN": self.floor_dsn()} if scenario.floor else {}),
         }
+
+    def floor_dsn(self) -> str:
+        """The benchmark's database as a libpq URL (psycopg2's, no SQLAlchemy driver name)."""
+        if self.args.db != "postgres":
+            raise SystemExit("the floor scenarios need --db postgres")
+        return self.db.url.replace("postgresql+psycopg2://", "postgresql://", 1)
 
     def start_workers(self, scenario: Scenario) -> dict[str, subprocess.Popen[bytes]]:
         module = "app.celery_app" if scenario.kind == "tracked" else "bare_tasks"
@@ -625,6 +649,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("tracked-nobackend", "bare-noresults"),
         ("tracked-pq", "tracked"),
         ("tracked-local-pq", "bare-pq"),
+        ("floor", "bare"),
+        ("floor-pq", "bare-pq"),
+        ("tracked", "floor"),
+        ("tracked-pq", "floor-pq"),
     ]
     ratio_rows = []
     for a, b in pairs:

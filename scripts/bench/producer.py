@@ -10,7 +10,8 @@ reads one JSON command per line on stdin and answers one JSON line on stdout:
 
 ``tracked`` does what ``POST /issues`` does, minus HTTP: per issue,
 ``pipelines.dispatch.create_and_start`` on an autocommit session (issue, run and stages in
-one statement, then the chain published). ``bare`` publishes ``bare_tasks``' stock chain.
+one statement, then the chain published). ``bare`` publishes ``bare_tasks``' stock chain
+(with ``BENCH_FLOOR_DSN``, the floor: a row INSERTed per run first).
 
 Imports and connections happen once, before the first command, so a measurement never
 includes them.
@@ -48,8 +49,11 @@ def tracked_publisher() -> Callable[[str, int], int]:
 def bare_publisher() -> Callable[[str, int], int]:
     import bare_tasks
 
+    if bare_tasks.FLOOR_DSN is not None:
+        bare_tasks.reset_floor()
+
     def publish(tag: str, i: int) -> int:
-        bare_tasks.send(time.time())
+        bare_tasks.send(time.time(), f"bench {tag} {i}: settings page hangs on save", ISSUE_BODY)
         return i
 
     return publish
