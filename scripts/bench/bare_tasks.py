@@ -119,9 +119,7 @@ def tag(published: Any) -> Any:
 def persist(published: Any) -> Any:
     if FLOOR_DSN is not None:
         published, run_id = published
-        floor_cursor().execute(
-            "EXECUTE floor_finish(%s, %s, %s)", (run_id, "summary", '["bug"]')
-        )
+        floor_cursor().execute("EXECUTE floor_finish(%s, %s, %s)", (run_id, "summary", '["bug"]'))
     probe().rpush(DONE_KEY, f"{published} {time.time()}")
     return published
 

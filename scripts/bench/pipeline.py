@@ -69,7 +69,7 @@ class Scenario:
     results: bool = True  # tracked: CELERY_RESULT_BACKEND set (the default); bare: backend on
     sent_event: bool = False  # bare only; the tracked app sends none (CELERY_SEND_SENT_EVENT)
     provider: str = "noop"  # tracked only: ENRICH_PROVIDER
-    floor: bool = False  # bare only: a PostgreSQL row per run, INSERTed and UPDATEd (BENCH_FLOOR_DSN)
+    floor: bool = False  # bare only: a PostgreSQL row per run, written twice (BENCH_FLOOR_DSN)
 
 
 SCENARIOS = {

@@ -47,7 +47,7 @@ def commands(args: argparse.Namespace) -> dict[str, list[str]]:
             "--rounds",
             str(args.rounds),
             "--scenarios",
-            "tracked,bare,tracked-pq,bare-pq,tracked-local-pq",
+            "tracked,bare,tracked-pq,bare-pq,tracked-local-pq,floor,floor-pq",
         ],
         "api": [
             "api.py",
@@ -68,6 +68,57 @@ def floor_p99(apps: dict[str, list[dict[str, Any]]]) -> str:
     if "floor" not in apps:
         return ""
     return f"; insert-only floor {median([r['steady']['p99_ms'] for r in apps['floor']]):.1f} ms"
+
+
+def floor_section(by_key: dict[str, list[dict[str, Any]]]) -> str:
+    """What the floor scenarios (``floor``, ``floor-pq``) say, when the run measured them."""
+    if "floor" not in by_key or "floor-pq" not in by_key:
+        return ""
+
+    def med(key: str, name: str) -> float:
+        return median([r[name] for r in by_key[key]])
+
+    def cpu(key: str, part: str) -> float:
+        return median([r["cpu_ms"][part] for r in by_key[key]])
+
+    def ratios(a: str, b: str) -> str:
+        return (
+            f"{ratio(med(a, 'chains_per_s'), med(b, 'chains_per_s'))} the chains/s, "
+            f"{ratio(med(a, 'cpu_ms_per_chain'), med(b, 'cpu_ms_per_chain'))} the CPU"
+        )
+
+    return f"""
+### The floor: what recording a run costs
+
+The `floor` scenarios are the stock chain with its result backend off and the least a
+chain whose runs are recorded in a database could write: one row per run, INSERTed by the
+producer before it publishes and UPDATEd to `SUCCESS` with a result by the last task, each
+a prepared autocommit statement on raw psycopg2, durable (`scripts/bench/bare_tasks.py`,
+`BENCH_FLOOR_DSN`). No stage rows, no progress, no check that the run is still wanted,
+no read of the issue's text. Against the stock chain the floor runs at {ratios("floor", "bare")}
+with one worker, {ratios("floor-pq", "bare-pq")} per queue: two statements per chain cost
+about what the result backend does, and the goal is within reach of a chain that writes
+no more than that. issueflow runs at {ratios("tracked", "floor")} of the floor with one
+worker ({ratios("tracked-pq", "floor-pq")} per queue): PostgreSQL's CPU per chain
+{cpu("tracked", "postgres"):.2f} ms against the floor's {cpu("floor", "postgres"):.2f}, the
+workers' {cpu("tracked", "workers"):.2f} against {cpu("floor", "workers"):.2f}.
+
+The difference is what the contract asks a run to record beyond the floor: the issue and
+its three stage rows written with the run (`GET /tasks/<id>` answers every stage's state
+in one round trip, and `issueflow recover` resumes a stalled run from its first
+unfinished stage), summarise's read of the issue's text (a queued message carries ids,
+not the text: a queued run costs about 1 KB of Redis whatever the issue's size), tag's
+read and finish (the checks that a run cancelled or superseded meanwhile calls no
+further provider and never runs persist), and persist's transaction (its locks, the
+issue's summary, tags and state, the run's and the stage's). Measured once on
+2026-12-01 with a patch that dropped tag's two statements altogether (its input carried
+in its message, its marks written behind, no check for a cancelled run: not kept, it
+gives up the cancel and duplicate-delivery guarantees), the chain ran at 0.89x the stock
+chain with one worker and 0.85x per queue, CPU 1.16x: not enough either. Reaching the
+stock chain's throughput and CPU needs a chain that writes about two statements per run,
+which means per-stage progress kept outside PostgreSQL, and then `GET /tasks/<id>` would
+no longer answer in one round trip.
+"""
 
 
 def shown(command: list[str]) -> str:
@@ -150,26 +201,39 @@ def render(args: argparse.Namespace) -> None:
     def figure(key: str, name: str) -> Bar:
         return spread([r[name] for r in by_key[key]])
 
-    layouts = [("one worker", "tracked", "bare"), ("per-queue workers", "tracked-pq", "bare-pq")]
+    # The floor (a row per run, two statements) when the run measured it.
+    floors = "floor" in by_key and "floor-pq" in by_key
+    layouts = [
+        ("one worker", ["tracked", "bare", *(["floor"] if floors else [])]),
+        ("per-queue workers", ["tracked-pq", "bare-pq", *(["floor-pq"] if floors else [])]),
+    ]
     (IMAGES / "perf-chains.svg").write_text(
         bar_chart(
             "Chains per second (median of rounds; whiskers: lowest and highest)",
             "chains/s",
-            [layout for layout, _, _ in layouts],
-            ["issueflow", "stock Celery chain"],
-            [[figure(a, "chains_per_s"), figure(b, "chains_per_s")] for _, a, b in layouts],
+            [layout for layout, _ in layouts],
+            ["issueflow", "stock Celery chain", *(["floor: a row per run"] if floors else [])],
+            [[figure(key, "chains_per_s") for key in keys] for _, keys in layouts],
         )
     )
     parts = ["producer", "workers", "redis", "postgres"]
+    cpu_groups = [
+        ("issueflow", "tracked"),
+        ("stock chain", "bare"),
+        *([("floor", "floor")] if floors else []),
+        ("issueflow, per queue", "tracked-pq"),
+        ("stock, per queue", "bare-pq"),
+        *([("floor, per queue", "floor-pq")] if floors else []),
+    ]
     (IMAGES / "perf-cpu.svg").write_text(
         bar_chart(
             "CPU ms per chain, by process (median of rounds)",
             "ms per chain",
-            ["issueflow", "stock chain", "issueflow, per queue", "stock, per queue"],
+            [label for label, _ in cpu_groups],
             parts,
             [
                 [Bar(median([r["cpu_ms"][p] for r in by_key[key]])) for p in parts]
-                for key in ("tracked", "bare", "tracked-pq", "bare-pq")
+                for _, key in cpu_groups
             ],
         )
     )
@@ -283,6 +347,16 @@ def document(
             f"| {med(b, 'cpu_ms_per_chain'):.1f} "
             f"| {ratio(med(a, 'cpu_ms_per_chain'), med(b, 'cpu_ms_per_chain'))} | ≤ 1.0x |"
         )
+    if "floor" in by_key and "floor-pq" in by_key:
+        for layout, a, b in (("one worker", "floor", "bare"), ("per queue", "floor-pq", "bare-pq")):
+            rows.append(
+                f"| floor (a row per run, 2 statements): chains/s, {layout} "
+                f"| {med(a, 'chains_per_s'):.0f} ({rng(a, 'chains_per_s')}) "
+                f"| {med(b, 'chains_per_s'):.0f} "
+                f"| {ratio(med(a, 'chains_per_s'), med(b, 'chains_per_s'))} "
+                f"(rounds: {round_ratios(a, b, 'chains_per_s')}); CPU "
+                f"{ratio(med(a, 'cpu_ms_per_chain'), med(b, 'cpu_ms_per_chain'))} | |"
+            )
     post = {a: api_med(a, lambda r: r["req_per_s"]) for a in ("issueflow", "background")}
     p99 = {a: api_med(a, lambda r: r["steady"]["p99_ms"]) for a in ("issueflow", "background")}
     post_rounds = ", ".join(
@@ -372,7 +446,7 @@ in one prefork worker and with one worker per queue.
 ![chains per second](img/perf-chains.svg)
 
 ![CPU per chain](img/perf-cpu.svg)
-
+{floor_section(by_key)}
 ## POST /issues against the BackgroundTasks endpoint
 
 `{shown(cmds["api"])}`: one uvicorn process each, PostgreSQL, wrk with 32 connections,
