@@ -22,6 +22,7 @@ PYTHONPATH (scripts/bench/pipeline.py does that).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from functools import lru_cache
 from typing import Any
@@ -83,16 +84,21 @@ def probe() -> redis.Redis:
     return redis.Redis.from_url(os.environ["BENCH_PROBE_URL"])
 
 
-@lru_cache(maxsize=1)
+_floor = threading.local()
+
+
 def floor_cursor() -> Any:
-    """This process's one connection to the floor's table, its statements prepared."""
-    assert FLOOR_DSN is not None
-    connection = psycopg2.connect(FLOOR_DSN)
-    connection.autocommit = True
-    cursor = connection.cursor()
-    cursor.execute(FLOOR_TABLE)
-    for statement in FLOOR_STATEMENTS:
-        cursor.execute(statement)
+    """This thread's connection to the floor's table, its statements prepared (a worker of
+    the threads pool runs tasks in several threads; a psycopg2 cursor is not to be shared)."""
+    cursor = getattr(_floor, "cursor", None)
+    if cursor is None:
+        assert FLOOR_DSN is not None
+        connection = psycopg2.connect(FLOOR_DSN)
+        connection.autocommit = True
+        cursor = _floor.cursor = connection.cursor()
+        cursor.execute(FLOOR_TABLE)
+        for statement in FLOOR_STATEMENTS:
+            cursor.execute(statement)
     return cursor
 
 
